@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs and starts the local infrastructure
+# (scripts/infra.sh), installs the test tools, then runs every test with cargo-nextest.
+# Builds go to a cache outside the clone ($CARGO_TARGET_DIR, default ~/.cache/scalable-chat/target)
+# so repeated runs and CI reuse them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
+
+eval "$(scripts/infra.sh up)"
+eval "$(scripts/infra.sh tools)"
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+# Tests that restart a shared server run alone, after the rest (see .config/nextest.toml).
+cargo nextest run --workspace --profile ci -E 'not test(/broker_restart/)' "$@"
+cargo nextest run --workspace --profile ci -E 'test(/broker_restart/)' --no-tests=pass "$@"
