@@ -1,1 +1,449 @@
+//! The auth role: accounts, passwords and tokens (seed §Auth Service).
+//!
+//! - Passwords are hashed with argon2id (cost from `ARGON2_*`, default m=19 MiB, t=2, p=1, the
+//!   OWASP recommendation), on the blocking pool so hashing never stalls the RPC consumers.
+//! - Access tokens are short-lived Ed25519 JWTs with a `kid`; only this role holds the private key.
+//! - Refresh tokens are 256-bit random strings, stored as SHA-256 hashes, rotated on every use.
+//!   Every token descending from one login forms a family; presenting a spent token revokes the
+//!   whole family (the thief and the victim both have to log in again).
+//! - Login failures say the same thing whether or not the email exists, and take the same time:
+//!   an unknown email is checked against a dummy hash.
+//! - Login attempts are rate-limited per email and per client address.
 
+use std::sync::Arc;
+
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chat_core::config::{Argon2Params, Config};
+use chat_core::contracts::auth::*;
+use chat_core::contracts::Page;
+use chat_core::domain::{check_new_password, Email, PageRequest, PersonName};
+use chat_core::rpc::RpcServer;
+use chat_core::store::{
+    NewUser, RateLimiter, RefreshTokenRecord, RefreshTokenStore, RefreshUse, SigningKeyStore,
+    UserRecord, UserStore,
+};
+use chat_core::tokens::{
+    AccessClaims, PublicKeyJwk, SigningKey, TokenVerifier, VerifyingKey, ISSUER,
+};
+use chat_core::Error;
+use chrono::Utc;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Token lifetimes and login limits.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub access_ttl: std::time::Duration,
+    pub refresh_ttl: std::time::Duration,
+    pub argon2: Argon2Params,
+    pub login_max_per_email: u32,
+    pub login_max_per_address: u32,
+    pub login_window: std::time::Duration,
+}
+
+impl From<&Config> for AuthSettings {
+    fn from(c: &Config) -> Self {
+        AuthSettings {
+            access_ttl: c.access_token_ttl,
+            refresh_ttl: c.refresh_token_ttl,
+            argon2: c.argon2,
+            login_max_per_email: c.login_max_per_email,
+            login_max_per_address: c.login_max_per_address,
+            login_window: c.login_window,
+        }
+    }
+}
+
+/// The stores auth works on.
+pub struct AuthStores {
+    pub users: Arc<dyn UserStore>,
+    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// The auth service.
+pub struct AuthService {
+    stores: AuthStores,
+    signer: SigningKey,
+    /// Keys this role also accepts (the signer's, plus any from `JWT_PUBLIC_KEY_FILE`, such as a
+    /// key being rotated out).
+    published: Vec<VerifyingKey>,
+    verifier: TokenVerifier,
+    hasher: Argon2<'static>,
+    dummy_hash: String,
+    settings: AuthSettings,
+}
+
+fn invalid_credentials() -> Error {
+    Error::unauthorized("invalid email or password")
+}
+
+fn invalid_refresh() -> Error {
+    Error::unauthorized("invalid or expired refresh token")
+}
+
+/// SHA-256 hex of a refresh token: what the store keeps.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+impl AuthService {
+    /// Builds the service. `extra_keys` are further public keys to publish and accept.
+    pub fn new(
+        stores: AuthStores,
+        signer: SigningKey,
+        extra_keys: Vec<VerifyingKey>,
+        settings: AuthSettings,
+    ) -> Result<Self, Error> {
+        let params = Params::new(
+            settings.argon2.memory_kib,
+            settings.argon2.iterations,
+            settings.argon2.parallelism,
+            None,
+        )
+        .map_err(|e| Error::internal(format!("invalid argon2 parameters: {e}")))?;
+        let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = hasher
+            .hash_password(
+                b"dummy password for timing",
+                &SaltString::generate(&mut OsRng),
+            )
+            .map_err(Error::internal)?
+            .to_string();
+        let mut published = vec![signer.verifying_key()];
+        published.extend(extra_keys.into_iter().filter(|k| k.kid() != signer.kid()));
+        let verifier = TokenVerifier::new(published.clone(), None);
+        Ok(AuthService {
+            stores,
+            signer,
+            published,
+            verifier,
+            hasher,
+            dummy_hash,
+            settings,
+        })
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, Error> {
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || {
+            hasher
+                .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+                .map(|h| h.to_string())
+                .map_err(Error::internal)
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    async fn password_matches(&self, password: String, hash: String) -> Result<bool, Error> {
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(Error::internal)?;
+            Ok(hasher.verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    /// Creates an account and starts a session.
+    pub async fn register(&self, body: RegisterBody) -> Result<AuthSession, Error> {
+        let first_name = PersonName::parse("firstName", &body.first_name)?.into_inner();
+        let last_name = PersonName::parse("lastName", &body.last_name)?.into_inner();
+        let email = Email::parse(&body.email)?;
+        check_new_password(&body.password)?;
+        let password_hash = self.hash_password(body.password).await?;
+        let user = self
+            .stores
+            .users
+            .insert(NewUser {
+                first_name,
+                last_name,
+                email,
+                password_hash,
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "account registered");
+        self.start_session(&user, None).await
+    }
+
+    /// Checks credentials and starts a session.
+    pub async fn login(&self, request: LoginRequest) -> Result<AuthSession, Error> {
+        let email = Email::parse(&request.email);
+        let email_key = match &email {
+            Ok(e) => e.as_str().to_string(),
+            Err(_) => request
+                .email
+                .trim()
+                .to_lowercase()
+                .chars()
+                .take(254)
+                .collect(),
+        };
+        self.limit(
+            &format!("login:email:{email_key}"),
+            self.settings.login_max_per_email,
+        )
+        .await?;
+        if let Some(address) = &request.client_address {
+            self.limit(
+                &format!("login:address:{address}"),
+                self.settings.login_max_per_address,
+            )
+            .await?;
+        }
+        let user = match &email {
+            Ok(email) => self.stores.users.by_email(email).await?,
+            Err(_) => None,
+        };
+        // Unknown emails cost the same hash check as known ones.
+        let hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let matches = self.password_matches(request.password, hash).await?;
+        match user {
+            Some(user) if matches => self.start_session(&user, None).await,
+            _ => Err(invalid_credentials()),
+        }
+    }
+
+    async fn limit(&self, key: &str, max: u32) -> Result<(), Error> {
+        match self
+            .stores
+            .limiter
+            .hit(key, max, self.settings.login_window)
+            .await?
+        {
+            None => Ok(()),
+            Some(retry_after) => {
+                tracing::warn!(limit = max, "login rate limit reached");
+                Err(Error::rate_limited(retry_after))
+            }
+        }
+    }
+
+    /// Exchanges a refresh token for a new pair. A spent token revokes its family.
+    pub async fn refresh(&self, body: RefreshBody) -> Result<AuthSession, Error> {
+        match self
+            .stores
+            .refresh_tokens
+            .spend(&token_hash(&body.refresh_token))
+            .await?
+        {
+            RefreshUse::Fresh(record) => {
+                if record.expires_at <= Utc::now() {
+                    return Err(invalid_refresh());
+                }
+                let user = self
+                    .stores
+                    .users
+                    .by_id(&record.user_id)
+                    .await?
+                    .ok_or_else(invalid_refresh)?;
+                self.start_session(&user, Some(record.family_id)).await
+            }
+            RefreshUse::Reused(record) => {
+                let revoked = self
+                    .stores
+                    .refresh_tokens
+                    .revoke_family(&record.family_id)
+                    .await?;
+                tracing::warn!(user_id = %record.user_id, family_id = %record.family_id, revoked,
+                    "spent refresh token presented again; its family is revoked");
+                Err(invalid_refresh())
+            }
+            RefreshUse::Unknown => Err(invalid_refresh()),
+        }
+    }
+
+    /// Ends the session the refresh token belongs to. Unknown tokens are ignored (idempotent).
+    pub async fn logout(&self, body: RefreshBody) -> Result<(), Error> {
+        let record = match self
+            .stores
+            .refresh_tokens
+            .spend(&token_hash(&body.refresh_token))
+            .await?
+        {
+            RefreshUse::Fresh(r) | RefreshUse::Reused(r) => r,
+            RefreshUse::Unknown => return Ok(()),
+        };
+        self.stores
+            .refresh_tokens
+            .revoke_family(&record.family_id)
+            .await?;
+        tracing::info!(user_id = %record.user_id, "logged out");
+        Ok(())
+    }
+
+    /// The profile of `user_id`.
+    pub async fn user(&self, request: UserRef) -> Result<UserView, Error> {
+        self.stores
+            .users
+            .by_id(&request.user_id)
+            .await?
+            .map(|u| u.view())
+            .ok_or_else(|| Error::not_found("user not found"))
+    }
+
+    /// A page of users.
+    pub async fn list_users(&self, query: ListUsersQuery) -> Result<Page<UserView>, Error> {
+        let page = PageRequest::parse(query.page, query.limit)?;
+        let search = query
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        if search.is_some_and(|s| s.chars().count() > 100) {
+            return Err(Error::validation("search must be at most 100 characters"));
+        }
+        let (users, total) = self.stores.users.list(search, page).await?;
+        Ok(Page {
+            data: users.iter().map(UserRecord::view).collect(),
+            page: page.page,
+            limit: page.limit,
+            total,
+        })
+    }
+
+    /// Verifies an access token.
+    pub async fn verify(&self, request: VerifyRequest) -> Result<VerifiedUser, Error> {
+        let claims = self.verifier.verify(&request.token).await?;
+        Ok(VerifiedUser {
+            user_id: claims.sub,
+            email: claims.email,
+        })
+    }
+
+    /// The public keys that verify access tokens.
+    pub fn public_keys(&self) -> Vec<PublicKeyJwk> {
+        self.published.iter().map(VerifyingKey::to_jwk).collect()
+    }
+
+    async fn start_session(
+        &self,
+        user: &UserRecord,
+        family: Option<String>,
+    ) -> Result<AuthSession, Error> {
+        let now = Utc::now();
+        let access_ttl = self.settings.access_ttl.as_secs();
+        let refresh_ttl = self.settings.refresh_ttl.as_secs();
+        let claims = AccessClaims {
+            sub: user.id.clone(),
+            email: user.email.clone(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + access_ttl as i64,
+            iss: ISSUER.into(),
+            aud: ISSUER.into(),
+            jti: random_token(12),
+        };
+        let access_token = self.signer.sign(&claims)?;
+        let refresh_token = random_token(32);
+        self.stores
+            .refresh_tokens
+            .insert(RefreshTokenRecord {
+                token_hash: token_hash(&refresh_token),
+                family_id: family.unwrap_or_else(|| random_token(16)),
+                user_id: user.id.clone(),
+                created_at: now,
+                expires_at: now + chrono::Duration::seconds(refresh_ttl as i64),
+            })
+            .await?;
+        Ok(AuthSession {
+            user: user.view(),
+            tokens: TokenPair {
+                access_token,
+                refresh_token,
+                token_type: "Bearer".into(),
+                expires_in: access_ttl,
+                refresh_expires_in: refresh_ttl,
+            },
+        })
+    }
+}
+
+/// Loads the signing key: from `JWT_PRIVATE_KEY_FILE`, or else the development key shared
+/// through `keys` (generated on first start). Logs loudly when the development key is used.
+pub async fn load_signing_key(
+    config: &Config,
+    keys: &dyn SigningKeyStore,
+) -> Result<SigningKey, String> {
+    if let Some(path) = &config.jwt_private_key_file {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("JWT_PRIVATE_KEY_FILE: cannot read the file: {e}"))?;
+        let key = SigningKey::from_pem(&pem)
+            .map_err(|e| format!("JWT_PRIVATE_KEY_FILE: {}", e.message))?;
+        tracing::info!(kid = %key.kid(), "signing access tokens with the configured key");
+        return Ok(key);
+    }
+    let candidate = SigningKey::generate().map_err(|e| e.message)?;
+    let stored = keys
+        .development_key(candidate.to_pkcs8_der())
+        .await
+        .map_err(|e| e.message)?;
+    let key = SigningKey::from_pkcs8_der(&stored).map_err(|e| e.message)?;
+    tracing::warn!(kid = %key.kid(),
+        "DEVELOPMENT SIGNING KEY IN USE: JWT_PRIVATE_KEY_FILE is not set, so access tokens are signed with a key \
+         generated once and stored in MongoDB. Never run production like this; the operator mounts a real key.");
+    Ok(key)
+}
+
+macro_rules! bind {
+    ($server:expr, $service:expr, $pattern:ty, |$svc:ident, $req:ident| $body:expr) => {{
+        let service = $service.clone();
+        $server.handle::<$pattern, _, _>(move |$req, _ctx| {
+            let $svc = service.clone();
+            async move { $body }
+        })
+    }};
+}
+
+/// Registers every auth pattern on `server`.
+pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
+    let server = bind!(server, service, UserRegister, |s, req| s
+        .register(req)
+        .await);
+    let server = bind!(server, service, UserLogin, |s, req| s.login(req).await);
+    let server = bind!(server, service, TokenRefresh, |s, req| s.refresh(req).await);
+    let server = bind!(server, service, UserVerify, |s, req| s.verify(req).await);
+    let server = bind!(server, service, UserLogout, |s, req| s.logout(req).await);
+    let server = bind!(server, service, UserMe, |s, req| s.user(req).await);
+    let server = bind!(server, service, UserGet, |s, req| s.user(req).await);
+    let server = bind!(server, service, UserList, |s, req| s.list_users(req).await);
+    bind!(server, service, AuthKeys, |s, _req| Ok(s.public_keys()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_are_stored_as_sha256_hex() {
+        let h = token_hash("abc");
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn random_tokens_are_long_and_distinct() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+    }
+}

@@ -1,1 +1,284 @@
+//! The gateway role: the public REST API (seed §API Endpoints). Handlers validate the request's
+//! shape, authenticate the caller with the access token (public key only), and call the owning
+//! role over RPC; the reply's error code becomes the HTTP status in one place
+//! ([`chat_core::Error`]'s `IntoResponse`).
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use chat_core::contracts::auth::*;
+use chat_core::contracts::Page;
+use chat_core::error::ErrorBody;
+use chat_core::http::{Json, Query};
+use chat_core::rpc::{CallContext, RpcClient};
+use chat_core::tokens::{AccessClaims, PublicKeyJwk, TokenVerifier};
+use chat_core::Error;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// What the gateway's handlers share.
+#[derive(Clone)]
+pub struct Gateway {
+    pub rpc: RpcClient,
+    pub verifier: Arc<TokenVerifier>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// The authenticated caller, from `Authorization: Bearer <access token>`.
+pub struct AuthUser(pub AccessClaims);
+
+impl FromRequestParts<Gateway> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Gateway,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer token"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::unauthorized("Authorization must be: Bearer <access token>"))?;
+        state.verifier.verify(token).await.map(AuthUser)
+    }
+}
+
+fn client_address(state: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> String {
+    if state.trust_forwarded_for {
+        if let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        {
+            return first.to_string();
+        }
+    }
+    peer.ip().to_string()
+}
+
+/// `POST /auth/register`
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Account created and logged in", body = AuthSession),
+        (status = 400, description = "Malformed body or invalid value", body = ErrorBody),
+        (status = 409, description = "Email already registered", body = ErrorBody),
+    ))]
+async fn register(
+    State(gw): State<Gateway>,
+    ctx: CallContext,
+    Json(body): Json<RegisterBody>,
+) -> Result<impl IntoResponse, Error> {
+    let session = gw.rpc.call::<UserRegister>(&body, &ctx).await?;
+    Ok((StatusCode::CREATED, axum::Json(session)))
+}
+
+/// `POST /auth/login`
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in", body = AuthSession),
+        (status = 401, description = "Invalid email or password (the same answer for an unknown email)", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn login(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ctx: CallContext,
+    Json(body): Json<LoginBody>,
+) -> Result<axum::Json<AuthSession>, Error> {
+    let request = LoginRequest {
+        email: body.email,
+        password: body.password,
+        client_address: Some(client_address(&gw, &headers, peer)),
+    };
+    gw.rpc
+        .call::<UserLogin>(&request, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `POST /auth/refresh`
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token is spent", body = AuthSession),
+        (status = 401, description = "Unknown, expired or already-used refresh token (reuse revokes the whole session)", body = ErrorBody),
+    ))]
+async fn refresh(
+    State(gw): State<Gateway>,
+    ctx: CallContext,
+    Json(body): Json<RefreshBody>,
+) -> Result<axum::Json<AuthSession>, Error> {
+    gw.rpc
+        .call::<TokenRefresh>(&body, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `POST /auth/logout`
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshBody,
+    responses((status = 204, description = "The session's refresh tokens are revoked")))]
+async fn logout(
+    State(gw): State<Gateway>,
+    ctx: CallContext,
+    Json(body): Json<RefreshBody>,
+) -> Result<StatusCode, Error> {
+    gw.rpc.call::<UserLogout>(&body, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /auth/me`
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calling user", body = UserView),
+        (status = 401, description = "Missing, invalid or expired access token", body = ErrorBody),
+    ))]
+async fn me(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+) -> Result<axum::Json<UserView>, Error> {
+    gw.rpc
+        .call::<UserMe>(
+            &UserRef {
+                user_id: claims.sub,
+            },
+            &ctx,
+        )
+        .await
+        .map(axum::Json)
+}
+
+/// `GET /users`
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])), params(ListUsersQuery),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserView>),
+        (status = 400, description = "Invalid page, limit or search", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token", body = ErrorBody),
+    ))]
+async fn list_users(
+    State(gw): State<Gateway>,
+    _caller: AuthUser,
+    ctx: CallContext,
+    Query(query): Query<ListUsersQuery>,
+) -> Result<axum::Json<Page<UserView>>, Error> {
+    gw.rpc.call::<UserList>(&query, &ctx).await.map(axum::Json)
+}
+
+/// `GET /users/{id}`
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
+async fn get_user(
+    State(gw): State<Gateway>,
+    _caller: AuthUser,
+    ctx: CallContext,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UserView>, Error> {
+    gw.rpc
+        .call::<UserGet>(&UserRef { user_id: id }, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens, for other systems.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "JSON Web Key Set")))]
+async fn jwks(State(gw): State<Gateway>, ctx: CallContext) -> Result<impl IntoResponse, Error> {
+    let keys: Vec<PublicKeyJwk> = gw.rpc.call::<AuthKeys>(&(), &ctx).await?;
+    Ok(axum::Json(serde_json::json!({ "keys": keys })))
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of the REST API, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
+    paths(register, login, refresh, logout, me, list_users, get_user, jwks),
+    components(schemas(ErrorBody, chat_core::ErrorCode)),
+    modifiers(&BearerAuth),
+    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory")),
+)]
+pub struct ApiDoc;
+
+/// CORS from `CORS_ALLOWED_ORIGINS`: none (same-origin), a list, or `*`.
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// The gateway's routes.
+pub fn router(state: Gateway, cors_origins: &[String]) -> Router {
+    let openapi = ApiDoc::openapi();
+    let router = Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/users", get(list_users))
+        .route("/users/{id}", get(get_user))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(openapi) }),
+        )
+        .with_state(state);
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}

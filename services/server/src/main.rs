@@ -1,1 +1,236 @@
-fn main(){}
+//! `chat-server`: the one scalable-chat binary. `chat-server <role>` runs one service; `all` runs
+//! every service in one process; `migrate` creates the database indexes and exits.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use chat_core::config::Config;
+use chat_core::health::{Health, Probe};
+use chat_core::rpc::{RpcClient, RpcServer};
+use chat_core::{http, mongo, redis, shutdown, telemetry};
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "\
+usage: chat-server <role>
+
+roles:
+  gateway   the public REST API (default port 5000)
+  auth      accounts, passwords and tokens over RPC (health on port 3004)
+  all       every role in one process (port 5000)
+  migrate   create the MongoDB indexes, then exit
+
+Configuration comes from environment variables; see the README. Every variable has a default
+that works with `scripts/infra.sh up`.
+
+options:
+  -h, --help     this text
+  -V, --version  the version";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Gateway,
+    Auth,
+    All,
+    Migrate,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gateway" => Some(Role::Gateway),
+            "auth" => Some(Role::Auth),
+            "all" => Some(Role::All),
+            "migrate" => Some(Role::Migrate),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Auth => "auth",
+            Role::All => "all",
+            Role::Migrate => "migrate",
+        }
+    }
+    fn default_port(self) -> u16 {
+        match self {
+            Role::Auth => 3004,
+            _ => 5000,
+        }
+    }
+    fn runs_auth(self) -> bool {
+        matches!(self, Role::Auth | Role::All)
+    }
+    fn runs_gateway(self) -> bool {
+        matches!(self, Role::Gateway | Role::All)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let role = match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return if args.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        Some("-V" | "--version") => {
+            println!("chat-server {}", chat_core::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Some(name) => match Role::parse(name) {
+            Some(role) if args.len() == 1 => role,
+            _ => {
+                eprintln!("chat-server: unknown arguments {args:?}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format, &config.log_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chat-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(role, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(role = role.name(), "{message}");
+            eprintln!("chat-server {}: {message}", role.name());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(role: Role, config: Config) -> Result<(), String> {
+    tracing::info!(role = role.name(), version = chat_core::VERSION, namespace = %config.namespace, "starting");
+    let shutdown = shutdown::on_signal();
+    let app_name = format!("chat-server-{}", role.name());
+
+    if role == Role::Migrate {
+        let db = mongo::connect(
+            &config.mongodb_uri,
+            &config.mongodb_database(),
+            &app_name,
+            config.startup_timeout,
+        )
+        .await?;
+        let n = mongo::ensure_indexes(&db).await.map_err(|e| e.message)?;
+        tracing::info!(indexes = n, database = %config.mongodb_database(), "indexes are in place");
+        return Ok(());
+    }
+
+    let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
+    let mut router = Router::new();
+    let mut background = tokio::task::JoinSet::new();
+
+    if role.runs_auth() {
+        let db = mongo::connect(
+            &config.mongodb_uri,
+            &config.mongodb_database(),
+            &app_name,
+            config.startup_timeout,
+        )
+        .await?;
+        mongo::ensure_indexes(&db)
+            .await
+            .map_err(|e| format!("cannot create indexes: {}", e.message))?;
+        let cache = redis::connect(&config.redis_url, config.startup_timeout).await?;
+        let signer =
+            chat_auth::load_signing_key(&config, &mongo::MongoSigningKeyStore::new(&db)).await?;
+        let extra_keys = match &config.jwt_public_key_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {e}"))?;
+                chat_core::tokens::VerifyingKey::from_pem_bundle(&pem)
+                    .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {}", e.message))?
+            }
+            None => Vec::new(),
+        };
+        let stores = chat_auth::AuthStores {
+            users: Arc::new(mongo::MongoUserStore::new(&db)),
+            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(&db)),
+            limiter: Arc::new(redis::RedisRateLimiter::new(
+                cache.clone(),
+                &config.namespace,
+            )),
+        };
+        let service = chat_auth::AuthService::new(stores, signer, extra_keys, (&config).into())
+            .map_err(|e| e.message)?;
+        let server = chat_auth::rpc_handlers(
+            Arc::new(service),
+            RpcServer::new(&config.namespace, config.rpc_prefetch),
+        );
+        probes.push(Arc::new(mongo::MongoProbe(db)));
+        probes.push(Arc::new(redis::RedisProbe(cache)));
+        probes.push(Arc::new(server.status()));
+        let (uri, grace, token) = (
+            config.rabbitmq_uri.clone(),
+            config.shutdown_grace,
+            shutdown.clone(),
+        );
+        let name = format!("{app_name}-rpc-server");
+        background.spawn(async move { server.run(uri, &name, token, grace).await });
+    }
+
+    if role.runs_gateway() {
+        let rpc = RpcClient::start(
+            config.rabbitmq_uri.clone(),
+            &config.namespace,
+            config.rpc_timeout,
+            &format!("{app_name}-rpc-client"),
+            shutdown.clone(),
+        );
+        let verifier = chat_core::contracts::auth::verifier(&config, &rpc)?;
+        probes.push(Arc::new(rpc.status()));
+        let state = chat_gateway::Gateway {
+            rpc,
+            verifier: Arc::new(verifier),
+            trust_forwarded_for: config.trust_forwarded_for,
+        };
+        router = router.merge(chat_gateway::router(state, &config.cors_allowed_origins));
+    }
+
+    let health = Health::new(role.name(), probes);
+    let app = http::with_common_layers(router.merge(health.router()), config.max_body_bytes);
+    let port = config.port.unwrap_or(role.default_port());
+    let listener = http::bind(config.bind_address, port)
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(role = role.name(), %address, rabbitmq = %config.rabbitmq_uri.redacted_uri(), "listening");
+
+    // Readiness turns false first, then the listener stops accepting and in-flight requests finish.
+    let stop_http = CancellationToken::new();
+    {
+        let (health, stop_http, shutdown) = (health.clone(), stop_http.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            health.set_draining();
+            stop_http.cancel();
+        });
+    }
+    http::serve(listener, app, stop_http)
+        .await
+        .map_err(|e| format!("http server failed: {e}"))?;
+    shutdown.cancel();
+    while background.join_next().await.is_some() {}
+    tracing::info!(role = role.name(), "stopped");
+    Ok(())
+}

@@ -1,0 +1,504 @@
+//! Configuration from environment variables, validated once at start-up.
+//!
+//! Every variable has a documented default (see the README's configuration table), chosen so that
+//! a developer machine running `scripts/infra.sh up` needs none of them. A bad value stops the
+//! process with a [`ConfigError`] naming the variable; the value itself is never printed, because
+//! several variables carry credentials.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that must never be printed (connection strings with passwords).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret value. Call only where the value is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The value with any password in a `scheme://user:password@host` URI replaced by `***`,
+    /// fit for logs.
+    pub fn redacted_uri(&self) -> String {
+        redact_uri(&self.0)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host/...` with `***`.
+pub fn redact_uri(uri: &str) -> String {
+    let Some(scheme_end) = uri.find("://") else {
+        return uri.to_string();
+    };
+    let rest = &uri[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return uri.to_string();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    let masked = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        user.to_string()
+    };
+    format!("{}{}{}", &uri[..scheme_end + 3], masked, &rest[at..])
+}
+
+/// A configuration problem: which variable, and why. Never contains the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything a scalable-chat process reads from its environment. Each role uses the parts it
+/// needs; all values are validated whichever role runs, so a typo never waits for the day a
+/// code path first reads it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT`: HTTP port (API and/or health and metrics). Default: the role's port.
+    pub port: Option<u16>,
+    /// `BIND_ADDRESS`: address to listen on. Default `0.0.0.0`.
+    pub bind_address: std::net::IpAddr,
+    /// `LOG_FORMAT`: `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`: tracing filter. Default `info`.
+    pub log_filter: String,
+    /// `CHAT_NAMESPACE`: prefix of RabbitMQ queues, Redis keys and Kafka topics, so several
+    /// deployments (or test runs) can share one broker. Default `chat`.
+    pub namespace: String,
+    /// `MONGODB_URI`: MongoDB connection string; the database is the URI's path.
+    /// Default `mongodb://127.0.0.1:27017/scalable_chat`.
+    pub mongodb_uri: Secret,
+    /// `RABBITMQ_URI`: AMQP URI. Default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub rabbitmq_uri: Secret,
+    /// `REDIS_URL`: Redis URL. Default `redis://127.0.0.1:6379`.
+    pub redis_url: Secret,
+    /// `KAFKA_BROKERS`: comma-separated `host:port` list. Default `127.0.0.1:9092`.
+    pub kafka_brokers: String,
+    /// `RPC_TIMEOUT_MS`: how long a caller waits for an RPC reply. Default 5000.
+    pub rpc_timeout: Duration,
+    /// `RPC_PREFETCH`: RPC requests one process handles concurrently (AMQP prefetch). Default 32.
+    pub rpc_prefetch: u16,
+    /// `STARTUP_TIMEOUT_SECONDS`: how long to wait for MongoDB and Redis at start-up. Default 60.
+    pub startup_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight work may take after SIGTERM. Default 20.
+    pub shutdown_grace: Duration,
+    /// `JWT_PRIVATE_KEY_FILE` (auth): PKCS#8 PEM Ed25519 key that signs access tokens. When
+    /// unset, auth uses a development key generated once and stored in MongoDB.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// `JWT_PUBLIC_KEY_FILE`: SPKI PEM Ed25519 public key(s) that verify access tokens. When unset,
+    /// verifying roles fetch the public keys from auth over RPC.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `ACCESS_TOKEN_TTL_SECONDS`: access-token lifetime. Default 900 (15 minutes).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECONDS`: refresh-token lifetime. Default 2592000 (30 days).
+    pub refresh_token_ttl: Duration,
+    /// `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`: password hashing cost.
+    /// Defaults 19456, 2, 1 (the OWASP argon2id recommendation).
+    pub argon2: Argon2Params,
+    /// `LOGIN_MAX_ATTEMPTS_PER_EMAIL`: login attempts per email per window. Default 10.
+    pub login_max_per_email: u32,
+    /// `LOGIN_MAX_ATTEMPTS_PER_ADDRESS`: login attempts per client address per window. Default 50.
+    pub login_max_per_address: u32,
+    /// `LOGIN_RATE_WINDOW_SECONDS`: the rate-limit window. Default 300.
+    pub login_window: Duration,
+    /// `MAX_BODY_BYTES`: largest accepted JSON request body. Default 65536.
+    pub max_body_bytes: usize,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins allowed to call the API from a browser, or
+    /// `*`. Default empty (same-origin only, as behind the ingress).
+    pub cors_allowed_origins: Vec<String>,
+    /// `TRUST_FORWARDED_FOR`: take the client address from `X-Forwarded-For` (behind an ingress).
+    /// Default `false`.
+    pub trust_forwarded_for: bool,
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&std::env::vars().collect())
+    }
+
+    /// Reads configuration from a map of variables (the process environment in production).
+    pub fn from_lookup(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let config = Config {
+            port: env.optional("PORT", "a TCP port number (1-65535)", |v| {
+                v.parse::<u16>().ok().filter(|p| *p > 0)
+            })?,
+            bind_address: env.parse("BIND_ADDRESS", "0.0.0.0".parse().unwrap(), "an IP address")?,
+            log_format: env.choice(
+                "LOG_FORMAT",
+                LogFormat::Text,
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+            log_filter: env.string("RUST_LOG", "info"),
+            namespace: env.checked(
+                "CHAT_NAMESPACE",
+                "chat",
+                "1-40 characters of a-z, 0-9, '-', '_'",
+                |v| {
+                    (1..=40).contains(&v.len())
+                        && v.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                        })
+                },
+            )?,
+            mongodb_uri: env.uri(
+                "MONGODB_URI",
+                "mongodb://127.0.0.1:27017/scalable_chat",
+                &["mongodb://", "mongodb+srv://"],
+            )?,
+            rabbitmq_uri: env.uri(
+                "RABBITMQ_URI",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                &["amqp://", "amqps://"],
+            )?,
+            redis_url: env.uri(
+                "REDIS_URL",
+                "redis://127.0.0.1:6379",
+                &["redis://", "rediss://"],
+            )?,
+            kafka_brokers: env.checked(
+                "KAFKA_BROKERS",
+                "127.0.0.1:9092",
+                "a comma-separated list of host:port",
+                |v| {
+                    v.split(',').all(|b| {
+                        b.rsplit_once(':')
+                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                    })
+                },
+            )?,
+            rpc_timeout: env.millis("RPC_TIMEOUT_MS", 5000, 10..=600_000)?,
+            rpc_prefetch: env.ranged("RPC_PREFETCH", 32u16, 1..=1000)?,
+            startup_timeout: env.seconds("STARTUP_TIMEOUT_SECONDS", 60, 1..=3600)?,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600)?,
+            jwt_private_key_file: env.path("JWT_PRIVATE_KEY_FILE")?,
+            jwt_public_key_file: env.path("JWT_PUBLIC_KEY_FILE")?,
+            access_token_ttl: env.seconds("ACCESS_TOKEN_TTL_SECONDS", 900, 10..=86_400)?,
+            refresh_token_ttl: env.seconds(
+                "REFRESH_TOKEN_TTL_SECONDS",
+                2_592_000,
+                60..=31_536_000,
+            )?,
+            argon2: Argon2Params {
+                memory_kib: env.ranged("ARGON2_MEMORY_KIB", 19_456u32, 8..=4_194_304)?,
+                iterations: env.ranged("ARGON2_ITERATIONS", 2u32, 1..=100)?,
+                parallelism: env.ranged("ARGON2_PARALLELISM", 1u32, 1..=64)?,
+            },
+            login_max_per_email: env.ranged(
+                "LOGIN_MAX_ATTEMPTS_PER_EMAIL",
+                10u32,
+                1..=1_000_000,
+            )?,
+            login_max_per_address: env.ranged(
+                "LOGIN_MAX_ATTEMPTS_PER_ADDRESS",
+                50u32,
+                1..=1_000_000,
+            )?,
+            login_window: env.seconds("LOGIN_RATE_WINDOW_SECONDS", 300, 1..=86_400)?,
+            max_body_bytes: env.ranged("MAX_BODY_BYTES", 65_536usize, 1024..=64 * 1024 * 1024)?,
+            cors_allowed_origins: env
+                .string("CORS_ALLOWED_ORIGINS", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            trust_forwarded_for: env.choice(
+                "TRUST_FORWARDED_FOR",
+                false,
+                &[("true", true), ("false", false), ("1", true), ("0", false)],
+            )?,
+        };
+        if config.refresh_token_ttl <= config.access_token_ttl {
+            return Err(ConfigError {
+                variable: "REFRESH_TOKEN_TTL_SECONDS",
+                reason: "must be longer than ACCESS_TOKEN_TTL_SECONDS".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The MongoDB database name: the URI's path, or `scalable_chat`.
+    pub fn mongodb_database(&self) -> String {
+        database_from_uri(self.mongodb_uri.expose()).unwrap_or_else(|| "scalable_chat".into())
+    }
+}
+
+fn database_from_uri(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split('?').next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_string()
+    }
+
+    fn checked(
+        &self,
+        name: &'static str,
+        default: &str,
+        expected: &str,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        if ok(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable: name,
+                reason: format!("expected {expected}"),
+            })
+        }
+    }
+
+    fn optional<T>(
+        &self,
+        name: &'static str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(v) => parse(v).map(Some).ok_or_else(|| ConfigError {
+                variable: name,
+                reason: format!("expected {expected}"),
+            }),
+        }
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        Ok(self
+            .optional(name, expected, |v| v.parse().ok())?
+            .unwrap_or(default))
+    }
+
+    fn ranged<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        let value = self.parse(name, default, &expected)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable: name,
+                reason: format!("expected {expected}"),
+            })
+        }
+    }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(name, default, range).map(Duration::from_secs)
+    }
+
+    fn millis(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(name, default, range).map(Duration::from_millis)
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        name: &'static str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let Some(v) = self.raw(name) else {
+            return Ok(default);
+        };
+        options
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(v))
+            .map(|(_, value)| *value)
+            .ok_or_else(|| ConfigError {
+                variable: name,
+                reason: format!(
+                    "expected one of: {}",
+                    options
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    fn uri(
+        &self,
+        name: &'static str,
+        default: &str,
+        schemes: &[&str],
+    ) -> Result<Secret, ConfigError> {
+        let value = self.string(name, default);
+        if schemes.iter().any(|s| value.starts_with(s))
+            && value.len() > value.find("://").unwrap_or(0) + 3
+        {
+            Ok(Secret(value))
+        } else {
+            Err(ConfigError {
+                variable: name,
+                reason: format!("expected a URI starting with {}", schemes.join(" or ")),
+            })
+        }
+    }
+
+    fn path(&self, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(p) => {
+                let path = PathBuf::from(p);
+                if path.is_file() {
+                    Ok(Some(path))
+                } else {
+                    Err(ConfigError {
+                        variable: name,
+                        reason: "no readable file at that path".into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let c = Config::from_lookup(&HashMap::new()).unwrap();
+        assert_eq!(c.namespace, "chat");
+        assert_eq!(c.rpc_timeout, Duration::from_secs(5));
+        assert_eq!(c.mongodb_database(), "scalable_chat");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = Config::from_lookup(&vars(&[("PORT", "eighty")])).unwrap_err();
+        assert_eq!(err.variable, "PORT");
+        let err = Config::from_lookup(&vars(&[("RPC_TIMEOUT_MS", "0")])).unwrap_err();
+        assert_eq!(err.variable, "RPC_TIMEOUT_MS");
+        let err = Config::from_lookup(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("LOG_FORMAT") && err.to_string().contains("json"));
+    }
+
+    #[test]
+    fn a_bad_secret_is_never_echoed() {
+        let err = Config::from_lookup(&vars(&[("MONGODB_URI", "postgres://admin:hunter2@db")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "MONGODB_URI");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_debug_print_redacted() {
+        let c =
+            Config::from_lookup(&vars(&[("REDIS_URL", "redis://:hunter2@cache:6379")])).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn uri_passwords_are_redacted_for_logs() {
+        assert_eq!(
+            redact_uri("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_uri("redis://:pw@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_uri("mongodb://h:27017/db"), "mongodb://h:27017/db");
+    }
+
+    #[test]
+    fn refresh_tokens_must_outlive_access_tokens() {
+        let err = Config::from_lookup(&vars(&[
+            ("ACCESS_TOKEN_TTL_SECONDS", "3600"),
+            ("REFRESH_TOKEN_TTL_SECONDS", "600"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "REFRESH_TOKEN_TTL_SECONDS");
+    }
+
+    #[test]
+    fn database_name_comes_from_the_uri_path() {
+        assert_eq!(
+            database_from_uri("mongodb://h:1/chat_x?retryWrites=false").as_deref(),
+            Some("chat_x")
+        );
+        assert_eq!(database_from_uri("mongodb://h:1/?x=1"), None);
+    }
+
+    #[test]
+    fn namespace_rejects_characters_unsafe_for_queue_names() {
+        assert!(Config::from_lookup(&vars(&[("CHAT_NAMESPACE", "Prod Chat")])).is_err());
+        assert!(Config::from_lookup(&vars(&[("CHAT_NAMESPACE", "prod-chat_1")])).is_ok());
+    }
+}

@@ -1,0 +1,191 @@
+//! The auth role's RPC patterns (seed §Auth Service) and the bodies of the `/auth` and `/users`
+//! endpoints. Request types holding a password deliberately do not implement `Debug`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::Page;
+use crate::rpc::RpcPattern;
+use crate::tokens::PublicKeyJwk;
+
+/// `POST /auth/register` body.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterBody {
+    #[schema(example = "John")]
+    pub first_name: String,
+    #[schema(example = "Doe")]
+    pub last_name: String,
+    #[schema(example = "john@example.com")]
+    pub email: String,
+    /// 8 to 128 characters.
+    #[schema(example = "securePassword123")]
+    pub password: String,
+}
+
+/// `POST /auth/login` body.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginBody {
+    #[schema(example = "john@example.com")]
+    pub email: String,
+    #[schema(example = "securePassword123")]
+    pub password: String,
+}
+
+/// The `user.login` request: the body plus the client address the gateway saw (for rate limits).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    pub client_address: Option<String>,
+}
+
+/// `POST /auth/refresh` and `POST /auth/logout` body.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshBody {
+    /// The opaque refresh token from login, register or the last refresh.
+    pub refresh_token: String,
+}
+
+/// A user as clients see it. There is no password field at all: hashes never leave auth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    #[schema(example = "665f1f77bcf86cd799439011")]
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Access and refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    /// JWT for `Authorization: Bearer ...` and the socket handshake.
+    pub access_token: String,
+    /// Opaque; exchange it at `/auth/refresh`. Each refresh token works once.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_expires_in: u64,
+}
+
+/// The answer to register, login and refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSession {
+    pub user: UserView,
+    #[serde(flatten)]
+    pub tokens: TokenPair,
+}
+
+/// Names one user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRef {
+    pub user_id: String,
+}
+
+/// `GET /users` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Page number, from 1. Default 1.
+    pub page: Option<u32>,
+    /// Page size. Default 10, capped at 100.
+    pub limit: Option<u32>,
+    /// Case-insensitive match on first name, last name and email; every word must match.
+    pub search: Option<String>,
+}
+
+/// `user.verify` request (the seed's token check, for roles that prefer asking auth).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyRequest {
+    pub token: String,
+}
+
+/// Who a verified token belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedUser {
+    pub user_id: String,
+    pub email: String,
+}
+
+macro_rules! pattern {
+    ($(#[$doc:meta])* $name:ident, $wire:literal, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl RpcPattern for $name {
+            const NAME: &'static str = $wire;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
+}
+
+pattern!(/// Create an account and log it in.
+    UserRegister, "user.register", RegisterBody => AuthSession);
+pattern!(/// Check credentials and issue tokens.
+    UserLogin, "user.login", LoginRequest => AuthSession);
+pattern!(/// Exchange a refresh token for a new pair (rotation; reuse revokes the family).
+    TokenRefresh, "token.refresh", RefreshBody => AuthSession);
+pattern!(/// Verify an access token.
+    UserVerify, "user.verify", VerifyRequest => VerifiedUser);
+pattern!(/// Revoke the refresh-token family of a session.
+    UserLogout, "user.logout", RefreshBody => ());
+pattern!(/// The calling user's profile.
+    UserMe, "user.me", UserRef => UserView);
+pattern!(/// One user by id.
+    UserGet, "user.get", UserRef => UserView);
+pattern!(/// Users, paginated and searchable.
+    UserList, "user.list", ListUsersQuery => Page<UserView>);
+pattern!(/// The public keys that verify access tokens.
+    AuthKeys, "auth.keys", () => Vec<PublicKeyJwk>);
+
+/// Fetches verification keys from auth over RPC.
+pub struct RpcKeySource(pub crate::rpc::RpcClient);
+
+#[async_trait::async_trait]
+impl crate::tokens::KeySource for RpcKeySource {
+    async fn fetch(&self) -> Result<Vec<PublicKeyJwk>, crate::Error> {
+        self.0
+            .call::<AuthKeys>(&(), &crate::rpc::CallContext::internal())
+            .await
+    }
+}
+
+/// The token verifier of a non-auth role: the keys in `JWT_PUBLIC_KEY_FILE` if set, and auth's
+/// published keys (fetched over RPC when a token names a key not known yet).
+pub fn verifier(
+    config: &crate::config::Config,
+    rpc: &crate::rpc::RpcClient,
+) -> Result<crate::tokens::TokenVerifier, String> {
+    let keys = match &config.jwt_public_key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: cannot read the file: {e}"))?;
+            crate::tokens::VerifyingKey::from_pem_bundle(&pem)
+                .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {}", e.message))?
+        }
+        None => Vec::new(),
+    };
+    Ok(crate::tokens::TokenVerifier::new(
+        keys,
+        Some(std::sync::Arc::new(RpcKeySource(rpc.clone()))),
+    ))
+}

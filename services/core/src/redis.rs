@@ -1,0 +1,94 @@
+//! Redis adapter: connection with start-up retry, the readiness probe and the rate limiter.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::config::Secret;
+use crate::error::Error;
+use crate::health::Probe;
+use crate::store::RateLimiter;
+
+/// Connects, retrying until `timeout`; the returned manager reconnects by itself afterwards.
+pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, String> {
+    let client = redis::Client::open(url.expose())
+        .map_err(|_| "REDIS_URL is not a valid Redis URL".to_string())?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+            Ok(manager) => return Ok(manager),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(url = %url.redacted_uri(), error = %e, "waiting for redis");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "redis at {} did not answer: {e}",
+                    url.redacted_uri()
+                ))
+            }
+        }
+    }
+}
+
+/// Readiness: `PING`.
+pub struct RedisProbe(pub ConnectionManager);
+
+#[async_trait::async_trait]
+impl Probe for RedisProbe {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    async fn check(&self) -> Result<(), String> {
+        let mut conn = self.0.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Fixed-window counters: `INCR` plus `EXPIRE NX`, in one round trip. Keys are prefixed with the
+/// namespace.
+pub struct RedisRateLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisRateLimiter {
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+        RedisRateLimiter {
+            conn,
+            prefix: format!("{namespace}:ratelimit:"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, Error> {
+        let key = format!("{}{key}", self.prefix);
+        let mut conn = self.conn.clone();
+        let (count, ttl): (u64, i64) = redis::pipe()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window.as_secs().max(1))
+            .arg("NX")
+            .ignore()
+            .cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        if count > u64::from(limit) {
+            Ok(Some(ttl.max(1) as u64))
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Ports: the storage and rate-limit operations services depend on. Services hold these as trait
+//! objects; [`crate::mongo`] and [`crate::redis`] are the production adapters.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::contracts::auth::UserView;
+use crate::domain::{Email, PageRequest};
+use crate::error::Error;
+
+/// A user to create.
+pub struct NewUser {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Email,
+    pub password_hash: String,
+}
+
+/// A stored user, password hash included. Only auth sees this type; clients get [`UserView`].
+#[derive(Clone)]
+pub struct UserRecord {
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub profile_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserRecord {
+    /// The client-facing view, without the hash.
+    pub fn view(&self) -> UserView {
+        UserView {
+            id: self.id.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            profile_url: self.profile_url.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Users.
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user; a taken email is [`ErrorCode::Conflict`](crate::ErrorCode::Conflict).
+    async fn insert(&self, user: NewUser) -> Result<UserRecord, Error>;
+    async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>, Error>;
+    /// `None` for an unknown or malformed id.
+    async fn by_id(&self, id: &str) -> Result<Option<UserRecord>, Error>;
+    /// A page of users (oldest first) whose names or email contain every word of `search`,
+    /// case-insensitively; and the total number of matches.
+    async fn list(
+        &self,
+        search: Option<&str>,
+        page: PageRequest,
+    ) -> Result<(Vec<UserRecord>, u64), Error>;
+}
+
+/// A stored refresh token. The token itself is never stored, only its SHA-256.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRecord {
+    pub token_hash: String,
+    /// All tokens descending from one login share a family.
+    pub family_id: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What happened when a refresh token was presented.
+#[derive(Debug)]
+pub enum RefreshUse {
+    /// First use: it is now spent.
+    Fresh(RefreshTokenRecord),
+    /// Already spent, or its family revoked: a sign of theft.
+    Reused(RefreshTokenRecord),
+    /// Not a token we issued (or long expired and removed).
+    Unknown,
+}
+
+/// Refresh tokens, rotated on every use.
+#[async_trait::async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    async fn insert(&self, token: RefreshTokenRecord) -> Result<(), Error>;
+    /// Atomically spends the token: of two concurrent uses, exactly one is `Fresh`.
+    async fn spend(&self, token_hash: &str) -> Result<RefreshUse, Error>;
+    /// Revokes every token of the family; returns how many were still live.
+    async fn revoke_family(&self, family_id: &str) -> Result<u64, Error>;
+}
+
+/// Storage for the development signing key, shared by every auth replica.
+#[async_trait::async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// Stores `candidate` (PKCS#8 DER) unless a development key exists; returns the stored key.
+    async fn development_key(&self, candidate: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+/// Counts attempts in fixed windows.
+#[async_trait::async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one attempt under `key`. `Ok(None)` if within `limit` per `window`, otherwise
+    /// `Ok(Some(seconds))` until the window resets.
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, Error>;
+}
