@@ -1,1 +1,359 @@
+//! Harness for black-box tests: starts `chat-server` roles as real processes on free ports,
+//! against the real servers of `scripts/infra.sh`, each test in its own MongoDB database and
+//! namespace (queues, keys), and drives them over HTTP.
+//!
+//! Every response body goes through [`Response::new`], which fails the test if it contains a
+//! password hash: no endpoint may ever return one.
 
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The `chat-server` binary cargo built next to this test binary.
+pub fn chat_server_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
+    let bin = dir.join(format!("chat-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p chat-server` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A short unique name.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// `MONGODB_URI` without its database path, so tests can pick their own database.
+fn mongodb_server_uri() -> String {
+    let uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017");
+    let (scheme, rest) = uri.split_once("://").expect("MONGODB_URI has a scheme");
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// A running `chat-server` process, killed when dropped.
+pub struct RoleProcess {
+    pub role: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl RoleProcess {
+    /// Sends SIGKILL and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The environment of one isolated test deployment.
+#[derive(Clone)]
+pub struct Deployment {
+    pub namespace: String,
+    pub database: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Deployment {
+    /// A fresh namespace and database; `extra` adds or overrides variables.
+    pub fn new(extra: &[(&str, &str)]) -> Self {
+        let namespace = unique("t");
+        let database = format!("test_{namespace}");
+        let mut env = vec![
+            ("CHAT_NAMESPACE".to_string(), namespace.clone()),
+            (
+                "MONGODB_URI".to_string(),
+                format!("{}/{database}", mongodb_server_uri()),
+            ),
+            (
+                "RABBITMQ_URI".to_string(),
+                env_or("RABBITMQ_URI", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ),
+            (
+                "REDIS_URL".to_string(),
+                env_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            ),
+            (
+                "KAFKA_BROKERS".to_string(),
+                env_or("KAFKA_BROKERS", "127.0.0.1:9092"),
+            ),
+            ("RUST_LOG".to_string(), env_or("TEST_RUST_LOG", "warn")),
+            ("BIND_ADDRESS".to_string(), "127.0.0.1".to_string()),
+            // Cheaper hashing keeps the suite fast; production defaults are tested in unit tests.
+            ("ARGON2_MEMORY_KIB".to_string(), "4096".to_string()),
+            ("ARGON2_ITERATIONS".to_string(), "1".to_string()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        Deployment {
+            namespace,
+            database,
+            env,
+        }
+    }
+
+    /// Starts `chat-server <role>` on a free port and waits until its `/readyz` answers 200.
+    pub async fn spawn(&self, role: &str) -> RoleProcess {
+        let port = free_port();
+        let child = Command::new(chat_server_bin())
+            .arg(role)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("chat-server starts");
+        let mut process = RoleProcess {
+            role: role.to_string(),
+            port,
+            child,
+        };
+        wait_ready(&mut process).await;
+        process
+    }
+}
+
+async fn wait_ready(process: &mut RoleProcess) {
+    let url = format!("http://127.0.0.1:{}/readyz", process.port);
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!(
+                "chat-server {} exited during start-up: {status}",
+                process.role
+            );
+        }
+        if let Ok(r) = client
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "chat-server {} not ready after 30s",
+            process.role
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A response, checked for leaked password hashes.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    async fn new(r: reqwest::Response) -> Self {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        assert!(
+            !text.contains("$argon2") && !text.to_lowercase().contains("passwordhash"),
+            "a response contains a password hash: {text}"
+        );
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Asserts the status and the error shape `{"error":{"code","message"}}`; returns the code.
+    pub fn assert_error(&self, status: u16) -> &str {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let error = &self.body["error"];
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no error message in {}",
+            self.text
+        );
+        let code = error["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.text));
+        assert_eq!(
+            self.body.as_object().map(|o| o.len()),
+            Some(1),
+            "extra members in {}",
+            self.text
+        );
+        code
+    }
+}
+
+/// An HTTP client bound to one base URL.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(port: u16) -> Self {
+        Api {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        Response::new(
+            request
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    /// Registers a user and returns the session (`user`, `accessToken`, `refreshToken`, ...).
+    pub async fn register(&self, first: &str, last: &str, email: &str, password: &str) -> Value {
+        let r = self
+            .post(
+                "/auth/register",
+                json!({"firstName": first, "lastName": last, "email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "register failed: {}", r.text);
+        r.body
+    }
+}
+
+/// Gateway and auth as two separate processes of one deployment.
+pub struct Stack {
+    pub deployment: Deployment,
+    pub api: Api,
+    pub gateway: RoleProcess,
+    pub auth: RoleProcess,
+}
+
+impl Stack {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let deployment = Deployment::new(extra);
+        let auth = deployment.spawn("auth").await;
+        let gateway = deployment.spawn("gateway").await;
+        Stack {
+            api: Api::new(gateway.port),
+            deployment,
+            gateway,
+            auth,
+        }
+    }
+}
+
+/// An Ed25519 key pair written to PEM files, for deployments configured with real keys.
+pub struct KeyFiles {
+    pub dir: PathBuf,
+    pub private_pem: PathBuf,
+    pub public_pem: PathBuf,
+    pub key: chat_core::tokens::SigningKey,
+}
+
+impl KeyFiles {
+    pub fn generate() -> Self {
+        use base64::Engine;
+        let key = chat_core::tokens::SigningKey::generate().unwrap();
+        let dir = std::env::temp_dir().join(unique("chat-keys-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.to_pkcs8_der());
+        let private = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+        let (private_pem, public_pem) = (dir.join("private.pem"), dir.join("public.pem"));
+        std::fs::write(&private_pem, private).unwrap();
+        std::fs::write(&public_pem, key.verifying_key().to_pem()).unwrap();
+        KeyFiles {
+            dir,
+            private_pem,
+            public_pem,
+            key,
+        }
+    }
+}
+
+impl Drop for KeyFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -260,10 +260,11 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// The gateway's routes.
-pub fn router(state: Gateway, cors_origins: &[String]) -> Router {
+/// The gateway's routes. CORS is not applied here: it must wrap the whole stack (see [`cors`]),
+/// or preflight requests would meet the method-not-allowed fallback first.
+pub fn router(state: Gateway) -> Router {
     let openapi = ApiDoc::openapi();
-    let router = Router::new()
+    Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
@@ -276,9 +277,5 @@ pub fn router(state: Gateway, cors_origins: &[String]) -> Router {
             "/openapi.json",
             get(move || async move { axum::Json(openapi) }),
         )
-        .with_state(state);
-    match cors(cors_origins) {
-        Some(layer) => router.layer(layer),
-        None => router,
-    }
+        .with_state(state)
 }

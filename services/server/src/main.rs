@@ -204,11 +204,16 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             verifier: Arc::new(verifier),
             trust_forwarded_for: config.trust_forwarded_for,
         };
-        router = router.merge(chat_gateway::router(state, &config.cors_allowed_origins));
+        router = router.merge(chat_gateway::router(state));
     }
 
     let health = Health::new(role.name(), probes);
-    let app = http::with_common_layers(router.merge(health.router()), config.max_body_bytes);
+    let mut app = http::with_common_layers(router.merge(health.router()), config.max_body_bytes);
+    if let Some(cors) =
+        chat_gateway::cors(&config.cors_allowed_origins).filter(|_| role.runs_gateway())
+    {
+        app = app.layer(cors);
+    }
     let port = config.port.unwrap_or(role.default_port());
     let listener = http::bind(config.bind_address, port)
         .await
