@@ -20,6 +20,7 @@ pub mod mongo;
 pub mod redis;
 pub mod rpc;
 pub mod shutdown;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

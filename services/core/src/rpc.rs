@@ -59,6 +59,21 @@ pub trait RpcPattern: Send + Sync + 'static {
     type Response: Serialize + DeserializeOwned + Send + 'static;
 }
 
+/// Declares an [`RpcPattern`]: `rpc_pattern!(/// doc
+/// UserLogin, "user.login", LoginRequest => AuthSession);`
+#[macro_export]
+macro_rules! rpc_pattern {
+    ($(#[$doc:meta])* $name:ident, $wire:literal, $req:ty => $resp:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl $crate::rpc::RpcPattern for $name {
+            const NAME: &'static str = $wire;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
+}
+
 /// Ids that follow a request across roles, for logs.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {

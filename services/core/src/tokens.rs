@@ -239,6 +239,16 @@ impl VerifyingKey {
     }
 }
 
+/// The public keys in `JWT_PUBLIC_KEY_FILE`, if it is set.
+pub fn public_keys_from_file(path: Option<&std::path::Path>) -> Result<Vec<VerifyingKey>, String> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: cannot read the file: {e}"))?;
+    VerifyingKey::from_pem_bundle(&pem).map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {}", e.message))
+}
+
 /// Where a verifier fetches public keys it does not know yet (auth, over RPC).
 #[async_trait::async_trait]
 pub trait KeySource: Send + Sync {

@@ -6,37 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::config::Secret;
-use chat_core::rpc::{CallContext, RpcClient, RpcPattern, RpcServer};
+use chat_core::rpc::{CallContext, RpcClient, RpcServer};
 use chat_core::{Error, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
-struct Echo;
-impl RpcPattern for Echo {
-    const NAME: &'static str = "test.echo";
-    type Request = String;
-    type Response = String;
-}
-
-struct Fail;
-impl RpcPattern for Fail {
-    const NAME: &'static str = "test.fail";
-    type Request = ();
-    type Response = ();
-}
-
-struct Slow;
-impl RpcPattern for Slow {
-    const NAME: &'static str = "test.slow";
-    type Request = u64;
-    type Response = u64;
-}
-
-struct Unserved;
-impl RpcPattern for Unserved {
-    const NAME: &'static str = "test.unserved";
-    type Request = ();
-    type Response = ();
-}
+chat_core::rpc_pattern!(Echo, "test.echo", String => String);
+chat_core::rpc_pattern!(Fail, "test.fail", () => ());
+chat_core::rpc_pattern!(Slow, "test.slow", u64 => u64);
+chat_core::rpc_pattern!(Unserved, "test.unserved", () => ());
 
 fn uri() -> Secret {
     Secret::new(
@@ -232,18 +209,13 @@ async fn prefetch_bounds_concurrent_handlers() {
         assert_eq!(result.unwrap(), 100);
     }
     let max = bus.in_flight_max.load(Ordering::SeqCst);
-    assert!(max <= 2 && max >= 1, "max concurrent handlers {max}");
+    assert!((1..=2).contains(&max), "max concurrent handlers {max}");
 }
 
 #[tokio::test]
 async fn malformed_requests_get_a_bad_request_reply() {
     // A caller with a different idea of the contract: sends a number where a string is expected.
-    struct EchoNumber;
-    impl RpcPattern for EchoNumber {
-        const NAME: &'static str = "test.echo";
-        type Request = u64;
-        type Response = String;
-    }
+    chat_core::rpc_pattern!(EchoNumber, "test.echo", u64 => String);
     let bus = bus(8, Duration::from_secs(5)).await;
     let err = bus
         .client

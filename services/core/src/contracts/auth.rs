@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Page;
-use crate::rpc::RpcPattern;
+use crate::rpc_pattern as pattern;
 use crate::tokens::PublicKeyJwk;
 
 /// `POST /auth/register` body.
@@ -124,18 +124,6 @@ pub struct VerifyRequest {
 pub struct VerifiedUser {
     pub user_id: String,
     pub email: String,
-}
-
-macro_rules! pattern {
-    ($(#[$doc:meta])* $name:ident, $wire:literal, $req:ty => $resp:ty) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl RpcPattern for $name {
-            const NAME: &'static str = $wire;
-            type Request = $req;
-            type Response = $resp;
-        }
-    };
 }
 
 pattern!(/// Create an account and log it in.
