@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmarks: builds chat-server and the bench driver in release mode, starts the local
+# infrastructure, and prints latency figures (RPC round trip, login, /auth/me). Nothing is
+# asserted; compare the figures with the README's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
+eval "$(scripts/infra.sh up redis rabbitmq mongodb)"
+cargo build --release -p chat-server -p chat-tests --bin chat-server --bin bench
+"$CARGO_TARGET_DIR/release/bench"
