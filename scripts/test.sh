@@ -12,6 +12,8 @@ eval "$(scripts/infra.sh up)"
 eval "$(scripts/infra.sh tools)"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 
+# The black-box tests start the chat-server binary as processes: build it first.
+cargo build -p chat-server
 # Tests that restart a shared server run alone, after the rest (see .config/nextest.toml).
 cargo nextest run --workspace --profile ci -E 'not test(/broker_restart/)' "$@"
 cargo nextest run --workspace --profile ci -E 'test(/broker_restart/)' --no-tests=pass "$@"
