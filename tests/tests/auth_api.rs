@@ -596,3 +596,71 @@ fn an_unreachable_database_fails_start_up_without_printing_the_password() {
     assert!(all.contains("mongodb"), "{all}");
     assert!(!all.contains("hunter2"), "password leaked: {all}");
 }
+
+#[tokio::test]
+async fn migrate_creates_the_indexes_and_exits() {
+    let deployment = Deployment::new(&[]);
+    let env: Vec<(&str, &str)> = deployment
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for _ in 0..2 {
+        let out = run_with_env(&["migrate"], &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn other_roles_can_verify_tokens_over_rpc() {
+    use chat_core::contracts::auth::{UserVerify, VerifyRequest};
+    use chat_core::rpc::{CallContext, RpcClient};
+    let stack = Stack::start(&[]).await;
+    let session = stack
+        .api
+        .register("Ada", "Lovelace", "ada@example.com", "correct horse")
+        .await;
+    let uri = stack
+        .deployment
+        .env
+        .iter()
+        .find(|(k, _)| k == "RABBITMQ_URI")
+        .unwrap()
+        .1
+        .clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let rpc = RpcClient::start(
+        chat_core::config::Secret::new(uri),
+        &stack.deployment.namespace,
+        Duration::from_secs(5),
+        "verify-test",
+        shutdown.clone(),
+    );
+    let ctx = CallContext::internal();
+    let verified = rpc
+        .call::<UserVerify>(
+            &VerifyRequest {
+                token: token_of(&session, "accessToken"),
+            },
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(verified.user_id, session["user"]["id"].as_str().unwrap());
+    assert_eq!(verified.email, "ada@example.com");
+    let err = rpc
+        .call::<UserVerify>(
+            &VerifyRequest {
+                token: "forged".into(),
+            },
+            &ctx,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, chat_core::ErrorCode::Unauthorized);
+    shutdown.cancel();
+}

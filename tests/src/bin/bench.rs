@@ -16,20 +16,40 @@ chat_core::rpc_pattern!(Echo, "bench.echo", String => String);
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
+    };
     let mean = samples.iter().sum::<Duration>().as_secs_f64() * 1000.0 / samples.len() as f64;
-    println!("{label:<40} n={:<5} mean {mean:>7.3} ms  p50 {:>7.3} ms  p99 {:>7.3} ms", samples.len(), pct(0.5), pct(0.99));
+    println!(
+        "{label:<40} n={:<5} mean {mean:>7.3} ms  p50 {:>7.3} ms  p99 {:>7.3} ms",
+        samples.len(),
+        pct(0.5),
+        pct(0.99)
+    );
 }
 
 async fn rpc_round_trip() {
-    let uri = Secret::new(std::env::var("RABBITMQ_URI").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()));
+    let uri = Secret::new(
+        std::env::var("RABBITMQ_URI")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+    );
     let namespace = chat_tests::unique("bench");
     let shutdown = CancellationToken::new();
     let server = RpcServer::new(&namespace, 64).handle::<Echo, _, _>(|s, _| async move { Ok(s) });
     let status = server.status();
     let (u, t) = (uri.clone(), shutdown.clone());
-    tokio::spawn(async move { server.run(u, "bench-server", t, Duration::from_secs(1)).await });
-    let client = RpcClient::start(uri, &namespace, Duration::from_secs(5), "bench-client", shutdown.clone());
+    tokio::spawn(async move {
+        server
+            .run(u, "bench-server", t, Duration::from_secs(1))
+            .await
+    });
+    let client = RpcClient::start(
+        uri,
+        &namespace,
+        Duration::from_secs(5),
+        "bench-client",
+        shutdown.clone(),
+    );
     while !(status.is_connected() && client.status().is_connected()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -54,7 +74,10 @@ async fn rpc_round_trip() {
             let mut samples = Vec::new();
             for _ in 0..total / 32 {
                 let s = Instant::now();
-                client.call::<Echo>(&"ping".into(), &CallContext::internal()).await.unwrap();
+                client
+                    .call::<Echo>(&"ping".into(), &CallContext::internal())
+                    .await
+                    .unwrap();
                 samples.push(s.elapsed());
             }
             samples
@@ -66,21 +89,37 @@ async fn rpc_round_trip() {
     }
     let elapsed = start.elapsed();
     summary("rpc round trip (32 concurrent callers)", samples);
-    println!("{:<40} {:.0} calls/s", "rpc throughput (32 concurrent callers)", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "{:<40} {:.0} calls/s",
+        "rpc throughput (32 concurrent callers)",
+        total as f64 / elapsed.as_secs_f64()
+    );
     shutdown.cancel();
 }
 
 async fn login_latency() {
     // Production hashing cost, whatever the test defaults are.
-    let deployment = Deployment::new(&[("ARGON2_MEMORY_KIB", "19456"), ("ARGON2_ITERATIONS", "2"), ("LOGIN_MAX_ATTEMPTS_PER_EMAIL", "100000"), ("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "100000")]);
+    let deployment = Deployment::new(&[
+        ("ARGON2_MEMORY_KIB", "19456"),
+        ("ARGON2_ITERATIONS", "2"),
+        ("LOGIN_MAX_ATTEMPTS_PER_EMAIL", "100000"),
+        ("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "100000"),
+    ]);
     let all = deployment.spawn("all").await;
     let api = Api::new(all.port);
-    let session = api.register("Bench", "Mark", "bench@example.com", "correct horse").await;
+    let session = api
+        .register("Bench", "Mark", "bench@example.com", "correct horse")
+        .await;
     let token = session["accessToken"].as_str().unwrap().to_string();
     let mut logins = Vec::new();
     for _ in 0..100 {
         let start = Instant::now();
-        let r = api.post("/auth/login", json!({"email": "bench@example.com", "password": "correct horse"})).await;
+        let r = api
+            .post(
+                "/auth/login",
+                json!({"email": "bench@example.com", "password": "correct horse"}),
+            )
+            .await;
         logins.push(start.elapsed());
         assert_eq!(r.status.as_u16(), 200);
     }
@@ -97,7 +136,12 @@ async fn login_latency() {
 
 #[tokio::main]
 async fn main() {
-    println!("scalable-chat benchmarks ({} cores; loopback; release build)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "scalable-chat benchmarks ({} cores; loopback; release build)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     rpc_round_trip().await;
     login_latency().await;
 }
