@@ -1,0 +1,330 @@
+//! Managed dependencies: one single-replica StatefulSet each, with a PersistentVolumeClaim, a
+//! headless Service (stable pod DNS) and a client Service.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::component::{from_secret, value};
+use super::{meta, selector_labels, Resource};
+use crate::config::{DependencyKind, ManagedConfig, ValidatedConfig};
+
+/// Name of the dependency's client Service (and of its StatefulSet and NetworkPolicy).
+pub(super) fn dependency_name(cfg: &ValidatedConfig, kind: DependencyKind) -> String {
+    format!("{}-{}", cfg.name, kind.name())
+}
+
+fn headless_name(cfg: &ValidatedConfig, kind: DependencyKind) -> String {
+    format!("{}-headless", dependency_name(cfg, kind))
+}
+
+/// Headless Service, client Service and StatefulSet of one managed dependency.
+pub(super) fn objects(
+    cfg: &ValidatedConfig,
+    kind: DependencyKind,
+    managed: &ManagedConfig,
+) -> Vec<Resource> {
+    vec![
+        Resource::Service(service(cfg, kind, true)),
+        Resource::Service(service(cfg, kind, false)),
+        Resource::StatefulSet(stateful_set(cfg, kind, managed)),
+    ]
+}
+
+/// Named ports of a dependency; the first is the one clients use.
+fn ports(kind: DependencyKind) -> Vec<(&'static str, i32)> {
+    match kind {
+        DependencyKind::MongoDb => vec![("mongodb", 27017)],
+        DependencyKind::RabbitMq => vec![("amqp", 5672), ("management", 15672)],
+        DependencyKind::Kafka => vec![("kafka", 9092), ("controller", 9093)],
+        DependencyKind::Redis => vec![("redis", 6379)],
+    }
+}
+
+fn service(cfg: &ValidatedConfig, kind: DependencyKind, headless: bool) -> Service {
+    let name = if headless {
+        headless_name(cfg, kind)
+    } else {
+        dependency_name(cfg, kind)
+    };
+    Service {
+        metadata: meta(cfg, name, kind.name()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(cfg, kind.name())),
+            cluster_ip: headless.then(|| "None".into()),
+            // Pods need their DNS name before they are ready (Kafka advertises it).
+            publish_not_ready_addresses: headless.then_some(true),
+            ports: Some(
+                ports(kind)
+                    .into_iter()
+                    .map(|(name, port)| ServicePort {
+                        name: Some(name.into()),
+                        port,
+                        target_port: Some(IntOrString::String(name.into())),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What differs between the four images.
+struct Image {
+    /// uid and gid the image's process runs as.
+    user: i64,
+    data_path: &'static str,
+    args: Option<Vec<String>>,
+    env: Vec<EnvVar>,
+    probe: ProbeKind,
+}
+
+enum ProbeKind {
+    Exec {
+        ready: Vec<String>,
+        alive: Vec<String>,
+    },
+    Tcp,
+}
+
+fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -> Image {
+    let credential = &managed.credential;
+    let sh = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
+    match kind {
+        DependencyKind::MongoDb => Image {
+            user: 999,
+            data_path: "/data/db",
+            args: None,
+            env: vec![
+                value("MONGO_INITDB_ROOT_USERNAME", "chat".into()),
+                from_secret(
+                    "MONGO_INITDB_ROOT_PASSWORD",
+                    &credential.secret,
+                    &credential.key,
+                ),
+            ],
+            probe: ProbeKind::Exec {
+                ready: sh("mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1"),
+                alive: sh("mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1"),
+            },
+        },
+        DependencyKind::RabbitMq => Image {
+            user: 999,
+            data_path: "/var/lib/rabbitmq",
+            args: None,
+            env: vec![
+                value("RABBITMQ_DEFAULT_USER", "chat".into()),
+                from_secret("RABBITMQ_DEFAULT_PASS", &credential.secret, &credential.key),
+            ],
+            probe: ProbeKind::Exec {
+                ready: vec![
+                    "rabbitmq-diagnostics".into(),
+                    "-q".into(),
+                    "check_port_connectivity".into(),
+                ],
+                alive: vec!["rabbitmq-diagnostics".into(), "-q".into(), "ping".into()],
+            },
+        },
+        DependencyKind::Kafka => {
+            let host = format!(
+                "$(POD_NAME).{}.{}.svc",
+                headless_name(cfg, kind),
+                cfg.namespace
+            );
+            Image {
+                user: 1000,
+                data_path: "/var/lib/kafka/data",
+                args: None,
+                env: vec![
+                    EnvVar {
+                        name: "POD_NAME".into(),
+                        value_from: Some(EnvVarSource {
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.name".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    from_secret("CLUSTER_ID", &credential.secret, &credential.key),
+                    value("KAFKA_NODE_ID", "1".into()),
+                    value("KAFKA_PROCESS_ROLES", "broker,controller".into()),
+                    value(
+                        "KAFKA_LISTENERS",
+                        "PLAINTEXT://:9092,CONTROLLER://:9093".into(),
+                    ),
+                    value(
+                        "KAFKA_ADVERTISED_LISTENERS",
+                        format!("PLAINTEXT://{host}:9092"),
+                    ),
+                    value("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER".into()),
+                    value(
+                        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+                        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+                    ),
+                    value("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT".into()),
+                    value("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093".into()),
+                    // A subdirectory: the volume's root may hold lost+found, which Kafka
+                    // would take for a broken partition directory.
+                    value("KAFKA_LOG_DIRS", "/var/lib/kafka/data/logs".into()),
+                    value("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1".into()),
+                    value("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
+                    value("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
+                    value("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
+                ],
+                probe: ProbeKind::Tcp,
+            }
+        }
+        DependencyKind::Redis => Image {
+            user: 999,
+            data_path: "/data",
+            // Through a shell so the password comes from the environment; redis-server
+            // hides its arguments from the process title.
+            args: Some(sh(
+                "exec redis-server --requirepass \"$REDIS_PASSWORD\" --appendonly yes --dir /data",
+            )),
+            env: vec![
+                from_secret("REDIS_PASSWORD", &credential.secret, &credential.key),
+                // redis-cli reads its password from here, so probes authenticate.
+                from_secret("REDISCLI_AUTH", &credential.secret, &credential.key),
+            ],
+            probe: ProbeKind::Exec {
+                ready: sh("redis-cli ping | grep -q PONG"),
+                alive: sh("redis-cli ping | grep -q PONG"),
+            },
+        },
+    }
+}
+
+fn stateful_set(
+    cfg: &ValidatedConfig,
+    kind: DependencyKind,
+    managed: &ManagedConfig,
+) -> StatefulSet {
+    let image = image(cfg, kind, managed);
+    let client_port = ports(kind)[0].0;
+    let probe = |exec: Option<&Vec<String>>, period: i32, timeout: i32, failures: i32| Probe {
+        exec: exec.map(|command| ExecAction {
+            command: Some(command.clone()),
+        }),
+        tcp_socket: exec.is_none().then(|| TCPSocketAction {
+            port: IntOrString::String(client_port.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let (ready, alive) = match &image.probe {
+        ProbeKind::Exec { ready, alive } => (Some(ready), Some(alive)),
+        ProbeKind::Tcp => (None, None),
+    };
+    let container = Container {
+        name: kind.name().into(),
+        image: Some(managed.image.clone()),
+        args: image.args,
+        env: Some(image.env),
+        ports: Some(
+            ports(kind)
+                .into_iter()
+                .map(|(name, port)| ContainerPort {
+                    name: Some(name.into()),
+                    container_port: port,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        resources: Some(managed.resources.clone()),
+        // Up to five minutes for a first start (RabbitMQ and Kafka boot slowly).
+        startup_probe: Some(probe(alive, 10, 10, 30)),
+        liveness_probe: Some(probe(alive, 20, 10, 3)),
+        readiness_probe: Some(probe(ready, 10, 10, 3)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            run_as_non_root: Some(true),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: image.data_path.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let labels = selector_labels(cfg, kind.name());
+    StatefulSet {
+        metadata: meta(cfg, dependency_name(cfg, kind), kind.name()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(headless_name(cfg, kind)),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(image.user),
+                        run_as_group: Some(image.user),
+                        fs_group: Some(image.user),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..Default::default()
+                }),
+            },
+            // Claims outlive the ChatDeployment (StatefulSets retain them by default):
+            // deleting the resource must never delete the data with it.
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    ..Default::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: managed.storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".into(),
+                            managed.storage_size.clone(),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,158 @@
+//! Traffic: the Ingresses clients come through, and the NetworkPolicies that let each
+//! managed dependency accept connections only from the components that use it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
+    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::component::component_name;
+use super::dependency::dependency_name;
+use super::{meta, selector_labels, COMPONENT_LABEL, INSTANCE_LABEL, NAME_LABEL};
+use crate::config::{Component, DependencyKind, IngressConfig, ValidatedConfig};
+
+/// Ingress-nginx settings for Socket.IO: a cookie pins a client to one chat replica (the
+/// polling transport needs every request of a session on the same pod) and long timeouts
+/// keep idle WebSockets open. Other controllers ignore them; add their equivalents through
+/// `spec.ingress.annotations`.
+const SOCKET_IO_ANNOTATIONS: [(&str, &str); 5] = [
+    ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+    ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
+    (
+        "nginx.ingress.kubernetes.io/session-cookie-name",
+        "chat-affinity",
+    ),
+    ("nginx.ingress.kubernetes.io/proxy-read-timeout", "3600"),
+    ("nginx.ingress.kubernetes.io/proxy-send-timeout", "3600"),
+];
+
+/// Two Ingresses on the same host: `/` to the gateway, and `/socket.io` to chat. They are
+/// separate so the session-affinity annotations apply to chat alone.
+pub(super) fn ingresses(cfg: &ValidatedConfig, ingress: &IngressConfig) -> Vec<Ingress> {
+    let chat_annotations = SOCKET_IO_ANNOTATIONS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vec![
+        one_ingress(
+            cfg,
+            ingress,
+            cfg.name.clone(),
+            "/",
+            Component::Gateway,
+            BTreeMap::new(),
+        ),
+        one_ingress(
+            cfg,
+            ingress,
+            format!("{}-socketio", cfg.name),
+            "/socket.io",
+            Component::Chat,
+            chat_annotations,
+        ),
+    ]
+}
+
+fn one_ingress(
+    cfg: &ValidatedConfig,
+    ingress: &IngressConfig,
+    name: String,
+    path: &str,
+    component: Component,
+    mut annotations: BTreeMap<String, String>,
+) -> Ingress {
+    annotations.extend(ingress.annotations.clone());
+    let mut metadata = meta(cfg, name, component.role());
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: ingress.class_name.clone(),
+            tls: ingress.tls_secret.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: ingress.host.clone().map(|h| vec![h]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            rules: Some(vec![IngressRule {
+                host: ingress.host.clone(),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(path.into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: component_name(cfg, component),
+                                port: Some(ServiceBackendPort {
+                                    name: Some("http".into()),
+                                    ..Default::default()
+                                }),
+                            }),
+                            ..Default::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The URL clients use, when the Ingress names a host.
+pub fn url(ingress: Option<&IngressConfig>) -> Option<String> {
+    let ingress = ingress?;
+    let host = ingress.host.as_ref()?;
+    let scheme = if ingress.tls_secret.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// Admit traffic to a managed dependency's client port only from the components that use it.
+pub(super) fn network_policy(cfg: &ValidatedConfig, kind: DependencyKind) -> NetworkPolicy {
+    let users: Vec<String> = Component::ALL
+        .into_iter()
+        .filter(|c| c.uses().contains(&kind))
+        .map(|c| c.role().to_string())
+        .collect();
+    NetworkPolicy {
+        metadata: meta(cfg, dependency_name(cfg, kind), kind.name()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(cfg, kind.name())),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([
+                            (NAME_LABEL.to_string(), "scalable-chat".to_string()),
+                            (INSTANCE_LABEL.into(), cfg.name.clone()),
+                        ])),
+                        match_expressions: Some(vec![LabelSelectorRequirement {
+                            key: COMPONENT_LABEL.into(),
+                            operator: "In".into(),
+                            values: Some(users),
+                        }]),
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(kind.port())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    }
+}

@@ -1,0 +1,638 @@
+//! Validate and default: the pure step that turns a `ChatDeployment` into a [`ValidatedConfig`]
+//! the build step can trust. Every default lives here.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+use crate::crd::{
+    ChatDeployment, ComponentSpec, Dependency, ExternalDependency, ManagedDependency, ManagedKafka,
+    PodOverrides, SecretKeyReference, StorageSpec,
+};
+
+/// Image repository used when `spec.image` is unset; the tag is `spec.version`.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/scalable-chat/chat-server";
+/// Default access-token lifetime (seconds), as the services default it.
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: i64 = 900;
+/// Default refresh-token lifetime (seconds), as the services default it.
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECONDS: i64 = 2_592_000;
+/// Longest ChatDeployment name: the longest derived name, `<name>-rabbitmq-headless`, must
+/// still be a 63-character DNS label (Service names are).
+pub const MAX_NAME_LENGTH: usize = 63 - "-rabbitmq-headless".len();
+
+/// The five roles of the one `chat-server` image, in the order they are rolled out: the RPC
+/// servers before the gateway and chat that call them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    Auth,
+    Group,
+    Message,
+    Chat,
+    Gateway,
+}
+
+impl Component {
+    /// Every component, in rollout order.
+    pub const ALL: [Component; 5] = [
+        Component::Auth,
+        Component::Group,
+        Component::Message,
+        Component::Chat,
+        Component::Gateway,
+    ];
+
+    /// The role argument of `chat-server` and the `app.kubernetes.io/component` label.
+    pub fn role(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Group => "group",
+            Self::Message => "message",
+            Self::Chat => "chat",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// The dependencies this component talks to; env wiring and NetworkPolicies follow it.
+    pub fn uses(self) -> &'static [DependencyKind] {
+        use DependencyKind::*;
+        match self {
+            Self::Gateway => &[RabbitMq, Redis],
+            Self::Auth => &[MongoDb, RabbitMq, Redis],
+            Self::Group => &[MongoDb, RabbitMq, Kafka],
+            Self::Message => &[MongoDb, RabbitMq, Kafka],
+            Self::Chat => &[RabbitMq, Kafka, Redis],
+        }
+    }
+
+    /// Whether the component holds the JWT private key (only auth signs tokens).
+    pub fn signs_tokens(self) -> bool {
+        self == Self::Auth
+    }
+}
+
+/// The four pieces of infrastructure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DependencyKind {
+    MongoDb,
+    RabbitMq,
+    Kafka,
+    Redis,
+}
+
+impl DependencyKind {
+    /// Every dependency, in the order they are applied.
+    pub const ALL: [DependencyKind; 4] = [
+        DependencyKind::MongoDb,
+        DependencyKind::RabbitMq,
+        DependencyKind::Kafka,
+        DependencyKind::Redis,
+    ];
+
+    /// Name used in object names and labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MongoDb => "mongodb",
+            Self::RabbitMq => "rabbitmq",
+            Self::Kafka => "kafka",
+            Self::Redis => "redis",
+        }
+    }
+
+    /// Environment variable carrying the connection URI into the components.
+    pub fn uri_env(self) -> &'static str {
+        match self {
+            Self::MongoDb => "MONGODB_URI",
+            Self::RabbitMq => "RABBITMQ_URI",
+            Self::Kafka => "KAFKA_BROKERS",
+            Self::Redis => "REDIS_URL",
+        }
+    }
+
+    /// The port clients connect to.
+    pub fn port(self) -> i32 {
+        match self {
+            Self::MongoDb => 27017,
+            Self::RabbitMq => 5672,
+            Self::Kafka => 9092,
+            Self::Redis => 6379,
+        }
+    }
+
+    fn default_image(self) -> &'static str {
+        match self {
+            Self::MongoDb => "mongo:7.0",
+            Self::RabbitMq => "rabbitmq:3.13-management",
+            Self::Kafka => "apache/kafka:3.9.0",
+            Self::Redis => "redis:7.2",
+        }
+    }
+
+    fn default_storage(self) -> &'static str {
+        match self {
+            Self::MongoDb | Self::Kafka => "10Gi",
+            Self::RabbitMq => "2Gi",
+            Self::Redis => "1Gi",
+        }
+    }
+
+    fn default_resources(self) -> ResourceRequirements {
+        let (cpu, memory, limit) = match self {
+            Self::MongoDb => ("250m", "512Mi", "2Gi"),
+            Self::RabbitMq => ("100m", "256Mi", "1Gi"),
+            Self::Kafka => ("250m", "1Gi", "2Gi"),
+            Self::Redis => ("50m", "64Mi", "256Mi"),
+        };
+        resources(cpu, memory, limit)
+    }
+}
+
+/// Why a spec cannot be turned into objects. Messages never contain secret values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidSpec {
+    #[error("the ChatDeployment has no namespace")]
+    MissingNamespace,
+    #[error("name {0:?} is longer than {MAX_NAME_LENGTH} characters; derived object names would not be valid")]
+    NameTooLong(String),
+    #[error("component {0}: set either replicas or autoscaling, not both")]
+    ReplicasAndAutoscaling(&'static str),
+    #[error("component {0}: autoscaling minReplicas {1} exceeds maxReplicas {2}")]
+    AutoscalingBounds(&'static str, i32, i32),
+    #[error("access token lifetime ({0}s) must be shorter than refresh token lifetime ({1}s)")]
+    TokenLifetimes(i64, i64),
+    #[error("ingress tlsSecretName needs a host")]
+    TlsWithoutHost,
+}
+
+/// A key of a Secret the stack reads, and whether the operator generates it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretKey {
+    pub secret: String,
+    pub key: String,
+    pub generated: bool,
+}
+
+/// How many pods a component runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scaling {
+    /// A fixed count the operator sets on the Deployment.
+    Fixed(i32),
+    /// An HPA owns the count; the operator never sends `replicas`.
+    Auto {
+        min: i32,
+        max: i32,
+        target_cpu_percent: i32,
+    },
+}
+
+impl Scaling {
+    /// Fewest pods the component runs; a PodDisruptionBudget only makes sense above one.
+    pub fn min_replicas(&self) -> i32 {
+        match self {
+            Self::Fixed(n) => *n,
+            Self::Auto { min, .. } => *min,
+        }
+    }
+}
+
+/// A component with its defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentConfig {
+    pub component: Component,
+    pub scaling: Scaling,
+    pub resources: ResourceRequirements,
+    pub overrides: PodOverrides,
+}
+
+/// A managed dependency with its defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedConfig {
+    pub image: String,
+    pub storage_size: Quantity,
+    pub storage_class: Option<String>,
+    pub resources: ResourceRequirements,
+    /// The password (MongoDB, RabbitMQ, Redis) or, for Kafka, the KRaft cluster id.
+    pub credential: SecretKey,
+}
+
+/// How a dependency is provided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DependencyMode {
+    Managed(ManagedConfig),
+    External { uri: SecretKey },
+}
+
+/// A dependency with its defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DependencyConfig {
+    pub kind: DependencyKind,
+    pub mode: DependencyMode,
+}
+
+/// Ingress settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngressConfig {
+    pub class_name: Option<String>,
+    pub host: Option<String>,
+    pub tls_secret: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Everything the build step needs, validated and defaulted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedConfig {
+    pub name: String,
+    pub namespace: String,
+    pub owner: OwnerReference,
+    pub version: String,
+    pub image: String,
+    pub image_pull_policy: String,
+    pub image_pull_secrets: Vec<String>,
+    pub rust_log: String,
+    pub cors_allowed_origins: Vec<String>,
+    pub access_token_ttl_seconds: i64,
+    pub refresh_token_ttl_seconds: i64,
+    /// The Secret with `private.pem` and `public.pem`.
+    pub jwt_secret: String,
+    pub jwt_generated: bool,
+    pub components: Vec<ComponentConfig>,
+    pub dependencies: Vec<DependencyConfig>,
+    pub ingress: Option<IngressConfig>,
+}
+
+impl ValidatedConfig {
+    /// The dependency settings of `kind`.
+    pub fn dependency(&self, kind: DependencyKind) -> &DependencyConfig {
+        self.dependencies
+            .iter()
+            .find(|d| d.kind == kind)
+            .expect("validate() configures every dependency")
+    }
+
+    /// Every Secret key the stack reads, generated or the user's.
+    pub fn secret_keys(&self) -> Vec<SecretKey> {
+        let mut keys: Vec<SecretKey> = ["private.pem", "public.pem"]
+            .into_iter()
+            .map(|key| SecretKey {
+                secret: self.jwt_secret.clone(),
+                key: key.into(),
+                generated: self.jwt_generated,
+            })
+            .collect();
+        for dependency in &self.dependencies {
+            keys.push(match &dependency.mode {
+                DependencyMode::Managed(managed) => managed.credential.clone(),
+                DependencyMode::External { uri } => uri.clone(),
+            });
+        }
+        keys
+    }
+
+    /// Names of the Secrets the operator generates (and never patches).
+    pub fn generated_secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .secret_keys()
+            .into_iter()
+            .filter(|k| k.generated)
+            .map(|k| k.secret)
+            .collect();
+        names.dedup();
+        names
+    }
+}
+
+/// Validate `cd` and merge the defaults into a [`ValidatedConfig`].
+///
+/// The schema already enforces most rules; they are checked again here because CEL rules are
+/// only enforced by API servers that support them, and this is the last gate before objects
+/// are built.
+pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
+    let name = cd.name_any();
+    let namespace = cd.namespace().ok_or(InvalidSpec::MissingNamespace)?;
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(InvalidSpec::NameTooLong(name));
+    }
+    let spec = &cd.spec;
+    let owner = cd
+        .controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: "chat.scalablechat.dev/v1alpha1".into(),
+            kind: "ChatDeployment".into(),
+            name: name.clone(),
+            uid: String::new(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        });
+
+    let auth = spec.auth.clone().unwrap_or_default();
+    let access = auth
+        .access_token_ttl_seconds
+        .unwrap_or(DEFAULT_ACCESS_TOKEN_TTL_SECONDS);
+    let refresh = auth
+        .refresh_token_ttl_seconds
+        .unwrap_or(DEFAULT_REFRESH_TOKEN_TTL_SECONDS);
+    if access >= refresh {
+        return Err(InvalidSpec::TokenLifetimes(access, refresh));
+    }
+    let (jwt_secret, jwt_generated) = match auth.jwt_secret_name {
+        Some(secret) => (secret, false),
+        None => (format!("{name}-jwt"), true),
+    };
+
+    let components_spec = spec.components.clone().unwrap_or_default();
+    let components = Component::ALL
+        .into_iter()
+        .map(|component| {
+            let given = match component {
+                Component::Gateway => &components_spec.gateway,
+                Component::Auth => &components_spec.auth,
+                Component::Chat => &components_spec.chat,
+                Component::Group => &components_spec.group,
+                Component::Message => &components_spec.message,
+            };
+            component_config(component, given.clone().unwrap_or_default())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let deps = spec.dependencies.clone().unwrap_or_default();
+    let dependencies = vec![
+        dependency_config(&name, DependencyKind::MongoDb, deps.mongodb),
+        dependency_config(&name, DependencyKind::RabbitMq, deps.rabbitmq),
+        kafka_config(&name, deps.kafka),
+        dependency_config(&name, DependencyKind::Redis, deps.redis),
+    ];
+
+    let ingress = match &spec.ingress {
+        None => None,
+        Some(ingress) => {
+            if ingress.tls_secret_name.is_some() && ingress.host.is_none() {
+                return Err(InvalidSpec::TlsWithoutHost);
+            }
+            Some(IngressConfig {
+                class_name: ingress.class_name.clone(),
+                host: ingress.host.clone(),
+                tls_secret: ingress.tls_secret_name.clone(),
+                annotations: ingress.annotations.clone(),
+            })
+        }
+    };
+
+    Ok(ValidatedConfig {
+        image: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| format!("{DEFAULT_IMAGE_REPOSITORY}:{}", spec.version)),
+        version: spec.version.clone(),
+        image_pull_policy: spec
+            .image_pull_policy
+            .map_or("IfNotPresent", |p| p.as_str())
+            .into(),
+        image_pull_secrets: spec.image_pull_secrets.clone(),
+        rust_log: spec.log_level.clone().unwrap_or_else(|| "info".into()),
+        cors_allowed_origins: spec.cors_allowed_origins.clone(),
+        access_token_ttl_seconds: access,
+        refresh_token_ttl_seconds: refresh,
+        jwt_secret,
+        jwt_generated,
+        components,
+        dependencies,
+        ingress,
+        name,
+        namespace,
+        owner,
+    })
+}
+
+fn component_config(
+    component: Component,
+    spec: ComponentSpec,
+) -> Result<ComponentConfig, InvalidSpec> {
+    let role = component.role();
+    let scaling = match (spec.replicas, spec.autoscaling) {
+        (Some(_), Some(_)) => return Err(InvalidSpec::ReplicasAndAutoscaling(role)),
+        (replicas, None) => Scaling::Fixed(replicas.unwrap_or(1)),
+        (None, Some(auto)) => {
+            let min = auto.min_replicas.unwrap_or(1);
+            if min > auto.max_replicas {
+                return Err(InvalidSpec::AutoscalingBounds(role, min, auto.max_replicas));
+            }
+            Scaling::Auto {
+                min,
+                max: auto.max_replicas,
+                target_cpu_percent: auto.target_cpu_utilization_percentage.unwrap_or(75),
+            }
+        }
+    };
+    Ok(ComponentConfig {
+        component,
+        scaling,
+        resources: spec
+            .resources
+            .unwrap_or_else(|| resources("100m", "128Mi", "512Mi")),
+        overrides: spec.pod_overrides.unwrap_or_default(),
+    })
+}
+
+fn dependency_config(
+    name: &str,
+    kind: DependencyKind,
+    spec: Option<Dependency<ManagedDependency>>,
+) -> DependencyConfig {
+    let mode = match spec.unwrap_or(Dependency::Managed(ManagedDependency::default())) {
+        Dependency::External(external) => external_mode(external),
+        Dependency::Managed(managed) => {
+            let credential = match managed.password_secret {
+                Some(SecretKeyReference { name, key }) => SecretKey {
+                    secret: name,
+                    key,
+                    generated: false,
+                },
+                None => SecretKey {
+                    secret: format!("{name}-{}", kind.name()),
+                    key: "password".into(),
+                    generated: true,
+                },
+            };
+            DependencyMode::Managed(managed_config(
+                kind,
+                managed.image,
+                managed.storage,
+                managed.resources,
+                credential,
+            ))
+        }
+    };
+    DependencyConfig { kind, mode }
+}
+
+fn kafka_config(name: &str, spec: Option<Dependency<ManagedKafka>>) -> DependencyConfig {
+    let kind = DependencyKind::Kafka;
+    let mode = match spec.unwrap_or(Dependency::Managed(ManagedKafka::default())) {
+        Dependency::External(external) => external_mode(external),
+        Dependency::Managed(managed) => DependencyMode::Managed(managed_config(
+            kind,
+            managed.image,
+            managed.storage,
+            managed.resources,
+            SecretKey {
+                secret: format!("{name}-kafka"),
+                key: "cluster-id".into(),
+                generated: true,
+            },
+        )),
+    };
+    DependencyConfig { kind, mode }
+}
+
+fn external_mode(external: ExternalDependency) -> DependencyMode {
+    DependencyMode::External {
+        uri: SecretKey {
+            secret: external.uri_secret.name,
+            key: external.uri_secret.key,
+            generated: false,
+        },
+    }
+}
+
+fn managed_config(
+    kind: DependencyKind,
+    image: Option<String>,
+    storage: Option<StorageSpec>,
+    given_resources: Option<ResourceRequirements>,
+    credential: SecretKey,
+) -> ManagedConfig {
+    let storage = storage.unwrap_or_default();
+    ManagedConfig {
+        image: image.unwrap_or_else(|| kind.default_image().into()),
+        storage_size: storage
+            .size
+            .unwrap_or_else(|| Quantity(kind.default_storage().into())),
+        storage_class: storage.storage_class_name,
+        resources: given_resources.unwrap_or_else(|| kind.default_resources()),
+        credential,
+    }
+}
+
+fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity(cpu.into())),
+            ("memory".into(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".into(),
+            Quantity(memory_limit.into()),
+        )])),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AutoscalingSpec, ChatDeploymentSpec, ComponentsSpec};
+
+    fn chat(spec: ChatDeploymentSpec) -> ChatDeployment {
+        let mut cd = ChatDeployment::new("chat", spec);
+        cd.metadata.namespace = Some("default".into());
+        cd
+    }
+
+    fn minimal() -> ChatDeploymentSpec {
+        ChatDeploymentSpec {
+            version: "0.1.0".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn minimal_spec_gets_every_dependency_managed_and_one_replica_each() {
+        let cfg = validate(&chat(minimal())).unwrap();
+        assert_eq!(cfg.image, "ghcr.io/scalable-chat/chat-server:0.1.0");
+        assert!(cfg
+            .components
+            .iter()
+            .all(|c| c.scaling == Scaling::Fixed(1)));
+        assert!(cfg
+            .dependencies
+            .iter()
+            .all(|d| matches!(d.mode, DependencyMode::Managed(_))));
+        assert_eq!(
+            cfg.generated_secret_names(),
+            [
+                "chat-jwt",
+                "chat-mongodb",
+                "chat-rabbitmq",
+                "chat-kafka",
+                "chat-redis"
+            ]
+        );
+    }
+
+    fn with_chat_component(component: ComponentSpec) -> ChatDeploymentSpec {
+        ChatDeploymentSpec {
+            components: Some(ComponentsSpec {
+                chat: Some(component),
+                ..Default::default()
+            }),
+            ..minimal()
+        }
+    }
+
+    #[test]
+    fn replicas_together_with_autoscaling_is_rejected() {
+        let spec = with_chat_component(ComponentSpec {
+            replicas: Some(2),
+            autoscaling: Some(AutoscalingSpec {
+                max_replicas: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate(&chat(spec)),
+            Err(InvalidSpec::ReplicasAndAutoscaling("chat"))
+        );
+    }
+
+    #[test]
+    fn autoscaling_min_above_max_is_rejected() {
+        let spec = with_chat_component(ComponentSpec {
+            autoscaling: Some(AutoscalingSpec {
+                min_replicas: Some(5),
+                max_replicas: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate(&chat(spec)),
+            Err(InvalidSpec::AutoscalingBounds("chat", 5, 3))
+        );
+    }
+
+    #[test]
+    fn a_name_too_long_for_derived_service_names_is_rejected() {
+        let mut cd = chat(minimal());
+        cd.metadata.name = Some("c".repeat(MAX_NAME_LENGTH + 1));
+        assert!(matches!(validate(&cd), Err(InvalidSpec::NameTooLong(_))));
+    }
+
+    #[test]
+    fn user_supplied_secrets_are_not_generated() {
+        let mut spec = minimal();
+        spec.auth = Some(crate::crd::AuthSpec {
+            jwt_secret_name: Some("my-keys".into()),
+            ..Default::default()
+        });
+        let cfg = validate(&chat(spec)).unwrap();
+        assert!(!cfg
+            .generated_secret_names()
+            .contains(&"my-keys".to_string()));
+        assert!(!cfg
+            .generated_secret_names()
+            .contains(&"chat-jwt".to_string()));
+    }
+}

@@ -1,0 +1,478 @@
+//! The reconcile loop against a mocked API server (controller-rs `fixtures.rs` style, with
+//! `tower_test::mock`). The fake answers like a tiny API server (objects by path, SSA as a
+//! replace, 404 for unknown names) and records every call, so each test states the sequence
+//! of writes a user would expect.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::TimeZone;
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::crd::{AutoscalingSpec, ChatDeploymentSpec, ComponentSpec, ComponentsSpec};
+use crate::secrets::KeyPairPem;
+
+/// One call the reconciler made.
+#[derive(Clone, Debug)]
+struct Call {
+    method: Method,
+    path: String,
+    body: Value,
+}
+
+impl Call {
+    fn is_write(&self) -> bool {
+        self.method != Method::GET
+    }
+    fn is_event(&self) -> bool {
+        self.path.contains("/events")
+    }
+}
+
+/// Objects by path and the log of calls.
+#[derive(Default)]
+struct FakeState {
+    objects: BTreeMap<String, Value>,
+    calls: Vec<Call>,
+}
+
+#[derive(Clone, Default)]
+struct FakeApiServer(Arc<Mutex<FakeState>>);
+
+impl FakeApiServer {
+    /// A client whose requests this fake answers.
+    fn client(&self) -> Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let state = self.0.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let response = state.lock().unwrap().answer(
+                    parts.method,
+                    parts.uri.path().to_string(),
+                    parts.uri.query().unwrap_or_default(),
+                    body,
+                );
+                send.send_response(response);
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().calls.clone()
+    }
+
+    fn clear_calls(&self) {
+        self.0.lock().unwrap().calls.clear();
+    }
+
+    fn put(&self, path: &str, object: Value) {
+        self.0.lock().unwrap().objects.insert(path.into(), object);
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        self.0.lock().unwrap().objects.get(path).cloned()
+    }
+
+    /// The stored ChatDeployment, as the next reconcile would receive it.
+    fn chat_deployment(&self) -> ChatDeployment {
+        serde_json::from_value(self.get(CD_PATH).expect("the ChatDeployment is stored")).unwrap()
+    }
+}
+
+const CD_PATH: &str =
+    "/apis/chat.scalablechat.dev/v1alpha1/namespaces/default/chatdeployments/chat";
+const SECRETS_PATH: &str = "/api/v1/namespaces/default/secrets";
+
+fn respond(code: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    respond(
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": format!("{path} not found"), "reason": "NotFound", "code": 404}),
+    )
+}
+
+impl FakeState {
+    fn answer(&mut self, method: Method, path: String, query: &str, body: Value) -> Response<Body> {
+        self.calls.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            body: body.clone(),
+        });
+        match method {
+            Method::GET if query.contains("labelSelector") => {
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                respond(
+                    StatusCode::OK,
+                    json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            Method::GET => match self.objects.get(&path) {
+                Some(object) => respond(StatusCode::OK, object.clone()),
+                None => not_found(&path),
+            },
+            Method::POST => {
+                let mut object = body;
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("event")
+                    .to_string();
+                object["metadata"]["uid"] = json!(format!("uid-{name}"));
+                object["metadata"]["resourceVersion"] = json!("1");
+                self.objects
+                    .insert(format!("{path}/{name}"), object.clone());
+                respond(StatusCode::CREATED, object)
+            }
+            Method::PATCH => {
+                if let Some(object_path) = path.strip_suffix("/status") {
+                    let Some(object) = self.objects.get_mut(object_path) else {
+                        return not_found(&path);
+                    };
+                    object["status"] = body["status"].clone();
+                    return respond(StatusCode::OK, object.clone());
+                }
+                let mut object = body;
+                if let Some(existing) = self.objects.get(&path) {
+                    object["status"] = existing["status"].clone();
+                    object["metadata"]["uid"] = existing["metadata"]["uid"].clone();
+                }
+                self.objects.insert(path, object.clone());
+                respond(StatusCode::OK, object)
+            }
+            Method::DELETE => match self.objects.remove(&path) {
+                Some(_) => respond(
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}),
+                ),
+                None => not_found(&path),
+            },
+            _ => respond(StatusCode::METHOD_NOT_ALLOWED, json!({})),
+        }
+    }
+}
+
+/// Predictable secret values.
+struct TestGenerator;
+
+impl SecretGenerator for TestGenerator {
+    fn password(&mut self) -> String {
+        "test-password".into()
+    }
+    fn ed25519(&mut self) -> KeyPairPem {
+        KeyPairPem {
+            private_pem: "test-private".into(),
+            public_pem: "test-public".into(),
+        }
+    }
+    fn kafka_cluster_id(&mut self) -> String {
+        "test-cluster-id".into()
+    }
+}
+
+fn context(fake: &FakeApiServer) -> Arc<Context> {
+    let client = fake.client();
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        ),
+        client,
+        metrics: Arc::default(),
+        generator: Mutex::new(Box::new(TestGenerator)),
+        clock: || Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+    })
+}
+
+/// A ChatDeployment as the API server would store it, also stored in `fake`.
+fn stored(fake: &FakeApiServer, spec: ChatDeploymentSpec, generation: i64) -> ChatDeployment {
+    let mut cd = ChatDeployment::new("chat", spec);
+    cd.metadata.namespace = Some("default".into());
+    cd.metadata.uid = Some("cd-uid".into());
+    cd.metadata.generation = Some(generation);
+    fake.put(CD_PATH, serde_json::to_value(&cd).unwrap());
+    cd
+}
+
+fn minimal() -> ChatDeploymentSpec {
+    ChatDeploymentSpec {
+        version: "0.1.0".into(),
+        ..Default::default()
+    }
+}
+
+async fn run(fake: &FakeApiServer, cd: ChatDeployment) -> Action {
+    reconcile(Arc::new(cd), context(fake))
+        .await
+        .expect("reconcile succeeds")
+}
+
+/// Paths of every write except events.
+fn object_writes(fake: &FakeApiServer) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.is_write() && !c.is_event())
+        .map(|c| c.path)
+        .collect()
+}
+
+fn secret_writes(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| c.is_write() && c.path.starts_with(SECRETS_PATH))
+        .collect()
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_the_generated_secrets() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 1)).await;
+
+    let created: Vec<(Method, String)> = secret_writes(&fake.calls())
+        .into_iter()
+        .map(|c| {
+            (
+                c.method.clone(),
+                c.body["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(Method, String)> = [
+        "chat-jwt",
+        "chat-mongodb",
+        "chat-rabbitmq",
+        "chat-kafka",
+        "chat-redis",
+    ]
+    .into_iter()
+    .map(|n| (Method::POST, n.to_string()))
+    .collect();
+    assert_eq!(created, expected);
+    let jwt = fake.get(&format!("{SECRETS_PATH}/chat-jwt")).unwrap();
+    assert_eq!(jwt["stringData"]["public.pem"], "test-public");
+    assert!(fake
+        .calls()
+        .iter()
+        .any(|c| c.is_event() && c.body["reason"] == "SecretCreated"));
+}
+
+#[tokio::test]
+async fn second_reconcile_creates_no_secret_and_never_patches_one() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 1)).await;
+    // A user rotated a generated password by hand: the operator must leave it alone.
+    let rotated = format!("{SECRETS_PATH}/chat-redis");
+    let mut secret = fake.get(&rotated).unwrap();
+    secret["stringData"]["password"] = json!("rotated-by-a-human");
+    fake.put(&rotated, secret.clone());
+    fake.clear_calls();
+
+    run(&fake, fake.chat_deployment()).await;
+
+    assert!(
+        secret_writes(&fake.calls()).is_empty(),
+        "{:#?}",
+        secret_writes(&fake.calls())
+    );
+    assert_eq!(fake.get(&rotated).unwrap(), secret);
+}
+
+#[tokio::test]
+async fn steady_state_reconcile_writes_no_status_and_no_event() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 1)).await;
+    fake.clear_calls();
+
+    run(&fake, fake.chat_deployment()).await;
+
+    let calls = fake.calls();
+    assert!(!calls.iter().any(|c| c.path.ends_with("/status")));
+    assert!(!calls.iter().any(Call::is_event));
+    // What remains are idempotent applies of unchanged objects (no-ops on a real server).
+    assert!(calls
+        .iter()
+        .filter(|c| c.is_write())
+        .all(|c| c.method == Method::PATCH));
+}
+
+#[tokio::test]
+async fn status_is_patched_with_observed_generation() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 7)).await;
+
+    let patch = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == Method::PATCH && c.path == format!("{CD_PATH}/status"))
+        .expect("status is patched");
+    let status = &patch.body["status"];
+    assert_eq!(status["observedGeneration"], 7);
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["Ready", "Progressing", "Degraded"]);
+    assert_eq!(status["conditions"][1]["reason"], "RollingOut");
+    assert!(!patch.body.to_string().contains("test-password"));
+}
+
+#[tokio::test]
+async fn paused_writes_nothing() {
+    let fake = FakeApiServer::default();
+    let mut spec = minimal();
+    spec.paused = true;
+    let mut cd = stored(&fake, spec, 2);
+    cd.status = Some(status::paused(&cd, (context(&fake).clock)()));
+
+    run(&fake, cd).await;
+
+    assert!(fake.calls().is_empty(), "{:#?}", fake.calls());
+}
+
+#[tokio::test]
+async fn pausing_patches_only_the_status_saying_so() {
+    let fake = FakeApiServer::default();
+    let mut spec = minimal();
+    spec.paused = true;
+
+    run(&fake, stored(&fake, spec, 2)).await;
+
+    assert_eq!(object_writes(&fake), [format!("{CD_PATH}/status")]);
+    let status = fake.chat_deployment().status.unwrap();
+    assert!(status.conditions.iter().any(|c| c.reason == "Paused"));
+}
+
+fn autoscaled_chat() -> ChatDeploymentSpec {
+    let mut spec = minimal();
+    spec.components = Some(ComponentsSpec {
+        chat: Some(ComponentSpec {
+            autoscaling: Some(AutoscalingSpec {
+                min_replicas: Some(2),
+                max_replicas: 6,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    spec
+}
+
+#[tokio::test]
+async fn hpa_owned_replicas_are_not_sent() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, autoscaled_chat(), 1)).await;
+
+    let deployment_patch = |name: &str| {
+        fake.calls()
+            .into_iter()
+            .find(|c| {
+                c.method == Method::PATCH && c.path.ends_with(&format!("/deployments/{name}"))
+            })
+            .unwrap_or_else(|| panic!("{name} is applied"))
+    };
+    assert!(deployment_patch("chat-chat").body["spec"]
+        .get("replicas")
+        .is_none());
+    assert_eq!(deployment_patch("chat-gateway").body["spec"]["replicas"], 1);
+    assert!(fake
+        .get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/chat-chat")
+        .is_some());
+}
+
+#[tokio::test]
+async fn removing_autoscaling_deletes_the_hpa_and_pdb() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, autoscaled_chat(), 1)).await;
+    fake.clear_calls();
+
+    run(&fake, stored(&fake, minimal(), 2)).await;
+
+    let deleted: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/chat-chat",
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/chat-chat",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn missing_user_secret_degrades_and_applies_nothing() {
+    let fake = FakeApiServer::default();
+    let mut spec = minimal();
+    spec.auth = Some(crate::crd::AuthSpec {
+        jwt_secret_name: Some("my-signing-key".into()),
+        ..Default::default()
+    });
+
+    run(&fake, stored(&fake, spec, 1)).await;
+
+    let calls = fake.calls();
+    assert!(!calls
+        .iter()
+        .any(|c| c.method == Method::PATCH && !c.path.ends_with("/status")));
+    let status = fake.chat_deployment().status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == DEGRADED)
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "SecretMissing")
+    );
+    assert!(degraded
+        .message
+        .contains("my-signing-key (key private.pem)"));
+}
+
+#[tokio::test]
+async fn invalid_spec_degrades_without_writing_objects() {
+    let fake = FakeApiServer::default();
+    let mut spec = autoscaled_chat();
+    spec.components
+        .as_mut()
+        .unwrap()
+        .chat
+        .as_mut()
+        .unwrap()
+        .replicas = Some(3);
+
+    let action = run(&fake, stored(&fake, spec, 1)).await;
+
+    assert_eq!(action, Action::await_change());
+    assert_eq!(object_writes(&fake), [format!("{CD_PATH}/status")]);
+}

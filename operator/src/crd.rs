@@ -1,0 +1,431 @@
+//! The `ChatDeployment` custom resource: the only source of the CRD.
+//!
+//! Doc comments on every field become the CRD's field descriptions (`kubectl explain`).
+//! Defaults live in [`crate::config`] rather than in the schema, so there is one place that
+//! decides them and the stored object stays what the user wrote.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator defines.
+pub const GROUP: &str = "chat.scalablechat.dev";
+
+/// A complete scalable-chat installation: the five chat services, their dependencies
+/// (MongoDB, RabbitMQ, Kafka, Redis), secrets, scaling and ingress.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "chat.scalablechat.dev",
+    version = "v1alpha1",
+    kind = "ChatDeployment",
+    namespaced,
+    shortname = "chat",
+    status = "ChatDeploymentStatus",
+    doc = "A scalable-chat installation: one ChatDeployment becomes the chat services, their dependencies, secrets, scaling and ingress.",
+    printcolumn = r#"{"name":"Version","type":"string","description":"Requested scalable-chat version","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every component is available","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","description":"Where clients reach the stack","jsonPath":".status.url","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatDeploymentSpec {
+    /// Version of scalable-chat to run. It is the image tag unless `image` is set, and it is
+    /// reported per component in the status.
+    #[schemars(length(min = 1, max = 128))]
+    pub version: String,
+
+    /// Full image reference of the `chat-server` image, overriding the default
+    /// `ghcr.io/scalable-chat/chat-server:<version>`. Every component runs this one image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// When to pull the image. Defaults to `IfNotPresent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<ImagePullPolicy>")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Names of Secrets in this namespace used to pull the image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+
+    /// Stop reconciling: while true the operator writes nothing to the objects it manages and
+    /// only reports, through the `Progressing` condition, that it is paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+
+    /// Log filter of every component, in `RUST_LOG` syntax. Defaults to `info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub log_level: Option<String>,
+
+    /// Browser origins allowed by CORS, for example `https://chat.example.com`. Empty means
+    /// none beyond same-origin requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Token lifetimes and the JWT signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// Per-component replicas, resources, autoscaling and pod overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<ComponentsSpec>,
+
+    /// How each dependency is provided: run by the operator (`managed`, the default) or
+    /// provided outside (`external`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<DependenciesSpec>,
+
+    /// Expose the stack through an Ingress: `/` to the gateway and `/socket.io` to chat.
+    /// Without it the stack is reachable only inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+}
+
+/// Schema of an optional enum. schemars describes `Option<enum>` as an `anyOf` with `null`,
+/// which is not a structural schema (the API server rejects it), so mark the enum's own schema
+/// nullable instead.
+fn nullable<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<T>();
+    schema.insert("nullable".into(), true.into());
+    schema
+}
+
+/// When the kubelet pulls the image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Pull on every pod start.
+    Always,
+    /// Pull only when the node does not have the image.
+    IfNotPresent,
+    /// Never pull; the image must be on the node.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value Kubernetes expects in a container's `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.accessTokenTtlSeconds) || !has(self.refreshTokenTtlSeconds) || self.accessTokenTtlSeconds < self.refreshTokenTtlSeconds").message("accessTokenTtlSeconds must be shorter than refreshTokenTtlSeconds"))]
+pub struct AuthSpec {
+    /// Lifetime of an access token in seconds. Defaults to 900 (15 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub access_token_ttl_seconds: Option<i64>,
+
+    /// Lifetime of a refresh token in seconds. Defaults to 2592000 (30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 300, max = 31536000))]
+    pub refresh_token_ttl_seconds: Option<i64>,
+
+    /// Name of a Secret holding the Ed25519 signing key pair under `private.pem` (PKCS#8 PEM)
+    /// and `public.pem` (SPKI PEM). When unset the operator generates `<name>-jwt` once and
+    /// never changes it. The private key is mounted only into auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub jwt_secret_name: Option<String>,
+}
+
+/// The five chat components. Each runs the same image with its role as argument.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentsSpec {
+    /// The REST API (`/auth`, `/users`, `/groups`, `/assets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ComponentSpec>,
+    /// Registration, login and tokens; the only holder of the signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ComponentSpec>,
+    /// The Socket.IO server clients stay connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ComponentSpec>,
+    /// Groups and memberships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<ComponentSpec>,
+    /// Message persistence and history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<ComponentSpec>,
+}
+
+/// Settings of one component.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
+pub struct ComponentSpec {
+    /// Number of pods. Defaults to 1. Not allowed together with `autoscaling`, which then owns
+    /// the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+
+    /// CPU and memory of the component's container. Defaults to requests of 100m CPU and
+    /// 128Mi memory and a 512Mi memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Scale on CPU with a HorizontalPodAutoscaler instead of a fixed replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Additions to the component's pods: the escape hatch for what this resource does not
+    /// model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+}
+
+/// CPU-based horizontal autoscaling of one component.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+pub struct AutoscalingSpec {
+    /// Fewest pods the autoscaler keeps. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: Option<i32>,
+
+    /// Most pods the autoscaler may run.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+
+    /// Average CPU utilisation, as a percentage of the CPU request, the autoscaler aims for.
+    /// Defaults to 75.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+/// Additions merged into a component's pod template.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra pod labels. They never change the Deployment's selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Node labels the pods must be scheduled on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node and pod affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Extra environment variables; one with the name of an operator-set variable replaces it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// How each dependency is provided. An absent entry means managed with defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DependenciesSpec {
+    /// Document store for users, groups, messages and uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    pub mongodb: Option<Dependency<ManagedDependency>>,
+    /// Message broker carrying RPC between the gateway and the services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    pub rabbitmq: Option<Dependency<ManagedDependency>>,
+    /// Event log carrying chat commands and facts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<Dependency<ManagedKafka>>")]
+    pub kafka: Option<Dependency<ManagedKafka>>,
+    /// Presence, fan-out and rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    pub redis: Option<Dependency<ManagedDependency>>,
+}
+
+/// Exactly one of `managed` or `external`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Dependency<M> {
+    /// The operator runs it as a single-replica StatefulSet with a PersistentVolumeClaim.
+    Managed(M),
+    /// It runs elsewhere; the operator only wires its URI into the components.
+    External(ExternalDependency),
+}
+
+/// A dependency the operator runs (MongoDB, RabbitMQ or Redis).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedDependency {
+    /// Container image. Defaults to `mongo:7.0`, `rabbitmq:3.13-management` or `redis:7.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// Persistent volume of the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// CPU and memory of the dependency's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// A Secret key holding the password to use instead of a generated one. The value must be
+    /// URL-safe, since it is placed into connection URIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeyReference>,
+}
+
+/// Kafka run by the operator: one KRaft node (broker and controller), no ZooKeeper. It has no
+/// password; a NetworkPolicy admits only the components that use it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedKafka {
+    /// Container image. Defaults to `apache/kafka:3.9.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// Persistent volume of the log directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// CPU and memory of the Kafka container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A dependency run elsewhere.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalDependency {
+    /// The Secret key holding the connection URI: `mongodb://…` for MongoDB, `amqp://…` for
+    /// RabbitMQ, a `host:port[,host:port]` list for Kafka, `redis://…` for Redis.
+    pub uri_secret: SecretKeyReference,
+}
+
+/// One key of a Secret in the ChatDeployment's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A PersistentVolumeClaim's size and class.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size, for example `10Gi`. Defaults to 10Gi for MongoDB and Kafka, 2Gi for
+    /// RabbitMQ and 1Gi for Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+
+    /// StorageClass of the claim; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Routing from outside the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.tlsSecretName) || has(self.host)").message("tlsSecretName needs a host"))]
+pub struct IngressSpec {
+    /// IngressClass to use; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+
+    /// Host name clients use, for example `chat.example.com`. All hosts when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+
+    /// Secret of type `kubernetes.io/tls` holding the certificate for `host`. Plain HTTP when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub tls_secret_name: Option<String>,
+
+    /// Extra annotations on the Ingress objects, for the ingress controller or cert-manager.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the operator last observed. Never contains a credential.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatDeploymentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` (every component and dependency available), `Progressing` (a rollout is under
+    /// way, or paused) and `Degraded` (the spec is invalid, a Secret is missing or a rollout
+    /// stalled), with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The version every component runs, once a rollout has completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// Replicas and version of each component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentStatus>,
+
+    /// Readiness of each managed dependency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<DependencyStatus>,
+
+    /// Where clients reach the stack, when an ingress is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Observed state of one component's Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Component name: gateway, auth, chat, group or message.
+    pub name: String,
+    /// Replicas wanted (by the spec or, when autoscaling, by the autoscaler).
+    pub desired_replicas: i32,
+    /// Replicas that pass their readiness probe.
+    pub ready_replicas: i32,
+    /// Replicas already running the requested version.
+    pub updated_replicas: i32,
+    /// Version the component's pod template asks for.
+    pub version: String,
+}
+
+/// Observed state of one managed dependency's StatefulSet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyStatus {
+    /// Dependency name: mongodb, rabbitmq, kafka or redis.
+    pub name: String,
+    /// Whether every replica is ready.
+    pub ready: bool,
+}

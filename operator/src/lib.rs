@@ -1,0 +1,22 @@
+//! chat-operator: turns a `ChatDeployment` into a running scalable-chat stack.
+//!
+//! Reconcile is a pipeline (Stackable's shape): [`config::validate`] (pure: defaults and
+//! checks) → dereference the Secrets the spec names → create missing generated
+//! [`secrets`] → [`build::build`] (pure: the desired objects) → server-side apply in order →
+//! prune what is no longer desired → conditions and status ([`status`]).
+
+pub mod build;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod secrets;
+pub mod status;
+
+/// The CRD as YAML, exactly what `chat-operator crd` prints and `crds/` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&crd::ChatDeployment::crd()).expect("the CRD serialises to YAML")
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the operator's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The crate's directory (`operator/`).
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `kubernetes-validate` from the tools venv (`$CHAT_TOOLS_VENV`, default
+/// `~/.cache/scalable-chat/venv`). Fails, never skips, when it is missing: CI installs it.
+pub fn kubernetes_validate() -> PathBuf {
+    let venv = std::env::var_os("CHAT_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/scalable-chat/venv")
+        });
+    let tool = venv.join("bin/kubernetes-validate");
+    assert!(
+        tool.exists(),
+        "kubernetes-validate is not installed at {}; install it with `eval \"$(scripts/infra.sh tools)\"` \
+         (or set CHAT_TOOLS_VENV to a venv that has it)",
+        tool.display()
+    );
+    tool
+}
+
+/// Validate every document of `file` against the Kubernetes 1.30 schemas, rejecting unknown
+/// fields. Panics with the tool's report when anything fails.
+pub fn validate_manifests(file: &Path) {
+    let output = Command::new(kubernetes_validate())
+        .args(["--strict", "-k", "1.30.0", "--quiet"])
+        .arg(file)
+        .output()
+        .expect("kubernetes-validate runs");
+    assert!(
+        output.status.success(),
+        "{} does not validate against the Kubernetes 1.30 schemas:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Compare `actual` with the file at `path`; with `UPDATE_GOLDEN=1` write it instead.
+/// On a mismatch the failure shows the first differing lines and how to accept the change.
+pub fn assert_golden(path: &Path, actual: &str, regenerate: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, actual).expect("golden file is writable");
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    if expected == actual {
+        return;
+    }
+    panic!(
+        "{} is out of date.\n{}\nIf the change is intended, regenerate it with:\n  {regenerate}\nand review the diff.",
+        path.display(),
+        line_diff(&expected, actual)
+    );
+}
+
+/// A short diff: the first lines that differ, with their line numbers.
+fn line_diff(expected: &str, actual: &str) -> String {
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let mut out = String::new();
+    let mut shown = 0;
+    for i in 0..e.len().max(a.len()) {
+        let (el, al) = (e.get(i), a.get(i));
+        if el != al {
+            if let Some(l) = el {
+                out.push_str(&format!("{:>5} - {l}\n", i + 1));
+            }
+            if let Some(l) = al {
+                out.push_str(&format!("{:>5} + {l}\n", i + 1));
+            }
+            shown += 1;
+            if shown == 20 {
+                out.push_str("      … (more differences)\n");
+                break;
+            }
+        }
+    }
+    out
+}
