@@ -21,3 +21,8 @@ fn crd_validates_against_the_kubernetes_schemas() {
     std::fs::write(&file, chat_operator::crd_yaml()).unwrap();
     common::validate_manifests(&file);
 }
+
+#[test]
+fn operator_install_manifests_validate_against_the_kubernetes_schemas() {
+    common::validate_manifests(&common::crate_dir().join("deploy/operator.yaml"));
+}

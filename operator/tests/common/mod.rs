@@ -63,25 +63,31 @@ pub fn assert_golden(path: &Path, actual: &str, regenerate: &str) {
     );
 }
 
-/// A short diff: the first lines that differ, with their line numbers.
+/// A short diff: the region between the common prefix and the common suffix, with line
+/// numbers, enough to see a change without an external diff tool.
 fn line_diff(expected: &str, actual: &str) -> String {
+    const MOST: usize = 40;
     let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let prefix = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let suffix = e[prefix..]
+        .iter()
+        .rev()
+        .zip(a[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     let mut out = String::new();
-    let mut shown = 0;
-    for i in 0..e.len().max(a.len()) {
-        let (el, al) = (e.get(i), a.get(i));
-        if el != al {
-            if let Some(l) = el {
-                out.push_str(&format!("{:>5} - {l}\n", i + 1));
-            }
-            if let Some(l) = al {
-                out.push_str(&format!("{:>5} + {l}\n", i + 1));
-            }
-            shown += 1;
-            if shown == 20 {
-                out.push_str("      … (more differences)\n");
-                break;
-            }
+    for (sign, lines) in [
+        ("-", &e[prefix..e.len() - suffix]),
+        ("+", &a[prefix..a.len() - suffix]),
+    ] {
+        for (i, line) in lines.iter().enumerate().take(MOST) {
+            out.push_str(&format!("{:>5} {sign} {line}\n", prefix + i + 1));
+        }
+        if lines.len() > MOST {
+            out.push_str(&format!(
+                "      {sign} … {} more lines\n",
+                lines.len() - MOST
+            ));
         }
     }
     out
