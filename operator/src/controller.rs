@@ -274,6 +274,9 @@ async fn apply_all(
     for object in objects {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &object.api_resource());
+        if let Resource::Deployment(deployment) = object {
+            hand_replicas_over(client, namespace, deployment).await?;
+        }
         let applied = api
             .patch(object.name(), &params, &Patch::Apply(object.to_json()))
             .await?;
@@ -306,6 +309,57 @@ async fn apply_all(
         }
     }
     Ok(workloads)
+}
+
+/// Field manager that takes `spec.replicas` off our hands when an autoscaler takes over.
+const HANDOVER_MANAGER: &str = "chat-operator-replicas-handover";
+
+/// When a component switches to autoscaling, its Deployment is applied without `replicas`.
+/// If this field manager still owned the field, SSA would remove it and Kubernetes would
+/// default it to 1, scaling the component down before the HPA acts. So first apply the live
+/// value under a separate manager that never applies again (the handover recipe of the
+/// server-side-apply docs); the HPA then changes it freely.
+async fn hand_replicas_over(
+    client: &Client,
+    namespace: &str,
+    desired: &Deployment,
+) -> Result<(), Error> {
+    if desired.spec.as_ref().is_some_and(|s| s.replicas.is_some()) {
+        return Ok(());
+    }
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let name = desired.name_any();
+    let Some(live) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let we_own_replicas = live.managed_fields().iter().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.pointer("/f:spec/f:replicas"))
+                .is_some()
+    });
+    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(());
+    };
+    if we_own_replicas {
+        let patch = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas},
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply(HANDOVER_MANAGER),
+            &Patch::Apply(patch),
+        )
+        .await?;
+        info!(deployment = %name, replicas, "handed replicas over to the autoscaler");
+    }
+    Ok(())
 }
 
 /// Delete objects this ChatDeployment owns but no longer wants (an HPA after autoscaling was

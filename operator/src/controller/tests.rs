@@ -407,6 +407,33 @@ async fn hpa_owned_replicas_are_not_sent() {
 }
 
 #[tokio::test]
+async fn switching_to_autoscaling_hands_replicas_over_before_dropping_them() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 1)).await;
+    // As a real API server records it: our manager applied spec.replicas = 3.
+    let path = "/apis/apps/v1/namespaces/default/deployments/chat-chat";
+    let mut live = fake.get(path).unwrap();
+    live["spec"]["replicas"] = json!(3);
+    live["metadata"]["managedFields"] = json!([{
+        "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "apps/v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}
+    }]);
+    fake.put(path, live);
+    fake.clear_calls();
+
+    run(&fake, stored(&fake, autoscaled_chat(), 2)).await;
+
+    let patches: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == Method::PATCH && c.path == path)
+        .collect();
+    assert_eq!(patches.len(), 2);
+    assert_eq!(patches[0].body["spec"], json!({"replicas": 3}));
+    assert!(patches[1].body["spec"].get("replicas").is_none());
+}
+
+#[tokio::test]
 async fn removing_autoscaling_deletes_the_hpa_and_pdb() {
     let fake = FakeApiServer::default();
     run(&fake, stored(&fake, autoscaled_chat(), 1)).await;
