@@ -14,20 +14,26 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// The `chat-server` binary cargo built next to this test binary.
+/// The `chat-server` binary of the same cargo profile: beside this executable (the bench
+/// binary) or one level up (test binaries live in `deps/`).
 pub fn chat_server_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile directory");
-    let bin = dir.join(format!("chat-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build -p chat-server` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
+    let exe = std::env::current_exe().expect("own executable path");
+    let name = format!("chat-server{}", std::env::consts::EXE_SUFFIX);
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [
+        dir.join(&name),
+        dir.parent().map(|d| d.join(&name)).unwrap_or_default(),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} not found: build it with `cargo build -p chat-server` (scripts/test.sh does)",
+                candidates[1].display()
+            )
+        })
 }
 
 /// A free TCP port on loopback.
