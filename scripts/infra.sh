@@ -194,7 +194,7 @@ case "$cmd" in
   tools)
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" - <<'PY' 2>/dev/null || { log "installing kubernetes-validate and helm-python-sdk into $VENV"; "$VENV/bin/pip" install -q kubernetes-validate helm-python-sdk >&2; }
-import kubernetes_validate, helm
+import kubernetes_validate, helm_python
 PY
     echo "export CHAT_TOOLS_VENV=$VENV" ;;
   *) sed -n '2,22p' "$0" >&2; exit 2 ;;
