@@ -53,6 +53,28 @@ fn load(path: &str) -> ChatDeployment {
     cd
 }
 
+/// `value` with every object's keys sorted. Whether serde_json keeps insertion order depends on
+/// which crates share the build (bson turns on `preserve_order` in the workspace), so golden
+/// files must not depend on it.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(canonical).collect())
+        }
+        other => other,
+    }
+}
+
 /// What the operator writes for `cd`, as multi-document YAML.
 fn render(cd: &ChatDeployment) -> String {
     if cd.spec.paused {
@@ -73,7 +95,7 @@ fn render(cd: &ChatDeployment) -> String {
     docs.extend(
         build(&cfg, &digests)
             .iter()
-            .map(|o| serde_yaml::to_string(&o.to_json()).unwrap()),
+            .map(|o| serde_yaml::to_string(&canonical(o.to_json())).unwrap()),
     );
     docs.join("---\n")
 }
