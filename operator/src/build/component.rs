@@ -50,6 +50,12 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
             cfg.refresh_token_ttl_seconds.to_string(),
         ),
         ("PORT".into(), HTTP_PORT.to_string()),
+        // Behind the ingress every client arrives from the controller's address; without this
+        // the gateway's per-address login limit would be shared by all users.
+        (
+            "TRUST_FORWARDED_FOR".into(),
+            cfg.ingress.is_some().to_string(),
+        ),
         (
             "JWT_PUBLIC_KEY_FILE".into(),
             format!("{JWT_DIR}/public.pem"),
