@@ -12,6 +12,7 @@ pub mod crd;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod secrets;
 pub mod status;
 

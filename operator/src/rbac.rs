@@ -1,0 +1,152 @@
+//! The Kubernetes permissions the operator needs: every API call it makes, as (API group,
+//! resource, verbs), with the call that needs it.
+//!
+//! The Helm chart grants exactly these and nothing more (`charts/chat-operator/templates/
+//! _helpers.tpl`). `tests/chart.rs` fails when the chart's rules and this list differ, when
+//! they hold a wildcard, or when the build step produces a kind this list cannot create,
+//! patch or prune — so a new API call needs an entry here and a rule there.
+
+/// Where a permission is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// In the namespaces the operator watches: a ClusterRole, or a Role in `WATCH_NAMESPACE`.
+    Watched,
+    /// In the operator's own namespace only (its leader-election Lease).
+    OwnNamespace,
+}
+
+/// Verbs on one resource and why they are needed.
+#[derive(Clone, Copy, Debug)]
+pub struct Permission {
+    /// API group; `""` is the core group.
+    pub group: &'static str,
+    /// Plural resource name, with `/subresource` where one is meant.
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    pub scope: Scope,
+    /// The calls that need it.
+    pub why: &'static str,
+}
+
+const fn watched(
+    group: &'static str,
+    resource: &'static str,
+    verbs: &'static [&'static str],
+    why: &'static str,
+) -> Permission {
+    Permission {
+        group,
+        resource,
+        verbs,
+        scope: Scope::Watched,
+        why,
+    }
+}
+
+/// Server-side apply creates an absent object (the API server checks `create`) and patches an
+/// existing one.
+const APPLY: [&str; 2] = ["create", "patch"];
+/// Applied, and deleted by the prune step when no longer desired (found by a labelled list).
+const APPLY_AND_PRUNE: [&str; 4] = ["create", "patch", "list", "delete"];
+
+/// Everything the operator calls.
+pub const PERMISSIONS: &[Permission] = &[
+    watched(
+        "chat.scalablechat.dev",
+        "chatdeployments",
+        &["list", "watch"],
+        "the controller's watch (main.rs)",
+    ),
+    watched(
+        "chat.scalablechat.dev",
+        "chatdeployments/status",
+        &["patch"],
+        "write_status: server-side apply of the status",
+    ),
+    watched(
+        "chat.scalablechat.dev",
+        "chatdeployments/finalizers",
+        &["update"],
+        "owner references with blockOwnerDeletion, where the OwnerReferencesPermissionEnforcement \
+         admission plugin runs",
+    ),
+    watched(
+        "",
+        "secrets",
+        &["get", "create"],
+        "dereference reads referenced and generated Secrets; create_missing_secrets creates \
+         absent generated ones and never updates them",
+    ),
+    watched(
+        "",
+        "configmaps",
+        &APPLY,
+        "apply_all; the ConfigMap is always desired",
+    ),
+    watched("", "services", &APPLY_AND_PRUNE, "apply_all and prune"),
+    watched(
+        "apps",
+        "deployments",
+        &["get", "create", "patch", "list", "watch"],
+        "apply_all; hand_replicas_over reads the live Deployment; the controller watches them",
+    ),
+    watched(
+        "apps",
+        "statefulsets",
+        &["create", "patch", "list", "watch", "delete"],
+        "apply_all and prune; the controller watches them",
+    ),
+    watched(
+        "policy",
+        "poddisruptionbudgets",
+        &APPLY_AND_PRUNE,
+        "apply_all and prune",
+    ),
+    watched(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        &APPLY_AND_PRUNE,
+        "apply_all and prune",
+    ),
+    watched(
+        "networking.k8s.io",
+        "ingresses",
+        &APPLY_AND_PRUNE,
+        "apply_all and prune",
+    ),
+    watched(
+        "networking.k8s.io",
+        "networkpolicies",
+        &APPLY_AND_PRUNE,
+        "apply_all and prune",
+    ),
+    watched(
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+        "the event Recorder: a new event is created, a repeated one patched as a series",
+    ),
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "patch"],
+        scope: Scope::OwnNamespace,
+        why: "leader election (kube-leader-election: get, create when absent, merge-patch to \
+              renew and step down)",
+    },
+];
+
+/// One verb on one resource: (scope, API group, resource, verb).
+pub type Grant = (Scope, String, String, String);
+
+/// Every grant in [`PERMISSIONS`].
+pub fn grants() -> std::collections::BTreeSet<Grant> {
+    PERMISSIONS
+        .iter()
+        .flat_map(|p| {
+            p.verbs
+                .iter()
+                .map(|v| (p.scope, p.group.into(), p.resource.into(), (*v).into()))
+        })
+        .collect()
+}
