@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # The two images of scalable-chat, from the one Cargo workspace:
 #
 #   docker build --target chat-server   -t ghcr.io/scalable-chat/chat-server:0.1.0 .
