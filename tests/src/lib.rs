@@ -308,25 +308,64 @@ impl Api {
     }
 }
 
-/// Gateway and auth as two separate processes of one deployment.
+/// Gateway, auth and group as separate processes of one deployment.
 pub struct Stack {
     pub deployment: Deployment,
     pub api: Api,
     pub gateway: RoleProcess,
     pub auth: RoleProcess,
+    pub group: RoleProcess,
 }
 
 impl Stack {
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let deployment = Deployment::new(extra);
         let auth = deployment.spawn("auth").await;
+        let group = deployment.spawn("group").await;
         let gateway = deployment.spawn("gateway").await;
         Stack {
             api: Api::new(gateway.port),
             deployment,
             gateway,
             auth,
+            group,
         }
+    }
+}
+
+/// A registered user: id and access token.
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+impl Api {
+    /// Registers `name@example.com` and returns its id and access token.
+    pub async fn user(&self, name: &str) -> User {
+        let session = self
+            .register(
+                name,
+                "Tester",
+                &format!("{name}@example.com"),
+                "correct horse",
+            )
+            .await;
+        User {
+            id: session["user"]["id"].as_str().unwrap().to_string(),
+            token: session["accessToken"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// A request with the user's bearer token.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &User,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&user.token)
     }
 }
 

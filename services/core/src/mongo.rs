@@ -21,8 +21,8 @@ use crate::domain::{Email, PageRequest};
 use crate::error::Error;
 use crate::health::Probe;
 use crate::store::{
-    NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse, SigningKeyStore, UserRecord,
-    UserStore,
+    GroupRecord, GroupStore, MemberRecord, MemberRole, NewGroup, NewUser, RefreshTokenRecord,
+    RefreshTokenStore, RefreshUse, SigningKeyStore, UserRecord, UserStore,
 };
 
 /// Connects and pings, retrying until `timeout`.
@@ -53,22 +53,11 @@ pub async fn connect(
     let client =
         Client::with_options(options).map_err(|e| format!("cannot create MongoDB client: {e}"))?;
     let db = client.database(database);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match db.run_command(doc! {"ping": 1}).await {
-            Ok(_) => return Ok(db),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(uri = %uri.redacted_uri(), error = %e, "waiting for mongodb");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "mongodb at {} did not answer: {e}",
-                    uri.redacted_uri()
-                ))
-            }
-        }
-    }
+    crate::startup::wait_for("mongodb", &uri.redacted_uri(), timeout, || {
+        db.run_command(doc! {"ping": 1})
+    })
+    .await?;
+    Ok(db)
 }
 
 /// Readiness: `ping`.
@@ -91,6 +80,11 @@ impl Probe for MongoProbe {
 const USERS: &str = "users";
 const REFRESH_TOKENS: &str = "refresh_tokens";
 const SIGNING_KEYS: &str = "signing_keys";
+const GROUPS: &str = "groups";
+const MEMBERS: &str = "group_members";
+/// One document per direct conversation, `_id` = the sorted pair: uniqueness on `_id` holds on
+/// every MongoDB-compatible server, unlike partial unique indexes.
+const DIRECT_PAIRS: &str = "direct_conversations";
 
 fn index(keys: Document, options: Option<IndexOptions>) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
@@ -136,6 +130,19 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
                 ),
             ),
         ),
+        (
+            MEMBERS,
+            index(
+                doc! {"groupId": 1, "userId": 1},
+                Some(
+                    IndexOptions::builder()
+                        .name("membership_unique".to_string())
+                        .unique(true)
+                        .build(),
+                ),
+            ),
+        ),
+        (MEMBERS, index(doc! {"userId": 1}, Some(named("by_user")))),
     ]
 }
 
@@ -243,6 +250,25 @@ impl UserStore for MongoUserStore {
             .as_ref()
             .map(user_from_doc)
             .transpose()
+    }
+
+    async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error> {
+        let oids: Vec<ObjectId> = ids
+            .iter()
+            .filter_map(|id| ObjectId::parse_str(id).ok())
+            .collect();
+        let docs: Vec<Document> = self
+            .0
+            .find(doc! {"_id": {"$in": oids}})
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .map(|o| o.to_hex())
+            .collect())
     }
 
     async fn list(
@@ -396,6 +422,271 @@ impl SigningKeyStore for MongoSigningKeyStore {
             .get_binary_generic("pkcs8")
             .cloned()
             .map_err(|_| Error::internal("stored development key is not binary"))
+    }
+}
+
+// ------------------------------------------------------------------------------------ groups
+
+/// [`GroupStore`] on the `groups` and `group_members` collections.
+pub struct MongoGroupStore {
+    groups: Collection<Document>,
+    members: Collection<Document>,
+    pairs: Collection<Document>,
+}
+
+impl MongoGroupStore {
+    pub fn new(db: &Database) -> Self {
+        MongoGroupStore {
+            groups: db.collection(GROUPS),
+            members: db.collection(MEMBERS),
+            pairs: db.collection(DIRECT_PAIRS),
+        }
+    }
+}
+
+fn role_str(role: MemberRole) -> &'static str {
+    match role {
+        MemberRole::Admin => "admin",
+        MemberRole::Member => "member",
+    }
+}
+
+fn group_from_doc(d: &Document) -> Result<GroupRecord, Error> {
+    let bad = |field: &str| Error::internal(format!("group document without a valid {field}"));
+    Ok(GroupRecord {
+        id: d.get_object_id("_id").map_err(|_| bad("_id"))?.to_hex(),
+        name: d.get_str("name").ok().map(String::from),
+        image_url: d.get_str("imageUrl").ok().map(String::from),
+        direct_key: d.get_str("directKey").ok().map(String::from),
+        created_at: from_bson_time(*d.get_datetime("createdAt").map_err(|_| bad("createdAt"))?),
+        updated_at: from_bson_time(*d.get_datetime("updatedAt").map_err(|_| bad("updatedAt"))?),
+    })
+}
+
+fn member_from_doc(d: &Document) -> Result<MemberRecord, Error> {
+    let bad = |field: &str| Error::internal(format!("membership document without a valid {field}"));
+    Ok(MemberRecord {
+        group_id: d
+            .get_str("groupId")
+            .map_err(|_| bad("groupId"))?
+            .to_string(),
+        user_id: d.get_str("userId").map_err(|_| bad("userId"))?.to_string(),
+        role: if d.get_str("role") == Ok("admin") {
+            MemberRole::Admin
+        } else {
+            MemberRole::Member
+        },
+        joined_at: from_bson_time(*d.get_datetime("joinedAt").map_err(|_| bad("joinedAt"))?),
+        last_seen_at: d
+            .get_datetime("lastSeenAt")
+            .ok()
+            .map(|t| from_bson_time(*t)),
+    })
+}
+
+fn member_doc(group_id: &str, user_id: &str, role: MemberRole, at: BsonDateTime) -> Document {
+    doc! {"groupId": group_id, "userId": user_id, "role": role_str(role), "joinedAt": at}
+}
+
+#[async_trait::async_trait]
+impl GroupStore for MongoGroupStore {
+    async fn create(&self, group: NewGroup) -> Result<(GroupRecord, bool), Error> {
+        let now = BsonDateTime::now();
+        let id = ObjectId::new();
+        let mut document = doc! {"_id": id, "createdAt": now, "updatedAt": now};
+        if let Some(name) = &group.name {
+            document.insert("name", name);
+        }
+        if let Some(key) = &group.direct_key {
+            document.insert("directKey", key);
+        }
+        if let Some(key) = &group.direct_key {
+            match self
+                .pairs
+                .insert_one(doc! {"_id": key, "groupId": id})
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_duplicate_key(&e) => {
+                    let pair = self.pairs.find_one(doc! {"_id": key}).await?;
+                    let existing = pair
+                        .and_then(|p| p.get_object_id("groupId").ok())
+                        .ok_or_else(|| Error::internal("direct pair without its group"))?;
+                    let group = self.get(&existing.to_hex()).await?;
+                    let group =
+                        group.ok_or_else(|| Error::internal("direct conversation vanished"))?;
+                    return Ok((group, false));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.groups.insert_one(document.clone()).await?;
+        let gid = id.to_hex();
+        let members: Vec<Document> = group
+            .members
+            .iter()
+            .map(|(user, role)| member_doc(&gid, user, *role, now))
+            .collect();
+        self.members.insert_many(members).await?;
+        Ok((group_from_doc(&document)?, true))
+    }
+
+    async fn get(&self, group_id: &str) -> Result<Option<GroupRecord>, Error> {
+        let Ok(oid) = ObjectId::parse_str(group_id) else {
+            return Ok(None);
+        };
+        self.groups
+            .find_one(doc! {"_id": oid})
+            .await?
+            .as_ref()
+            .map(group_from_doc)
+            .transpose()
+    }
+
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<GroupRecord>, Error> {
+        let memberships: Vec<Document> = self
+            .members
+            .find(doc! {"userId": user_id})
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<ObjectId> = memberships
+            .iter()
+            .filter_map(|m| m.get_str("groupId").ok())
+            .filter_map(|id| ObjectId::parse_str(id).ok())
+            .collect();
+        let docs: Vec<Document> = self
+            .groups
+            .find(doc! {"_id": {"$in": ids}})
+            .sort(doc! {"updatedAt": -1, "_id": -1})
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(group_from_doc).collect()
+    }
+
+    async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error> {
+        let docs: Vec<Document> = self
+            .members
+            .find(doc! {"groupId": group_id})
+            .sort(doc! {"joinedAt": 1, "_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(member_from_doc).collect()
+    }
+
+    async fn membership(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<MemberRecord>, Error> {
+        self.members
+            .find_one(doc! {"groupId": group_id, "userId": user_id})
+            .await?
+            .as_ref()
+            .map(member_from_doc)
+            .transpose()
+    }
+
+    async fn update(
+        &self,
+        group_id: &str,
+        name: Option<String>,
+        image_url: Option<Option<String>>,
+    ) -> Result<GroupRecord, Error> {
+        let oid = ObjectId::parse_str(group_id).map_err(|_| Error::not_found("group not found"))?;
+        let mut set = doc! {"updatedAt": BsonDateTime::now()};
+        let mut unset = Document::new();
+        if let Some(name) = name {
+            set.insert("name", name);
+        }
+        match image_url {
+            Some(Some(url)) => {
+                set.insert("imageUrl", url);
+            }
+            Some(None) => {
+                unset.insert("imageUrl", "");
+            }
+            None => {}
+        }
+        let mut update = doc! {"$set": set};
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        let updated = self
+            .groups
+            .find_one_and_update(doc! {"_id": oid}, update)
+            .return_document(ReturnDocument::After)
+            .await?
+            .ok_or_else(|| Error::not_found("group not found"))?;
+        group_from_doc(&updated)
+    }
+
+    async fn add_members(&self, group_id: &str, user_ids: &[String]) -> Result<Vec<String>, Error> {
+        let now = BsonDateTime::now();
+        let mut added = Vec::new();
+        for user in user_ids {
+            match self
+                .members
+                .insert_one(member_doc(group_id, user, MemberRole::Member, now))
+                .await
+            {
+                Ok(_) => added.push(user.clone()),
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !added.is_empty() {
+            self.touch(group_id).await?;
+        }
+        Ok(added)
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, Error> {
+        let removed = self
+            .members
+            .delete_one(doc! {"groupId": group_id, "userId": user_id})
+            .await?
+            .deleted_count
+            > 0;
+        if removed {
+            self.touch(group_id).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn set_role(&self, group_id: &str, user_id: &str, role: MemberRole) -> Result<(), Error> {
+        self.members
+            .update_one(
+                doc! {"groupId": group_id, "userId": user_id},
+                doc! {"$set": {"role": role_str(role)}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, group_id: &str) -> Result<(), Error> {
+        if let Ok(oid) = ObjectId::parse_str(group_id) {
+            self.groups.delete_one(doc! {"_id": oid}).await?;
+            self.pairs.delete_many(doc! {"groupId": oid}).await?;
+        }
+        self.members.delete_many(doc! {"groupId": group_id}).await?;
+        Ok(())
+    }
+}
+
+impl MongoGroupStore {
+    async fn touch(&self, group_id: &str) -> Result<(), Error> {
+        if let Ok(oid) = ObjectId::parse_str(group_id) {
+            self.groups
+                .update_one(
+                    doc! {"_id": oid},
+                    doc! {"$set": {"updatedAt": BsonDateTime::now()}},
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -16,22 +16,10 @@ pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManage
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2));
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-            Ok(manager) => return Ok(manager),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(url = %url.redacted_uri(), error = %e, "waiting for redis");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "redis at {} did not answer: {e}",
-                    url.redacted_uri()
-                ))
-            }
-        }
-    }
+    crate::startup::wait_for("redis", &url.redacted_uri(), timeout, || {
+        ConnectionManager::new_with_config(client.clone(), config.clone())
+    })
+    .await
 }
 
 /// Readiness: `PING`.

@@ -1,7 +1,7 @@
 //! Start-up: waiting for dependencies that may come up after us (as in Kubernetes, where pods
 //! start in any order).
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 /// Calls `attempt` every 500 ms until it succeeds or `timeout` passes. Each failure is logged
@@ -15,7 +15,7 @@ pub async fn wait_for<T, E, F, Fut>(
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: IntoFuture<Output = Result<T, E>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

@@ -53,6 +53,8 @@ pub trait UserStore: Send + Sync {
     async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>, Error>;
     /// `None` for an unknown or malformed id.
     async fn by_id(&self, id: &str) -> Result<Option<UserRecord>, Error>;
+    /// Which of `ids` are existing users.
+    async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error>;
     /// A page of users (oldest first) whose names or email contain every word of `search`,
     /// case-insensitively; and the total number of matches.
     async fn list(
@@ -107,4 +109,69 @@ pub trait RateLimiter: Send + Sync {
     /// Counts one attempt under `key`. `Ok(None)` if within `limit` per `window`, otherwise
     /// `Ok(Some(seconds))` until the window resets.
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<Option<u64>, Error>;
+}
+
+pub use crate::contracts::groups::MemberRole;
+
+/// A stored group.
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub id: String,
+    pub name: Option<String>,
+    pub image_url: Option<String>,
+    /// For direct conversations: the two member ids, sorted and joined; unique.
+    pub direct_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored membership.
+#[derive(Debug, Clone)]
+pub struct MemberRecord {
+    pub group_id: String,
+    pub user_id: String,
+    pub role: MemberRole,
+    pub joined_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A group to create with its first members.
+pub struct NewGroup {
+    pub name: Option<String>,
+    pub direct_key: Option<String>,
+    pub members: Vec<(String, MemberRole)>,
+}
+
+/// Groups and memberships.
+#[async_trait::async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Creates the group and its members. For a direct conversation that exists already,
+    /// returns the existing group and `false`.
+    async fn create(&self, group: NewGroup) -> Result<(GroupRecord, bool), Error>;
+    /// `None` for an unknown or malformed id.
+    async fn get(&self, group_id: &str) -> Result<Option<GroupRecord>, Error>;
+    /// The groups `user_id` belongs to, most recently updated first.
+    async fn groups_of(&self, user_id: &str) -> Result<Vec<GroupRecord>, Error>;
+    /// Members of a group, in joining order.
+    async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error>;
+    async fn membership(
+        &self,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Option<MemberRecord>, Error>;
+    /// Changes the name and/or image; returns the updated group.
+    async fn update(
+        &self,
+        group_id: &str,
+        name: Option<String>,
+        image_url: Option<Option<String>>,
+    ) -> Result<GroupRecord, Error>;
+    /// Adds members (as [`MemberRole::Member`]); ids already members are skipped. Returns the
+    /// ids actually added.
+    async fn add_members(&self, group_id: &str, user_ids: &[String]) -> Result<Vec<String>, Error>;
+    /// Removes a member; `false` if they were not one.
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, Error>;
+    async fn set_role(&self, group_id: &str, user_id: &str, role: MemberRole) -> Result<(), Error>;
+    /// Deletes a group that has no members left.
+    async fn delete(&self, group_id: &str) -> Result<(), Error>;
 }

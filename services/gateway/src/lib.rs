@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use chat_core::contracts::auth::*;
+use chat_core::contracts::groups::*;
 use chat_core::contracts::Page;
 use chat_core::error::ErrorBody;
 use chat_core::http::{Json, Query};
@@ -199,6 +200,154 @@ async fn get_user(
         .map(axum::Json)
 }
 
+/// `POST /groups`
+#[utoipa::path(post, path = "/groups", tag = "groups", security(("bearer" = [])), request_body = CreateGroupBody,
+    responses(
+        (status = 201, description = "Group created; the caller is its admin", body = GroupView),
+        (status = 200, description = "The direct conversation with that user already existed", body = GroupView),
+        (status = 400, description = "Invalid name or unknown member ids", body = ErrorBody),
+    ))]
+async fn create_group(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Json(body): Json<CreateGroupBody>,
+) -> Result<impl IntoResponse, Error> {
+    let created = gw
+        .rpc
+        .call::<GroupCreate>(
+            &CreateGroup {
+                caller: claims.sub,
+                body,
+            },
+            &ctx,
+        )
+        .await?;
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(created.group)))
+}
+
+/// `GET /groups`
+#[utoipa::path(get, path = "/groups", tag = "groups", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's groups, most recently active first", body = Vec<GroupView>)))]
+async fn list_groups(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+) -> Result<axum::Json<Vec<GroupView>>, Error> {
+    gw.rpc
+        .call::<GroupList>(&CallerRef { caller: claims.sub }, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `GET /groups/{id}`
+#[utoipa::path(get, path = "/groups/{id}", tag = "groups", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group", body = GroupView),
+        (status = 404, description = "No such group, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn get_group(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Path(group_id): Path<String>,
+) -> Result<axum::Json<GroupView>, Error> {
+    gw.rpc
+        .call::<GroupGet>(
+            &GroupRef {
+                caller: claims.sub,
+                group_id,
+            },
+            &ctx,
+        )
+        .await
+        .map(axum::Json)
+}
+
+/// `PATCH /groups/{id}`
+#[utoipa::path(patch, path = "/groups/{id}", tag = "groups", security(("bearer" = [])), request_body = UpdateGroupBody,
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The updated group", body = GroupView),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+    ))]
+async fn update_group(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Path(group_id): Path<String>,
+    Json(body): Json<UpdateGroupBody>,
+) -> Result<axum::Json<GroupView>, Error> {
+    gw.rpc
+        .call::<GroupUpdate>(
+            &UpdateGroup {
+                caller: claims.sub,
+                group_id,
+                body,
+            },
+            &ctx,
+        )
+        .await
+        .map(axum::Json)
+}
+
+/// `POST /groups/{id}/members`
+#[utoipa::path(post, path = "/groups/{id}/members", tag = "groups", security(("bearer" = [])), request_body = AddMembersBody,
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group with its new members", body = GroupView),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+    ))]
+async fn add_members(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Path(group_id): Path<String>,
+    Json(body): Json<AddMembersBody>,
+) -> Result<axum::Json<GroupView>, Error> {
+    let request = AddMembers {
+        caller: claims.sub,
+        group_id,
+        member_ids: body.member_ids,
+    };
+    gw.rpc
+        .call::<GroupAddMembers>(&request, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `DELETE /groups/{id}/members/{userId}`
+#[utoipa::path(delete, path = "/groups/{id}/members/{userId}", tag = "groups", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id"), ("userId" = String, Path, description = "The member to remove")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "Only admins remove others; anyone may remove themself", body = ErrorBody),
+    ))]
+async fn remove_member(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Path((group_id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, Error> {
+    gw.rpc
+        .call::<GroupRemoveMember>(
+            &RemoveMember {
+                caller: claims.sub,
+                group_id,
+                user_id,
+            },
+            &ctx,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens, for other systems.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JSON Web Key Set")))]
@@ -228,10 +377,10 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, list_users, get_user, jwks),
+    paths(register, login, refresh, logout, me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, jwks),
     components(schemas(ErrorBody, chat_core::ErrorCode)),
     modifiers(&BearerAuth),
-    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory")),
+    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations")),
 )]
 pub struct ApiDoc;
 
@@ -272,6 +421,13 @@ pub fn router(state: Gateway) -> Router {
         .route("/auth/me", get(me))
         .route("/users", get(list_users))
         .route("/users/{id}", get(get_user))
+        .route("/groups", post(create_group).get(list_groups))
+        .route("/groups/{id}", get(get_group).patch(update_group))
+        .route("/groups/{id}/members", post(add_members))
+        .route(
+            "/groups/{id}/members/{user_id}",
+            axum::routing::delete(remove_member),
+        )
         .route("/.well-known/jwks.json", get(jwks))
         .route(
             "/openapi.json",

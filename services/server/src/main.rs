@@ -17,6 +17,7 @@ usage: chat-server <role>
 roles:
   gateway   the public REST API (default port 5000)
   auth      accounts, passwords and tokens over RPC (health on port 3004)
+  group     groups, direct conversations and membership over RPC (health on port 3002)
   all       every role in one process (port 5000)
   migrate   create the MongoDB indexes, then exit
 
@@ -31,6 +32,7 @@ options:
 enum Role {
     Gateway,
     Auth,
+    Group,
     All,
     Migrate,
 }
@@ -40,6 +42,7 @@ impl Role {
         match s {
             "gateway" => Some(Role::Gateway),
             "auth" => Some(Role::Auth),
+            "group" => Some(Role::Group),
             "all" => Some(Role::All),
             "migrate" => Some(Role::Migrate),
             _ => None,
@@ -49,6 +52,7 @@ impl Role {
         match self {
             Role::Gateway => "gateway",
             Role::Auth => "auth",
+            Role::Group => "group",
             Role::All => "all",
             Role::Migrate => "migrate",
         }
@@ -56,11 +60,15 @@ impl Role {
     fn default_port(self) -> u16 {
         match self {
             Role::Auth => 3004,
+            Role::Group => 3002,
             _ => 5000,
         }
     }
     fn runs_auth(self) -> bool {
         matches!(self, Role::Auth | Role::All)
+    }
+    fn runs_group(self) -> bool {
+        matches!(self, Role::Group | Role::All)
     }
     fn runs_gateway(self) -> bool {
         matches!(self, Role::Gateway | Role::All)
@@ -122,8 +130,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     tracing::info!(role = role.name(), version = chat_core::VERSION, namespace = %config.namespace, "starting");
     let shutdown = shutdown::on_signal();
     let app_name = format!("chat-server-{}", role.name());
-
-    if role == Role::Migrate {
+    let connect_mongo = || async {
         let db = mongo::connect(
             &config.mongodb_uri,
             &config.mongodb_database(),
@@ -131,41 +138,40 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             config.startup_timeout,
         )
         .await?;
-        let n = mongo::ensure_indexes(&db).await.map_err(|e| e.message)?;
+        let n = mongo::ensure_indexes(&db)
+            .await
+            .map_err(|e| format!("cannot create indexes: {}", e.message))?;
         tracing::info!(indexes = n, database = %config.mongodb_database(), "indexes are in place");
+        Ok::<_, String>(db)
+    };
+
+    if role == Role::Migrate {
+        connect_mongo().await?;
         return Ok(());
     }
 
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut router = Router::new();
     let mut background = tokio::task::JoinSet::new();
+    let db = if role.runs_auth() || role.runs_group() {
+        let db = connect_mongo().await?;
+        probes.push(Arc::new(mongo::MongoProbe(db.clone())));
+        Some(db)
+    } else {
+        None
+    };
+    // Every RPC-serving role of this process shares one consumer connection.
+    let mut rpc_server = RpcServer::new(&config.namespace, config.rpc_prefetch);
 
-    if role.runs_auth() {
-        let db = mongo::connect(
-            &config.mongodb_uri,
-            &config.mongodb_database(),
-            &app_name,
-            config.startup_timeout,
-        )
-        .await?;
-        mongo::ensure_indexes(&db)
-            .await
-            .map_err(|e| format!("cannot create indexes: {}", e.message))?;
+    if let (true, Some(db)) = (role.runs_auth(), &db) {
         let cache = redis::connect(&config.redis_url, config.startup_timeout).await?;
         let signer =
-            chat_auth::load_signing_key(&config, &mongo::MongoSigningKeyStore::new(&db)).await?;
-        let extra_keys = match &config.jwt_public_key_file {
-            Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {e}"))?;
-                chat_core::tokens::VerifyingKey::from_pem_bundle(&pem)
-                    .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {}", e.message))?
-            }
-            None => Vec::new(),
-        };
+            chat_auth::load_signing_key(&config, &mongo::MongoSigningKeyStore::new(db)).await?;
+        let extra_keys =
+            chat_core::tokens::public_keys_from_file(config.jwt_public_key_file.as_deref())?;
         let stores = chat_auth::AuthStores {
-            users: Arc::new(mongo::MongoUserStore::new(&db)),
-            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(&db)),
+            users: Arc::new(mongo::MongoUserStore::new(db)),
+            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(db)),
             limiter: Arc::new(redis::RedisRateLimiter::new(
                 cache.clone(),
                 &config.namespace,
@@ -173,20 +179,27 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         };
         let service = chat_auth::AuthService::new(stores, signer, extra_keys, (&config).into())
             .map_err(|e| e.message)?;
-        let server = chat_auth::rpc_handlers(
-            Arc::new(service),
-            RpcServer::new(&config.namespace, config.rpc_prefetch),
-        );
-        probes.push(Arc::new(mongo::MongoProbe(db)));
+        rpc_server = chat_auth::rpc_handlers(Arc::new(service), rpc_server);
         probes.push(Arc::new(redis::RedisProbe(cache)));
-        probes.push(Arc::new(server.status()));
+    }
+
+    if let (true, Some(db)) = (role.runs_group(), &db) {
+        let service = chat_group::GroupService::new(
+            Arc::new(mongo::MongoGroupStore::new(db)),
+            Arc::new(mongo::MongoUserStore::new(db)),
+        );
+        rpc_server = chat_group::rpc_handlers(Arc::new(service), rpc_server);
+    }
+
+    if !rpc_server.patterns().is_empty() {
+        probes.push(Arc::new(rpc_server.status()));
         let (uri, grace, token) = (
             config.rabbitmq_uri.clone(),
             config.shutdown_grace,
             shutdown.clone(),
         );
         let name = format!("{app_name}-rpc-server");
-        background.spawn(async move { server.run(uri, &name, token, grace).await });
+        background.spawn(async move { rpc_server.run(uri, &name, token, grace).await });
     }
 
     if role.runs_gateway() {

@@ -163,15 +163,7 @@ pub fn verifier(
     config: &crate::config::Config,
     rpc: &crate::rpc::RpcClient,
 ) -> Result<crate::tokens::TokenVerifier, String> {
-    let keys = match &config.jwt_public_key_file {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: cannot read the file: {e}"))?;
-            crate::tokens::VerifyingKey::from_pem_bundle(&pem)
-                .map_err(|e| format!("JWT_PUBLIC_KEY_FILE: {}", e.message))?
-        }
-        None => Vec::new(),
-    };
+    let keys = crate::tokens::public_keys_from_file(config.jwt_public_key_file.as_deref())?;
     Ok(crate::tokens::TokenVerifier::new(
         keys,
         Some(std::sync::Arc::new(RpcKeySource(rpc.clone()))),

@@ -2,6 +2,7 @@
 //! types. JSON field names are camelCase, as the seed's frontend expects.
 
 pub mod auth;
+pub mod groups;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -1,0 +1,304 @@
+//! The group role (seed §Group Service): groups, direct conversations and membership.
+//!
+//! Rules, checked here where the data is:
+//! - the creator of a group is its admin; only members see a group (everyone else gets 404);
+//! - a group without a name and with exactly one other member is a *direct conversation*, unique
+//!   per pair: creating it again returns the existing one;
+//! - admins rename, change the image, add and remove members; a member may remove themself;
+//! - a group never loses its last admin: when the last admin leaves, the longest-standing member
+//!   becomes admin; when the last member leaves, the group is deleted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chat_core::contracts::groups::*;
+use chat_core::rpc::RpcServer;
+use chat_core::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserStore};
+use chat_core::Error;
+
+/// The group service.
+pub struct GroupService {
+    groups: Arc<dyn GroupStore>,
+    users: Arc<dyn UserStore>,
+}
+
+fn not_found() -> Error {
+    Error::not_found("group not found")
+}
+
+fn clean_name(raw: &str) -> Result<Option<String>, Error> {
+    let name = raw.trim();
+    if name.chars().count() > MAX_GROUP_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(Error::validation(format!(
+            "name must be at most {MAX_GROUP_NAME_CHARS} characters"
+        )));
+    }
+    Ok((!name.is_empty()).then(|| name.to_string()))
+}
+
+fn check_image_url(url: &str) -> Result<(), Error> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "imageUrl must be an http(s) URL or an absolute path of at most 2048 characters",
+        ))
+    }
+}
+
+fn view(group: GroupRecord, members: Vec<MemberRecord>) -> GroupView {
+    GroupView {
+        id: group.id,
+        name: group.name,
+        image_url: group.image_url,
+        direct: group.direct_key.is_some(),
+        members: members
+            .into_iter()
+            .map(|m| MemberView {
+                user_id: m.user_id,
+                role: m.role,
+                joined_at: m.joined_at,
+                last_seen_at: m.last_seen_at,
+            })
+            .collect(),
+        created_at: group.created_at,
+        updated_at: group.updated_at,
+    }
+}
+
+impl GroupService {
+    pub fn new(groups: Arc<dyn GroupStore>, users: Arc<dyn UserStore>) -> Self {
+        GroupService { groups, users }
+    }
+
+    /// Distinct ids other than the caller, all of existing users.
+    async fn existing_members(&self, caller: &str, ids: &[String]) -> Result<Vec<String>, Error> {
+        if ids.len() > MAX_MEMBERS_PER_REQUEST {
+            return Err(Error::validation(format!(
+                "at most {MAX_MEMBERS_PER_REQUEST} members per request"
+            )));
+        }
+        let wanted: BTreeSet<String> = ids
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|id| id != caller)
+            .collect();
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let found: BTreeSet<String> = self.users.existing(&wanted).await?.into_iter().collect();
+        let unknown: Vec<&str> = wanted
+            .iter()
+            .filter(|id| !found.contains(*id))
+            .map(String::as_str)
+            .take(5)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::validation(format!(
+                "unknown user ids in memberIds: {}",
+                unknown.join(", ")
+            )));
+        }
+        Ok(wanted)
+    }
+
+    /// A group and its members, if `caller` is one of them.
+    async fn visible(
+        &self,
+        caller: &str,
+        group_id: &str,
+    ) -> Result<(GroupRecord, Vec<MemberRecord>), Error> {
+        let group = self.groups.get(group_id).await?.ok_or_else(not_found)?;
+        let members = self.groups.members(&group.id).await?;
+        if !members.iter().any(|m| m.user_id == caller) {
+            return Err(not_found());
+        }
+        Ok((group, members))
+    }
+
+    async fn as_admin(
+        &self,
+        caller: &str,
+        group_id: &str,
+    ) -> Result<(GroupRecord, Vec<MemberRecord>), Error> {
+        let (group, members) = self.visible(caller, group_id).await?;
+        if !members
+            .iter()
+            .any(|m| m.user_id == caller && m.role == MemberRole::Admin)
+        {
+            return Err(Error::forbidden("only group admins can do this"));
+        }
+        Ok((group, members))
+    }
+
+    pub async fn create(&self, request: CreateGroup) -> Result<CreatedGroup, Error> {
+        let caller = request.caller;
+        let name = match &request.body.name {
+            Some(raw) => clean_name(raw)?,
+            None => None,
+        };
+        let others = self
+            .existing_members(&caller, &request.body.member_ids)
+            .await?;
+        if name.is_none() && others.is_empty() {
+            return Err(Error::validation(
+                "a group needs a name or at least one other member",
+            ));
+        }
+        let direct_key = (name.is_none() && others.len() == 1).then(|| {
+            let mut pair = [caller.clone(), others[0].clone()];
+            pair.sort();
+            pair.join(":")
+        });
+        let mut members = vec![(caller.clone(), MemberRole::Admin)];
+        members.extend(others.into_iter().map(|id| (id, MemberRole::Member)));
+        let (group, created) = self
+            .groups
+            .create(NewGroup {
+                name,
+                direct_key,
+                members,
+            })
+            .await?;
+        if created {
+            tracing::info!(group_id = %group.id, "group created");
+        }
+        let members = self.groups.members(&group.id).await?;
+        Ok(CreatedGroup {
+            group: view(group, members),
+            created,
+        })
+    }
+
+    pub async fn list(&self, request: CallerRef) -> Result<Vec<GroupView>, Error> {
+        let mut views = Vec::new();
+        for group in self.groups.groups_of(&request.caller).await? {
+            let members = self.groups.members(&group.id).await?;
+            views.push(view(group, members));
+        }
+        Ok(views)
+    }
+
+    pub async fn get(&self, request: GroupRef) -> Result<GroupView, Error> {
+        let (group, members) = self.visible(&request.caller, &request.group_id).await?;
+        Ok(view(group, members))
+    }
+
+    pub async fn update(&self, request: UpdateGroup) -> Result<GroupView, Error> {
+        let (group, members) = self.as_admin(&request.caller, &request.group_id).await?;
+        let body = request.body;
+        if body.name.is_none() && body.image_url.is_none() {
+            return Err(Error::validation(
+                "nothing to change: give name and/or imageUrl",
+            ));
+        }
+        let name = match &body.name {
+            Some(raw) => {
+                Some(clean_name(raw)?.ok_or_else(|| Error::validation("name must not be empty"))?)
+            }
+            None => None,
+        };
+        if name.is_some() && group.direct_key.is_some() {
+            return Err(Error::validation("direct conversations have no name"));
+        }
+        if let Some(Some(url)) = &body.image_url {
+            check_image_url(url)?;
+        }
+        let updated = self.groups.update(&group.id, name, body.image_url).await?;
+        Ok(view(updated, members))
+    }
+
+    pub async fn add_members(&self, request: AddMembers) -> Result<GroupView, Error> {
+        let (group, _) = self.as_admin(&request.caller, &request.group_id).await?;
+        if group.direct_key.is_some() {
+            return Err(Error::validation(
+                "direct conversations cannot have more members; create a group",
+            ));
+        }
+        let ids = self
+            .existing_members(&request.caller, &request.member_ids)
+            .await?;
+        if ids.is_empty() {
+            return Err(Error::validation(
+                "memberIds must name at least one other user",
+            ));
+        }
+        let added = self.groups.add_members(&group.id, &ids).await?;
+        tracing::info!(group_id = %group.id, added = added.len(), "members added");
+        let (group, members) = self.visible(&request.caller, &group.id).await?;
+        Ok(view(group, members))
+    }
+
+    pub async fn remove_member(&self, request: RemoveMember) -> Result<(), Error> {
+        let leaving = request.user_id == request.caller;
+        let (group, members) = if leaving {
+            self.visible(&request.caller, &request.group_id).await?
+        } else {
+            self.as_admin(&request.caller, &request.group_id).await?
+        };
+        let target = members
+            .iter()
+            .find(|m| m.user_id == request.user_id)
+            .ok_or_else(|| Error::not_found("that user is not a member of this group"))?;
+        self.groups
+            .remove_member(&group.id, &target.user_id)
+            .await?;
+        let remaining: Vec<&MemberRecord> = members
+            .iter()
+            .filter(|m| m.user_id != target.user_id)
+            .collect();
+        if remaining.is_empty() {
+            self.groups.delete(&group.id).await?;
+            tracing::info!(group_id = %group.id, "last member left; group deleted");
+        } else if !remaining.iter().any(|m| m.role == MemberRole::Admin) {
+            // Members come in joining order: the longest-standing one inherits the group.
+            let heir = remaining[0];
+            self.groups
+                .set_role(&group.id, &heir.user_id, MemberRole::Admin)
+                .await?;
+            tracing::info!(group_id = %group.id, user_id = %heir.user_id, "last admin left; promoted the longest-standing member");
+        }
+        Ok(())
+    }
+}
+
+macro_rules! bind {
+    ($server:expr, $service:expr, $pattern:ty, $method:ident) => {{
+        let service = $service.clone();
+        $server.handle::<$pattern, _, _>(move |req, _ctx| {
+            let service = service.clone();
+            async move { service.$method(req).await }
+        })
+    }};
+}
+
+/// Registers every group pattern on `server`.
+pub fn rpc_handlers(service: Arc<GroupService>, server: RpcServer) -> RpcServer {
+    let server = bind!(server, service, GroupCreate, create);
+    let server = bind!(server, service, GroupList, list);
+    let server = bind!(server, service, GroupGet, get);
+    let server = bind!(server, service, GroupUpdate, update);
+    let server = bind!(server, service, GroupAddMembers, add_members);
+    bind!(server, service, GroupRemoveMember, remove_member)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_bounded_and_blank_means_none() {
+        assert_eq!(clean_name("  Team  ").unwrap().as_deref(), Some("Team"));
+        assert_eq!(clean_name("   ").unwrap(), None);
+        assert!(clean_name(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn image_urls_must_be_web_addresses() {
+        assert!(check_image_url("https://cdn.example.com/a.png").is_ok());
+        assert!(check_image_url("/assets/665f1f77bcf86cd799439011").is_ok());
+        assert!(check_image_url("javascript:alert(1)").is_err());
+        assert!(check_image_url("https://a b").is_err());
+    }
+}
