@@ -13,6 +13,7 @@ pub mod config;
 pub mod contracts;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod metrics;

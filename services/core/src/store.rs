@@ -133,6 +133,8 @@ pub struct MemberRecord {
     pub role: MemberRole,
     pub joined_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The last sequence number the member has seen (0: none).
+    pub last_seen_seq: i64,
 }
 
 /// A group to create with its first members.
@@ -172,6 +174,61 @@ pub trait GroupStore: Send + Sync {
     /// Removes a member; `false` if they were not one.
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, Error>;
     async fn set_role(&self, group_id: &str, user_id: &str, role: MemberRole) -> Result<(), Error>;
+    /// Records that `user_id` has seen the group up to `seq`; never moves backwards. Returns
+    /// whether anything changed.
+    async fn mark_seen(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error>;
     /// Deletes a group that has no members left.
     async fn delete(&self, group_id: &str) -> Result<(), Error>;
+}
+
+pub use crate::contracts::messages::{Attachment, MessageView};
+
+/// A message to append.
+pub struct NewMessage {
+    pub group_id: String,
+    pub sender_id: String,
+    pub client_message_id: String,
+    pub content: Option<String>,
+    pub attachment: Option<Attachment>,
+}
+
+/// Messages, numbered per group.
+#[async_trait::async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends at the group's next sequence number. If the sender already stored a message
+    /// with this client id, returns that one and `false` (idempotent retries).
+    async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error>;
+    async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
+    /// Up to `limit` messages with `seq < before` (all if `None`), newest first.
+    async fn before(
+        &self,
+        group_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error>;
+    /// Up to `limit` messages with `seq > after`, oldest first.
+    async fn after(
+        &self,
+        group_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error>;
+    /// Removes the content, keeping the message's place; `None` if it does not exist.
+    async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
+    /// Messages after `seq` not sent by `user_id` and not deleted.
+    async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error>;
+    /// Up to `limit` live messages in `group_ids` whose text contains `text`, case-insensitively,
+    /// newest first.
+    async fn search(
+        &self,
+        group_ids: &[String],
+        text: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error>;
 }

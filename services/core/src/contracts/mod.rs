@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod groups;
+pub mod messages;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

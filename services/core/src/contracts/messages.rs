@@ -1,0 +1,207 @@
+//! Messages: the commands chat sends to the message role over Kafka, the facts every chat replica
+//! receives, and the message role's RPC patterns (history, catch-up, search, summaries).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::groups::GroupView;
+use crate::error::Error;
+use crate::rpc_pattern as pattern;
+
+/// Longest message text, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest client message id.
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+/// Default and largest history page.
+pub const DEFAULT_HISTORY_PAGE: u32 = 50;
+pub const MAX_HISTORY_PAGE: u32 = 100;
+
+/// A file attached to a message (the seed's `attachment`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub filename: String,
+    pub url: String,
+    #[serde(rename = "type")]
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// A stored message. Deleted messages keep their place (`seq`) as tombstones without content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    pub group_id: String,
+    /// Position in the group: 1, 2, 3, ... with no gaps.
+    pub seq: i64,
+    pub sender_id: String,
+    /// The sender's idempotency key.
+    pub client_message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+    pub deleted: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a client asks the chat role to do; travels on `chat.commands` keyed by group id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
+pub enum Command {
+    /// Store a message. Retrying with the same `client_message_id` returns the stored one.
+    #[serde(rename = "message.send")]
+    Send {
+        command_id: String,
+        user_id: String,
+        client_message_id: String,
+        content: Option<String>,
+        attachment: Option<Attachment>,
+    },
+    /// The user has seen the group up to `seq`.
+    #[serde(rename = "message.seen")]
+    Seen {
+        command_id: String,
+        user_id: String,
+        seq: i64,
+    },
+    /// Delete a message (its sender or a group admin).
+    #[serde(rename = "message.delete")]
+    Delete {
+        command_id: String,
+        user_id: String,
+        message_id: String,
+    },
+}
+
+impl Command {
+    pub fn command_id(&self) -> &str {
+        match self {
+            Command::Send { command_id, .. }
+            | Command::Seen { command_id, .. }
+            | Command::Delete { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// What happened; travels on `chat.facts` keyed by group id, to every chat replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
+pub enum Fact {
+    #[serde(rename = "message.created")]
+    MessageCreated {
+        command_id: Option<String>,
+        message: MessageView,
+    },
+    #[serde(rename = "message.seen")]
+    MessageSeen {
+        command_id: Option<String>,
+        user_id: String,
+        seq: i64,
+        seen_at: DateTime<Utc>,
+    },
+    #[serde(rename = "message.deleted")]
+    MessageDeleted {
+        command_id: Option<String>,
+        message_id: String,
+        seq: i64,
+        deleted_by: String,
+    },
+    /// A command was refused (not a member, invalid, ...); only its sender hears of it.
+    #[serde(rename = "command.rejected")]
+    CommandRejected {
+        command_id: String,
+        user_id: String,
+        error: Error,
+    },
+    #[serde(rename = "group.created")]
+    GroupCreated { group: GroupView },
+    #[serde(rename = "group.members_added")]
+    MembersAdded {
+        user_ids: Vec<String>,
+        group: GroupView,
+    },
+    #[serde(rename = "group.member_removed")]
+    MemberRemoved { user_id: String },
+}
+
+/// `GET /groups/{id}/messages` query: `before` pages back (newest first), `after` catches up
+/// (oldest first).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Messages with a smaller sequence number, newest first.
+    pub before: Option<i64>,
+    /// Messages with a larger sequence number, oldest first.
+    pub after: Option<i64>,
+    /// Page size, default 50, at most 100.
+    pub limit: Option<u32>,
+}
+
+/// A page of history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub data: Vec<MessageView>,
+    /// More messages exist beyond this page in the same direction.
+    pub has_more: bool,
+}
+
+/// `message.history` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRequest {
+    pub caller: String,
+    pub group_id: String,
+    #[serde(flatten)]
+    pub query: HistoryQuery,
+}
+
+/// `GET /messages/search` query.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Case-insensitive text to find in the caller's groups.
+    pub q: String,
+    /// At most this many results (default 20, at most 100).
+    pub limit: Option<u32>,
+}
+
+/// `message.search` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest {
+    pub caller: String,
+    #[serde(flatten)]
+    pub query: SearchQuery,
+}
+
+/// Per-group state for one user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSummary {
+    pub group_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageView>,
+    pub unread_count: u64,
+    pub last_seen_seq: i64,
+}
+
+/// `message.summaries` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SummariesRequest {
+    pub caller: String,
+    pub group_ids: Vec<String>,
+}
+
+pattern!(/// A page of a group's history, to members only.
+    MessageHistory, "message.history", HistoryRequest => HistoryPage);
+pattern!(/// Search the caller's groups.
+    MessageSearch, "message.search", SearchRequest => Vec<MessageView>);
+pattern!(/// Last message, unread count and last seen sequence per group, for the caller.
+    MessageSummaries, "message.summaries", SummariesRequest => Vec<GroupSummary>);
