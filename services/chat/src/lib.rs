@@ -1,0 +1,1 @@
+//! The chat role of scalable-chat (in progress; see README status).

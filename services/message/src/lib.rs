@@ -1,0 +1,1 @@
+//! The message role of scalable-chat (in progress; see README status).
