@@ -1,1 +1,554 @@
-//! The chat role of scalable-chat (in progress; see README status).
+//! The chat role (seed §Chat Service): Socket.IO at `/socket.io`, for a stock `socket.io-client`.
+//!
+//! - **Handshake**: `auth: { token, lastSeq?: { <groupId>: <seq> } }`. A missing or bad token is
+//!   refused with a `connect_error` whose message says what is wrong.
+//! - **Rooms**: each socket joins `g:<groupId>` for every group of its user, and `u:<userId>`.
+//!   Group facts make sockets join and leave group rooms at once, on every replica.
+//! - **Client → server** events, each acknowledged with `{ ok: true, ... }` or
+//!   `{ ok: false, error: { code, message } }`: `chat.message.send`, `chat.message.seen`,
+//!   `chat.message.delete`, `user.heartbeat`.
+//! - **Server → client**: `chat.message.incoming`, `chat.message.seen`, `chat.message.deleted`,
+//!   `group.created`, `group.members.added`, `group.member.removed`, `user.online`,
+//!   `chat.resync`.
+//!
+//! A send becomes a command on Kafka (key = group id); the ack waits for the message role's fact,
+//! so an acknowledged message is stored. Every replica tails the facts topic and emits to its
+//! own sockets, so a member on replica B receives what was sent through replica A.
+//!
+//! Reconnecting clients send their last sequence per group in the handshake and receive what
+//! they missed, in order, or `chat.resync { groupId }` when the gap is larger than one page.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat_core::contracts::groups::{CallerRef, GroupList};
+use chat_core::contracts::messages::*;
+use chat_core::events::{Envelope, EventLog, COMMANDS};
+use chat_core::rpc::{CallContext, RpcClient};
+use chat_core::tokens::TokenVerifier;
+use chat_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+use tokio::sync::oneshot;
+
+/// Limits a client is held to.
+#[derive(Debug, Clone)]
+pub struct ChatLimits {
+    /// Events one socket may send per second (burst and sustained).
+    pub events_per_second: u32,
+    /// How long a send waits for the message role before acknowledging `timeout`.
+    pub ack_timeout: Duration,
+    /// Most missed messages replayed per group on reconnect before `chat.resync` instead.
+    pub replay_limit: u32,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        ChatLimits {
+            events_per_second: 20,
+            ack_timeout: Duration::from_secs(10),
+            replay_limit: 100,
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
+
+/// What the chat role's handlers share.
+#[derive(Clone)]
+pub struct Chat {
+    rpc: RpcClient,
+    verifier: Arc<TokenVerifier>,
+    events: EventLog,
+    redis: redis::aio::ConnectionManager,
+    namespace: String,
+    limits: ChatLimits,
+    pending: Pending,
+}
+
+/// The authenticated user of a socket (a socket extension).
+#[derive(Clone)]
+struct SocketUser(String);
+
+/// A token bucket per socket (a socket extension).
+#[derive(Clone)]
+struct Bucket(Arc<Mutex<(f64, Instant)>>);
+
+fn group_room(group_id: &str) -> String {
+    format!("g:{group_id}")
+}
+
+fn user_room(user_id: &str) -> String {
+    format!("u:{user_id}")
+}
+
+fn ack_ok(extra: Value) -> Value {
+    let mut body = json!({"ok": true});
+    if let (Value::Object(map), Value::Object(more)) = (&mut body, extra) {
+        map.extend(more);
+    }
+    body
+}
+
+fn ack_err(error: &Error) -> Value {
+    json!({"ok": false, "error": {"code": error.code, "message": error.message}})
+}
+
+/// Why a handshake was refused; its text is what `connect_error` carries.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Handshake {
+    token: Option<String>,
+    #[serde(default)]
+    last_seq: HashMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendEvent {
+    group_id: String,
+    content: Option<String>,
+    client_message_id: Option<String>,
+    attachment: Option<Attachment>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenEvent {
+    group_id: String,
+    seq: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteEvent {
+    group_id: String,
+    message_id: String,
+}
+
+impl Chat {
+    pub fn new(
+        rpc: RpcClient,
+        verifier: Arc<TokenVerifier>,
+        events: EventLog,
+        redis: redis::aio::ConnectionManager,
+        namespace: &str,
+        limits: ChatLimits,
+    ) -> Self {
+        Chat {
+            rpc,
+            verifier,
+            events,
+            redis,
+            namespace: namespace.to_string(),
+            limits,
+            pending: Arc::default(),
+        }
+    }
+
+    /// The Socket.IO layer (serving `/socket.io`) and its handle.
+    pub fn layer(self) -> (SocketIoLayer, SocketIo) {
+        let (layer, io) = SocketIo::builder()
+            .max_payload(64 * 1024)
+            .with_state(self)
+            .build_layer();
+        io.ns("/", on_connect.with(authenticate));
+        (layer, io)
+    }
+
+    /// Sends a command and waits for the fact that answers it.
+    async fn command(&self, group_id: &str, command: Command) -> Result<Value, Error> {
+        let command_id = command.command_id().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("pending poisoned")
+            .insert(command_id.clone(), tx);
+        let result = async {
+            self.events.publish(COMMANDS, &Envelope::new("chat", group_id, command)).await?;
+            match tokio::time::timeout(self.limits.ack_timeout, rx).await {
+                Ok(Ok(answer)) => answer,
+                _ => Err(Error::timeout("the message service did not answer in time; retry with the same clientMessageId")),
+            }
+        }
+        .await;
+        self.pending
+            .lock()
+            .expect("pending poisoned")
+            .remove(&command_id);
+        result
+    }
+
+    fn resolve(&self, command_id: Option<&str>, answer: Result<Value, Error>) {
+        if let Some(id) = command_id {
+            if let Some(tx) = self.pending.lock().expect("pending poisoned").remove(id) {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+
+    /// Emits a fact to this replica's sockets and answers the command it settles, if waited on here.
+    pub async fn on_fact(&self, io: &SocketIo, envelope: Envelope<Fact>) {
+        let group_id = envelope.group_id.clone();
+        let room = group_room(&group_id);
+        let emitted = match envelope.event {
+            Fact::MessageCreated {
+                command_id,
+                message,
+            } => {
+                self.resolve(command_id.as_deref(), Ok(json!({"message": &message})));
+                io.to(room).emit("chat.message.incoming", &message).await
+            }
+            Fact::MessageSeen {
+                command_id,
+                user_id,
+                seq,
+                seen_at,
+            } => {
+                self.resolve(command_id.as_deref(), Ok(json!({"seq": seq})));
+                let body =
+                    json!({"groupId": group_id, "userId": user_id, "seq": seq, "seenAt": seen_at});
+                io.to(room).emit("chat.message.seen", &body).await
+            }
+            Fact::MessageDeleted {
+                command_id,
+                message_id,
+                seq,
+                deleted_by,
+            } => {
+                self.resolve(command_id.as_deref(), Ok(json!({"messageId": &message_id})));
+                let body = json!({"groupId": group_id, "messageId": message_id, "seq": seq, "deletedBy": deleted_by});
+                io.to(room).emit("chat.message.deleted", &body).await
+            }
+            Fact::CommandRejected {
+                command_id, error, ..
+            } => {
+                self.resolve(Some(&command_id), Err(error));
+                Ok(())
+            }
+            Fact::GroupCreated { group } => {
+                for member in &group.members {
+                    let _ = io.to(user_room(&member.user_id)).join(room.clone()).await;
+                }
+                io.to(group_room(&group.id))
+                    .emit("group.created", &group)
+                    .await
+            }
+            Fact::MembersAdded { user_ids, group } => {
+                for user in &user_ids {
+                    let _ = io.to(user_room(user)).join(room.clone()).await;
+                }
+                let body = json!({"groupId": group_id, "userIds": user_ids, "group": group});
+                io.to(room).emit("group.members.added", &body).await
+            }
+            Fact::MemberRemoved { user_id } => {
+                let body = json!({"groupId": group_id, "userId": user_id});
+                let _ = io
+                    .to(user_room(&user_id))
+                    .emit("group.member.removed", &body)
+                    .await;
+                let _ = io.to(user_room(&user_id)).leave(room.clone()).await;
+                io.to(room).emit("group.member.removed", &body).await
+            }
+        };
+        if let Err(e) = emitted {
+            tracing::debug!(error = %e, "emit failed");
+        }
+    }
+
+    fn allow(&self, socket: &SocketRef) -> bool {
+        let Some(Bucket(bucket)) = socket.extensions.get::<Bucket>() else {
+            return false;
+        };
+        let mut state = bucket.lock().expect("bucket poisoned");
+        let rate = f64::from(self.limits.events_per_second);
+        let (tokens, last) = *state;
+        let now = Instant::now();
+        let refilled = (tokens + now.duration_since(last).as_secs_f64() * rate).min(rate);
+        if refilled < 1.0 {
+            *state = (refilled, now);
+            false
+        } else {
+            *state = (refilled - 1.0, now);
+            true
+        }
+    }
+}
+
+/// Connect middleware: verifies the handshake token, joins the user's rooms and registers the
+/// event handlers — all before socket.io acknowledges the connection, so an event the client
+/// emits right after `connect` is never dropped or checked against missing rooms. Its error text
+/// becomes `connect_error`.
+async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(chat): State<Chat>,
+) -> Result<(), Refused> {
+    let required = || Refused("authentication required: connect with auth: { token }".into());
+    let handshake: Handshake = auth
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(required)?;
+    let token = handshake
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(required)?;
+    let claims = chat
+        .verifier
+        .verify(&token)
+        .await
+        .map_err(|_| Refused("invalid or expired access token".into()))?;
+    let user = claims.sub;
+    let groups = chat
+        .rpc
+        .call::<GroupList>(
+            &CallerRef {
+                caller: user.clone(),
+            },
+            &CallContext::internal(),
+        )
+        .await
+        .map_err(|e| Refused(format!("chat is unavailable, retry shortly ({})", e.code)))?;
+    socket.join(user_room(&user));
+    for group in &groups {
+        socket.join(group_room(&group.id));
+    }
+    let replays: Vec<(String, i64)> = groups
+        .iter()
+        .filter_map(|g| {
+            handshake
+                .last_seq
+                .get(&g.id)
+                .map(|seq| (g.id.clone(), *seq))
+        })
+        .collect();
+    socket.extensions.insert(SocketUser(user));
+    socket.extensions.insert(Bucket(Arc::new(Mutex::new((
+        f64::from(chat.limits.events_per_second),
+        Instant::now(),
+    )))));
+    socket.extensions.insert(Arc::new(replays));
+    socket.on("chat.message.send", on_send);
+    socket.on("chat.message.seen", on_seen);
+    socket.on("chat.message.delete", on_delete);
+    socket.on("user.heartbeat", on_heartbeat);
+    Ok(())
+}
+
+/// After the connection is acknowledged: replays what a reconnecting client missed.
+async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
+    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+        return;
+    };
+    let replays = socket
+        .extensions
+        .get::<Arc<Vec<(String, i64)>>>()
+        .unwrap_or_default();
+    for (group_id, seq) in replays.iter() {
+        replay(&chat, &socket, &user, group_id, *seq).await;
+    }
+}
+
+/// Sends what a reconnecting client missed in a group, in order, or asks it to resync.
+async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, after: i64) {
+    let request = HistoryRequest {
+        caller: user.to_string(),
+        group_id: group_id.to_string(),
+        query: HistoryQuery {
+            before: None,
+            after: Some(after.max(0)),
+            limit: Some(chat.limits.replay_limit),
+        },
+    };
+    match chat
+        .rpc
+        .call::<MessageHistory>(&request, &CallContext::internal())
+        .await
+    {
+        Ok(page) if page.has_more => {
+            let _ = socket.emit(
+                "chat.resync",
+                &json!({"groupId": group_id, "fromSeq": after}),
+            );
+        }
+        Ok(page) => {
+            for message in &page.data {
+                let _ = socket.emit("chat.message.incoming", message);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "replay failed; asking the client to resync");
+            let _ = socket.emit(
+                "chat.resync",
+                &json!({"groupId": group_id, "fromSeq": after}),
+            );
+        }
+    }
+}
+
+/// Common checks of every client event: rate limit, then membership (this socket is in the
+/// group's room only while its user is a member). The message role checks membership again
+/// where the data is.
+fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<String, Error> {
+    if !chat.allow(socket) {
+        return Err(Error::rate_limited(1));
+    }
+    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+        return Err(Error::unauthorized("not authenticated"));
+    };
+    if !socket
+        .rooms()
+        .iter()
+        .any(|r| r.as_ref() == group_room(group_id))
+    {
+        return Err(Error::forbidden("you are not a member of this group"));
+    }
+    Ok(user)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
+    serde_json::from_value(data).map_err(|_| Error::bad_request(format!("invalid {event} payload")))
+}
+
+fn answer(ack: AckSender, result: Result<Value, Error>) {
+    let body = match result {
+        Ok(v) => ack_ok(v),
+        Err(e) => ack_err(&e),
+    };
+    let _ = ack.send(&body);
+}
+
+async fn on_send(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let result = async {
+        let event: SendEvent = parse("chat.message.send", data)?;
+        let user = precheck(&chat, &socket, &event.group_id)?;
+        if event
+            .content
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_MESSAGE_CHARS)
+        {
+            return Err(Error::validation(format!(
+                "a message is at most {MAX_MESSAGE_CHARS} characters"
+            )));
+        }
+        let command = Command::Send {
+            command_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user,
+            client_message_id: event
+                .client_message_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            content: event.content,
+            attachment: event.attachment,
+        };
+        chat.command(&event.group_id, command).await
+    }
+    .await;
+    answer(ack, result);
+}
+
+async fn on_seen(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let result = async {
+        let event: SeenEvent = parse("chat.message.seen", data)?;
+        let user = precheck(&chat, &socket, &event.group_id)?;
+        let command = Command::Seen {
+            command_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user,
+            seq: event.seq,
+        };
+        chat.command(&event.group_id, command).await
+    }
+    .await;
+    answer(ack, result);
+}
+
+async fn on_delete(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let result = async {
+        let event: DeleteEvent = parse("chat.message.delete", data)?;
+        let user = precheck(&chat, &socket, &event.group_id)?;
+        let command = Command::Delete {
+            command_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user,
+            message_id: event.message_id,
+        };
+        chat.command(&event.group_id, command).await
+    }
+    .await;
+    answer(ack, result);
+}
+
+/// How long a heartbeat keeps a user online.
+const PRESENCE_TTL_SECS: u64 = 60;
+
+async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat>) {
+    let result = async {
+        if !chat.allow(&socket) {
+            return Err(Error::rate_limited(1));
+        }
+        let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+            return Err(Error::unauthorized("not authenticated"));
+        };
+        let key = format!("{}:presence:{user}", chat.namespace);
+        let mut redis = chat.redis.clone();
+        // SET .. NX tells whether the user just came online; then refresh the TTL.
+        let fresh: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(PRESENCE_TTL_SECS)
+            .query_async(&mut redis)
+            .await
+            .map_err(Error::from)?;
+        if fresh.is_none() {
+            let _: () = redis::cmd("EXPIRE")
+                .arg(&key)
+                .arg(PRESENCE_TTL_SECS)
+                .query_async(&mut redis)
+                .await
+                .map_err(Error::from)?;
+        } else {
+            let rooms: Vec<String> = socket
+                .rooms()
+                .iter()
+                .map(|r| r.to_string())
+                .filter(|r| r.starts_with("g:"))
+                .collect();
+            let _ = socket
+                .within(rooms)
+                .emit("user.online", &json!({"userId": user}))
+                .await;
+        }
+        Ok(json!({"online": true, "ttlSeconds": PRESENCE_TTL_SECS}))
+    }
+    .await;
+    answer(ack, result);
+}

@@ -201,6 +201,7 @@ where
     consumer
         .subscribe(&[&topic])
         .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+    tracing::info!(%topic, group, "consuming");
     loop {
         let message = tokio::select! {
             m = consumer.recv() => m,
@@ -217,6 +218,7 @@ where
         let decoded = message.payload().map(serde_json::from_slice::<Envelope<T>>);
         match decoded {
             Some(Ok(envelope)) => {
+                tracing::debug!(%topic, partition = message.partition(), offset = message.offset(), event_id = %envelope.id, "consumed");
                 let record = Record {
                     envelope,
                     partition: message.partition(),
@@ -240,6 +242,75 @@ where
         }
         if let Err(e) = consumer.commit_message(&message, CommitMode::Sync) {
             tracing::warn!(%topic, error = %e, "offset commit failed; the record may be delivered again");
+        }
+    }
+}
+
+/// Follows every partition of `topic` from its end, without a consumer group or commits: how
+/// each chat replica receives all facts. Anything missed while down is recovered by clients'
+/// catch-up, not by the log. Runs until `shutdown`.
+pub async fn tail<T, F, Fut>(
+    log: &EventLog,
+    topic: &str,
+    shutdown: CancellationToken,
+    handler: F,
+) -> Result<(), String>
+where
+    T: DeserializeOwned,
+    F: Fn(Envelope<T>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let topic = log.topic(topic);
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &log.brokers)
+        .set(
+            "group.id",
+            format!("{}.tail.{}", log.namespace, uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+    let metadata = {
+        let (consumer_ref, name) = (&consumer, topic.clone());
+        consumer_ref
+            .fetch_metadata(Some(&name), Duration::from_secs(10))
+            .map_err(|e| format!("metadata of {topic}: {e}"))?
+    };
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        return Err(format!("topic {topic} has no partitions"));
+    }
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(&topic, p, rdkafka::Offset::End)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| format!("cannot assign {topic}: {e}"))?;
+    tracing::info!(%topic, partitions, "tailing");
+    loop {
+        let message = tokio::select! {
+            m = consumer.recv() => m,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match message {
+            Ok(m) => match m.payload().map(serde_json::from_slice::<Envelope<T>>) {
+                Some(Ok(envelope)) => {
+                    tracing::debug!(%topic, partition = m.partition(), offset = m.offset(), event_id = %envelope.id, "tailed");
+                    handler(envelope).await
+                }
+                _ => tracing::error!(%topic, offset = m.offset(), "skipping an undecodable event"),
+            },
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }

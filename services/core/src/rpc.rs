@@ -74,6 +74,19 @@ macro_rules! rpc_pattern {
     };
 }
 
+/// Registers `service.method(request)` as the handler of `Pattern` on an [`RpcServer`]:
+/// `let server = rpc_bind!(server, service, GroupGet, get);` where `service` is an `Arc`.
+#[macro_export]
+macro_rules! rpc_bind {
+    ($server:expr, $service:expr, $pattern:ty, $method:ident) => {{
+        let service = $service.clone();
+        $server.handle::<$pattern, _, _>(move |request, _ctx| {
+            let service = service.clone();
+            async move { service.$method(request).await }
+        })
+    }};
+}
+
 /// Ids that follow a request across roles, for logs.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {

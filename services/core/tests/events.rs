@@ -141,3 +141,32 @@ async fn a_failing_handler_is_retried_without_skipping() {
     assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2]);
     assert_eq!(*failures.lock().unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_consumer_that_starts_first_receives_later_events() {
+    let log = log();
+    log.ensure_topics(&["later"], 6).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let (s, token, l) = (seen.clone(), shutdown.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        consume::<u32, _, _>(&l, "later", "early-birds", StartAt::Earliest, token, |r| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(r.envelope.event);
+                Ok(())
+            }
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..3u32 {
+        log.publish("later", &Envelope::new("test", "some-group", i))
+            .await
+            .unwrap();
+    }
+    wait_for(&seen, 3).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2]);
+}

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chat_core::contracts::auth::*;
 use chat_core::contracts::groups::*;
+use chat_core::contracts::messages::*;
 use chat_core::contracts::Page;
 use chat_core::error::ErrorBody;
 use chat_core::http::{Json, Query};
@@ -239,8 +240,76 @@ async fn list_groups(
     AuthUser(claims): AuthUser,
     ctx: CallContext,
 ) -> Result<axum::Json<Vec<GroupView>>, Error> {
+    let mut groups = gw
+        .rpc
+        .call::<GroupList>(
+            &CallerRef {
+                caller: claims.sub.clone(),
+            },
+            &ctx,
+        )
+        .await?;
+    let request = SummariesRequest {
+        caller: claims.sub,
+        group_ids: groups.iter().map(|g| g.id.clone()).collect(),
+    };
+    // The list still answers without the message role; only the summaries are missing then.
+    match gw.rpc.call::<MessageSummaries>(&request, &ctx).await {
+        Ok(summaries) => {
+            for group in &mut groups {
+                if let Some(s) = summaries.iter().find(|s| s.group_id == group.id) {
+                    group.last_message = s.last_message.clone().map(Box::new);
+                    group.unread_count = Some(s.unread_count);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "group summaries unavailable"),
+    }
+    Ok(axum::Json(groups))
+}
+
+/// `GET /groups/{id}/messages`
+#[utoipa::path(get, path = "/groups/{id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id"), HistoryQuery),
+    responses(
+        (status = 200, description = "`before`: newest first; `after`: oldest first (catch-up)", body = HistoryPage),
+        (status = 404, description = "No such group, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn history(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Path(group_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<axum::Json<HistoryPage>, Error> {
+    let request = HistoryRequest {
+        caller: claims.sub,
+        group_id,
+        query,
+    };
     gw.rpc
-        .call::<GroupList>(&CallerRef { caller: claims.sub }, &ctx)
+        .call::<MessageHistory>(&request, &ctx)
+        .await
+        .map(axum::Json)
+}
+
+/// `GET /messages/search`
+#[utoipa::path(get, path = "/messages/search", tag = "messages", security(("bearer" = [])), params(SearchQuery),
+    responses((status = 200, description = "Matching messages in the caller's groups, newest first", body = Vec<MessageView>)))]
+async fn search_messages(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Query(query): Query<SearchQuery>,
+) -> Result<axum::Json<Vec<MessageView>>, Error> {
+    gw.rpc
+        .call::<MessageSearch>(
+            &SearchRequest {
+                caller: claims.sub,
+                query,
+            },
+            &ctx,
+        )
         .await
         .map(axum::Json)
 }
@@ -377,10 +446,10 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, jwks),
+    paths(register, login, refresh, logout, me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks),
     components(schemas(ErrorBody, chat_core::ErrorCode)),
     modifiers(&BearerAuth),
-    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations")),
+    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations"), (name = "messages", description = "History and search")),
 )]
 pub struct ApiDoc;
 
@@ -428,6 +497,8 @@ pub fn router(state: Gateway) -> Router {
             "/groups/{id}/members/{user_id}",
             axum::routing::delete(remove_member),
         )
+        .route("/groups/{id}/messages", get(history))
+        .route("/messages/search", get(search_messages))
         .route("/.well-known/jwks.json", get(jwks))
         .route(
             "/openapi.json",

@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chat_core::contracts::groups::*;
+use chat_core::contracts::messages::Fact;
+use chat_core::events::{Envelope, EventLog, FACTS};
 use chat_core::rpc::RpcServer;
 use chat_core::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserStore};
 use chat_core::Error;
@@ -20,6 +22,7 @@ use chat_core::Error;
 pub struct GroupService {
     groups: Arc<dyn GroupStore>,
     users: Arc<dyn UserStore>,
+    events: EventLog,
 }
 
 fn not_found() -> Error {
@@ -66,12 +69,31 @@ fn view(group: GroupRecord, members: Vec<MemberRecord>) -> GroupView {
             .collect(),
         created_at: group.created_at,
         updated_at: group.updated_at,
+        last_message: None,
+        unread_count: None,
     }
 }
 
 impl GroupService {
-    pub fn new(groups: Arc<dyn GroupStore>, users: Arc<dyn UserStore>) -> Self {
-        GroupService { groups, users }
+    pub fn new(groups: Arc<dyn GroupStore>, users: Arc<dyn UserStore>, events: EventLog) -> Self {
+        GroupService {
+            groups,
+            users,
+            events,
+        }
+    }
+
+    /// Tells every chat replica, so affected sockets join or leave the group's room at once.
+    /// The change is already stored: a failure here is logged, and clients catch up on their
+    /// next `GET /groups` or reconnect.
+    async fn announce(&self, group_id: &str, fact: Fact) {
+        if let Err(e) = self
+            .events
+            .publish(FACTS, &Envelope::new("group", group_id, fact))
+            .await
+        {
+            tracing::warn!(%group_id, error = %e, "could not publish a group fact");
+        }
     }
 
     /// Distinct ids other than the caller, all of existing users.
@@ -161,14 +183,19 @@ impl GroupService {
                 members,
             })
             .await?;
+        let members = self.groups.members(&group.id).await?;
+        let group = view(group, members);
         if created {
             tracing::info!(group_id = %group.id, "group created");
+            self.announce(
+                &group.id,
+                Fact::GroupCreated {
+                    group: group.clone(),
+                },
+            )
+            .await;
         }
-        let members = self.groups.members(&group.id).await?;
-        Ok(CreatedGroup {
-            group: view(group, members),
-            created,
-        })
+        Ok(CreatedGroup { group, created })
     }
 
     pub async fn list(&self, request: CallerRef) -> Result<Vec<GroupView>, Error> {
@@ -227,7 +254,18 @@ impl GroupService {
         let added = self.groups.add_members(&group.id, &ids).await?;
         tracing::info!(group_id = %group.id, added = added.len(), "members added");
         let (group, members) = self.visible(&request.caller, &group.id).await?;
-        Ok(view(group, members))
+        let group = view(group, members);
+        if !added.is_empty() {
+            self.announce(
+                &group.id,
+                Fact::MembersAdded {
+                    user_ids: added,
+                    group: group.clone(),
+                },
+            )
+            .await;
+        }
+        Ok(group)
     }
 
     pub async fn remove_member(&self, request: RemoveMember) -> Result<(), Error> {
@@ -244,6 +282,13 @@ impl GroupService {
         self.groups
             .remove_member(&group.id, &target.user_id)
             .await?;
+        self.announce(
+            &group.id,
+            Fact::MemberRemoved {
+                user_id: target.user_id.clone(),
+            },
+        )
+        .await;
         let remaining: Vec<&MemberRecord> = members
             .iter()
             .filter(|m| m.user_id != target.user_id)
@@ -263,24 +308,14 @@ impl GroupService {
     }
 }
 
-macro_rules! bind {
-    ($server:expr, $service:expr, $pattern:ty, $method:ident) => {{
-        let service = $service.clone();
-        $server.handle::<$pattern, _, _>(move |req, _ctx| {
-            let service = service.clone();
-            async move { service.$method(req).await }
-        })
-    }};
-}
-
 /// Registers every group pattern on `server`.
 pub fn rpc_handlers(service: Arc<GroupService>, server: RpcServer) -> RpcServer {
-    let server = bind!(server, service, GroupCreate, create);
-    let server = bind!(server, service, GroupList, list);
-    let server = bind!(server, service, GroupGet, get);
-    let server = bind!(server, service, GroupUpdate, update);
-    let server = bind!(server, service, GroupAddMembers, add_members);
-    bind!(server, service, GroupRemoveMember, remove_member)
+    let server = chat_core::rpc_bind!(server, service, GroupCreate, create);
+    let server = chat_core::rpc_bind!(server, service, GroupList, list);
+    let server = chat_core::rpc_bind!(server, service, GroupGet, get);
+    let server = chat_core::rpc_bind!(server, service, GroupUpdate, update);
+    let server = chat_core::rpc_bind!(server, service, GroupAddMembers, add_members);
+    chat_core::rpc_bind!(server, service, GroupRemoveMember, remove_member)
 }
 
 #[cfg(test)]

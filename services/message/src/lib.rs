@@ -1,1 +1,321 @@
-//! The message role of scalable-chat (in progress; see README status).
+//! The message role (seed §Message Service).
+//!
+//! It consumes chat commands from Kafka (keyed by group, so one group's commands arrive in
+//! order), checks them against membership where the data is, persists them, and publishes the
+//! resulting fact; only then does the consumer commit the command's offset. A crash before the
+//! commit re-delivers the command: the store absorbs the duplicate (unique sender + client
+//! message id) and the fact is published again, which chat replicas deduplicate by message id.
+//!
+//! Commands that are refused (not a member, invalid) become a `command.rejected` fact for their
+//! sender; they are not retried. Infrastructure failures are retried in place.
+//!
+//! Over RPC it serves history (both directions), search and per-group summaries, to members
+//! only.
+
+use std::sync::Arc;
+
+use chat_core::contracts::groups::MemberRole;
+use chat_core::contracts::messages::*;
+use chat_core::events::{Envelope, EventLog, Record, FACTS};
+use chat_core::rpc::RpcServer;
+use chat_core::store::{GroupStore, MessageStore, NewMessage};
+use chat_core::{Error, ErrorCode};
+use chrono::Utc;
+
+/// The message service.
+pub struct MessageService {
+    messages: Arc<dyn MessageStore>,
+    groups: Arc<dyn GroupStore>,
+    events: EventLog,
+}
+
+const PRODUCER: &str = "message";
+
+fn not_a_member() -> Error {
+    Error::forbidden("you are not a member of this group")
+}
+
+/// Validates a send: text or attachment, bounded text and client id.
+fn check_send(
+    client_message_id: &str,
+    content: &Option<String>,
+    attachment: &Option<Attachment>,
+) -> Result<Option<String>, Error> {
+    if client_message_id.trim().is_empty()
+        || client_message_id.chars().count() > MAX_CLIENT_ID_CHARS
+    {
+        return Err(Error::validation(format!(
+            "clientMessageId must be 1 to {MAX_CLIENT_ID_CHARS} characters"
+        )));
+    }
+    if attachment.is_some() {
+        // Attachments must point at an asset the sender uploaded; uploads are not built yet.
+        return Err(Error::validation("attachments are not supported yet"));
+    }
+    let content = content.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    match content {
+        None => Err(Error::validation("a message needs content")),
+        Some(c) if c.chars().count() > MAX_MESSAGE_CHARS => Err(Error::validation(format!(
+            "a message is at most {MAX_MESSAGE_CHARS} characters"
+        ))),
+        Some(c) => Ok(Some(c.to_string())),
+    }
+}
+
+impl MessageService {
+    pub fn new(
+        messages: Arc<dyn MessageStore>,
+        groups: Arc<dyn GroupStore>,
+        events: EventLog,
+    ) -> Self {
+        MessageService {
+            messages,
+            groups,
+            events,
+        }
+    }
+
+    async fn publish(&self, group_id: &str, fact: Fact) -> Result<(), Error> {
+        self.events
+            .publish(FACTS, &Envelope::new(PRODUCER, group_id, fact))
+            .await
+    }
+
+    /// Handles one command. `Err` means "retry" (infrastructure failed); refusals are published
+    /// as `command.rejected` and return `Ok`.
+    pub async fn handle(&self, record: Record<Command>) -> Result<(), Error> {
+        let group_id = record.envelope.group_id.clone();
+        let command = record.envelope.event;
+        match self.apply(&group_id, &command).await {
+            Ok(fact) => self.publish(&group_id, fact).await,
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal
+                ) =>
+            {
+                Err(e)
+            }
+            Err(error) => {
+                let user_id = match &command {
+                    Command::Send { user_id, .. }
+                    | Command::Seen { user_id, .. }
+                    | Command::Delete { user_id, .. } => user_id.clone(),
+                };
+                tracing::info!(%group_id, code = %error.code, "command rejected");
+                let fact = Fact::CommandRejected {
+                    command_id: command.command_id().to_string(),
+                    user_id,
+                    error,
+                };
+                self.publish(&group_id, fact).await
+            }
+        }
+    }
+
+    async fn apply(&self, group_id: &str, command: &Command) -> Result<Fact, Error> {
+        match command {
+            Command::Send {
+                command_id,
+                user_id,
+                client_message_id,
+                content,
+                attachment,
+            } => {
+                let content = check_send(client_message_id, content, attachment)?;
+                self.groups
+                    .membership(group_id, user_id)
+                    .await?
+                    .ok_or_else(not_a_member)?;
+                let (message, created) = self
+                    .messages
+                    .append(NewMessage {
+                        group_id: group_id.to_string(),
+                        sender_id: user_id.clone(),
+                        client_message_id: client_message_id.clone(),
+                        content,
+                        attachment: attachment.clone(),
+                    })
+                    .await?;
+                if !created {
+                    tracing::info!(%group_id, seq = message.seq, "retried send absorbed");
+                }
+                Ok(Fact::MessageCreated {
+                    command_id: Some(command_id.clone()),
+                    message,
+                })
+            }
+            Command::Seen {
+                command_id,
+                user_id,
+                seq,
+            } => {
+                self.groups
+                    .membership(group_id, user_id)
+                    .await?
+                    .ok_or_else(not_a_member)?;
+                let last = self
+                    .messages
+                    .before(group_id, None, 1)
+                    .await?
+                    .first()
+                    .map(|m| m.seq)
+                    .unwrap_or(0);
+                if *seq < 0 || *seq > last {
+                    return Err(Error::validation(format!(
+                        "seq must be between 0 and {last}"
+                    )));
+                }
+                let now = Utc::now();
+                self.groups.mark_seen(group_id, user_id, *seq, now).await?;
+                Ok(Fact::MessageSeen {
+                    command_id: Some(command_id.clone()),
+                    user_id: user_id.clone(),
+                    seq: *seq,
+                    seen_at: now,
+                })
+            }
+            Command::Delete {
+                command_id,
+                user_id,
+                message_id,
+            } => {
+                let member = self
+                    .groups
+                    .membership(group_id, user_id)
+                    .await?
+                    .ok_or_else(not_a_member)?;
+                let message = self
+                    .messages
+                    .get(message_id)
+                    .await?
+                    .filter(|m| m.group_id == group_id)
+                    .ok_or_else(|| Error::not_found("message not found"))?;
+                if message.sender_id != *user_id && member.role != MemberRole::Admin {
+                    return Err(Error::forbidden(
+                        "only the sender or a group admin can delete a message",
+                    ));
+                }
+                let deleted = self
+                    .messages
+                    .tombstone(message_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("message not found"))?;
+                Ok(Fact::MessageDeleted {
+                    command_id: Some(command_id.clone()),
+                    message_id: deleted.id,
+                    seq: deleted.seq,
+                    deleted_by: user_id.clone(),
+                })
+            }
+        }
+    }
+
+    /// A page of history, to members only.
+    pub async fn history(&self, request: HistoryRequest) -> Result<HistoryPage, Error> {
+        self.groups
+            .membership(&request.group_id, &request.caller)
+            .await?
+            .ok_or_else(|| Error::not_found("group not found"))?;
+        let q = request.query;
+        let limit = q.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
+        if limit == 0 || limit > MAX_HISTORY_PAGE {
+            return Err(Error::validation(format!(
+                "limit must be 1 to {MAX_HISTORY_PAGE}"
+            )));
+        }
+        if q.before.is_some() && q.after.is_some() {
+            return Err(Error::validation("give before or after, not both"));
+        }
+        // One more than asked tells whether there is more.
+        let mut data = match q.after {
+            Some(after) => {
+                self.messages
+                    .after(&request.group_id, after, limit + 1)
+                    .await?
+            }
+            None => {
+                self.messages
+                    .before(&request.group_id, q.before, limit + 1)
+                    .await?
+            }
+        };
+        let has_more = data.len() > limit as usize;
+        data.truncate(limit as usize);
+        Ok(HistoryPage { data, has_more })
+    }
+
+    /// Search in the caller's groups.
+    pub async fn search(&self, request: SearchRequest) -> Result<Vec<MessageView>, Error> {
+        let text = request.query.q.trim();
+        if text.is_empty() || text.chars().count() > 100 {
+            return Err(Error::validation("q must be 1 to 100 characters"));
+        }
+        let limit = request.query.limit.unwrap_or(20);
+        if limit == 0 || limit > 100 {
+            return Err(Error::validation("limit must be 1 to 100"));
+        }
+        let groups: Vec<String> = self
+            .groups
+            .groups_of(&request.caller)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        self.messages.search(&groups, text, limit).await
+    }
+
+    /// Last message, unread count and last seen sequence of each of the caller's groups named.
+    pub async fn summaries(&self, request: SummariesRequest) -> Result<Vec<GroupSummary>, Error> {
+        let mut out = Vec::new();
+        for group_id in request.group_ids.iter().take(500) {
+            let Some(member) = self.groups.membership(group_id, &request.caller).await? else {
+                continue;
+            };
+            let last_message = self
+                .messages
+                .before(group_id, None, 1)
+                .await?
+                .into_iter()
+                .next();
+            let unread_count = self
+                .messages
+                .unread(group_id, &request.caller, member.last_seen_seq)
+                .await?;
+            out.push(GroupSummary {
+                group_id: group_id.clone(),
+                last_message,
+                unread_count,
+                last_seen_seq: member.last_seen_seq,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Registers the message role's RPC patterns on `server`.
+pub fn rpc_handlers(service: Arc<MessageService>, server: RpcServer) -> RpcServer {
+    let server = chat_core::rpc_bind!(server, service, MessageHistory, history);
+    let server = chat_core::rpc_bind!(server, service, MessageSearch, search);
+    chat_core::rpc_bind!(server, service, MessageSummaries, summaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_need_bounded_content_and_a_client_id() {
+        assert_eq!(
+            check_send("c1", &Some("  hi ".into()), &None)
+                .unwrap()
+                .as_deref(),
+            Some("hi")
+        );
+        assert!(check_send("", &Some("hi".into()), &None).is_err());
+        assert!(check_send(&"x".repeat(65), &Some("hi".into()), &None).is_err());
+        assert!(check_send("c1", &Some("   ".into()), &None).is_err());
+        assert!(check_send("c1", &None, &None).is_err());
+        assert!(check_send("c1", &Some("x".repeat(4001)), &None).is_err());
+    }
+}

@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use chat_core::config::Config;
+use chat_core::events::{consume, tail, EventLog, KafkaProbe, StartAt, COMMANDS, FACTS};
 use chat_core::health::{Health, Probe};
 use chat_core::rpc::{RpcClient, RpcServer};
+
+/// Partitions of the commands and facts topics (groups are spread over them by id).
+const KAFKA_PARTITIONS: i32 = 6;
 use chat_core::{http, mongo, redis, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +21,9 @@ usage: chat-server <role>
 roles:
   gateway   the public REST API (default port 5000)
   auth      accounts, passwords and tokens over RPC (health on port 3004)
-  group     groups, direct conversations and membership over RPC (health on port 3002)
+    group     groups, direct conversations and membership over RPC (health on port 3002)
+  message   persists chat commands from Kafka; history and search over RPC (health on port 3003)
+  chat      Socket.IO at /socket.io (port 3001)
   all       every role in one process (port 5000)
   migrate   create the MongoDB indexes, then exit
 
@@ -33,6 +39,8 @@ enum Role {
     Gateway,
     Auth,
     Group,
+    Message,
+    Chat,
     All,
     Migrate,
 }
@@ -43,6 +51,8 @@ impl Role {
             "gateway" => Some(Role::Gateway),
             "auth" => Some(Role::Auth),
             "group" => Some(Role::Group),
+            "message" => Some(Role::Message),
+            "chat" => Some(Role::Chat),
             "all" => Some(Role::All),
             "migrate" => Some(Role::Migrate),
             _ => None,
@@ -53,6 +63,8 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Auth => "auth",
             Role::Group => "group",
+            Role::Message => "message",
+            Role::Chat => "chat",
             Role::All => "all",
             Role::Migrate => "migrate",
         }
@@ -61,6 +73,8 @@ impl Role {
         match self {
             Role::Auth => 3004,
             Role::Group => 3002,
+            Role::Message => 3003,
+            Role::Chat => 3001,
             _ => 5000,
         }
     }
@@ -69,6 +83,15 @@ impl Role {
     }
     fn runs_group(self) -> bool {
         matches!(self, Role::Group | Role::All)
+    }
+    fn runs_message(self) -> bool {
+        matches!(self, Role::Message | Role::All)
+    }
+    fn runs_chat(self) -> bool {
+        matches!(self, Role::Chat | Role::All)
+    }
+    fn uses_kafka(self) -> bool {
+        self.runs_group() || self.runs_message() || self.runs_chat()
     }
     fn runs_gateway(self) -> bool {
         matches!(self, Role::Gateway | Role::All)
@@ -153,7 +176,23 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut router = Router::new();
     let mut background = tokio::task::JoinSet::new();
-    let db = if role.runs_auth() || role.runs_group() {
+    let mut socket_layer = None;
+    let events = if role.uses_kafka() {
+        let log = EventLog::new(&config.kafka_brokers, &config.namespace)?;
+        let ensure = || log.ensure_topics(&[COMMANDS, FACTS], KAFKA_PARTITIONS);
+        chat_core::startup::wait_for(
+            "kafka",
+            &config.kafka_brokers,
+            config.startup_timeout,
+            ensure,
+        )
+        .await?;
+        probes.push(Arc::new(KafkaProbe(log.clone())));
+        Some(log)
+    } else {
+        None
+    };
+    let db = if role.runs_auth() || role.runs_group() || role.runs_message() {
         let db = connect_mongo().await?;
         probes.push(Arc::new(mongo::MongoProbe(db.clone())));
         Some(db)
@@ -183,12 +222,34 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         probes.push(Arc::new(redis::RedisProbe(cache)));
     }
 
-    if let (true, Some(db)) = (role.runs_group(), &db) {
+    if let (true, Some(db), Some(events)) = (role.runs_group(), &db, &events) {
         let service = chat_group::GroupService::new(
             Arc::new(mongo::MongoGroupStore::new(db)),
             Arc::new(mongo::MongoUserStore::new(db)),
+            events.clone(),
         );
         rpc_server = chat_group::rpc_handlers(Arc::new(service), rpc_server);
+    }
+
+    if let (true, Some(db), Some(events)) = (role.runs_message(), &db, &events) {
+        let service = Arc::new(chat_message::MessageService::new(
+            Arc::new(mongo::MongoMessageStore::new(db)),
+            Arc::new(mongo::MongoGroupStore::new(db)),
+            events.clone(),
+        ));
+        rpc_server = chat_message::rpc_handlers(service.clone(), rpc_server);
+        let (log, token) = (events.clone(), shutdown.clone());
+        background.spawn(async move {
+            let handle = |record| {
+                let service = service.clone();
+                async move { service.handle(record).await }
+            };
+            if let Err(e) =
+                consume(&log, COMMANDS, "message", StartAt::Earliest, token, handle).await
+            {
+                tracing::error!(error = %e, "the command consumer stopped");
+            }
+        });
     }
 
     if !rpc_server.patterns().is_empty() {
@@ -202,7 +263,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         background.spawn(async move { rpc_server.run(uri, &name, token, grace).await });
     }
 
-    if role.runs_gateway() {
+    if role.runs_gateway() || role.runs_chat() {
         let rpc = RpcClient::start(
             config.rabbitmq_uri.clone(),
             &config.namespace,
@@ -210,18 +271,48 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             &format!("{app_name}-rpc-client"),
             shutdown.clone(),
         );
-        let verifier = chat_core::contracts::auth::verifier(&config, &rpc)?;
+        let verifier = Arc::new(chat_core::contracts::auth::verifier(&config, &rpc)?);
         probes.push(Arc::new(rpc.status()));
-        let state = chat_gateway::Gateway {
-            rpc,
-            verifier: Arc::new(verifier),
-            trust_forwarded_for: config.trust_forwarded_for,
-        };
-        router = router.merge(chat_gateway::router(state));
+        if role.runs_gateway() {
+            let state = chat_gateway::Gateway {
+                rpc: rpc.clone(),
+                verifier: verifier.clone(),
+                trust_forwarded_for: config.trust_forwarded_for,
+            };
+            router = router.merge(chat_gateway::router(state));
+        }
+        if let (true, Some(events)) = (role.runs_chat(), &events) {
+            let cache = redis::connect(&config.redis_url, config.startup_timeout).await?;
+            probes.push(Arc::new(redis::RedisProbe(cache.clone())));
+            let chat = chat_chat::Chat::new(
+                rpc,
+                verifier,
+                events.clone(),
+                cache,
+                &config.namespace,
+                Default::default(),
+            );
+            let (layer, io) = chat.clone().layer();
+            socket_layer = Some(layer);
+            let (log, token) = (events.clone(), shutdown.clone());
+            background.spawn(async move {
+                let on_fact = |envelope| {
+                    let (chat, io) = (chat.clone(), io.clone());
+                    async move { chat.on_fact(&io, envelope).await }
+                };
+                if let Err(e) = tail(&log, FACTS, token, on_fact).await {
+                    tracing::error!(error = %e, "the facts tail stopped");
+                }
+            });
+        }
     }
 
     let health = Health::new(role.name(), probes);
     let mut app = http::with_common_layers(router.merge(health.router()), config.max_body_bytes);
+    // Outside the router, so /socket.io never meets the not-found fallback.
+    if let Some(layer) = socket_layer {
+        app = app.layer(layer);
+    }
     if let Some(cors) =
         chat_gateway::cors(&config.cors_allowed_origins).filter(|_| role.runs_gateway())
     {

@@ -94,6 +94,13 @@ pub struct GroupView {
     pub members: Vec<MemberView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// In `GET /groups`: the newest message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub last_message: Option<Box<super::messages::MessageView>>,
+    /// In `GET /groups`: messages from others after the caller's last seen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<u64>,
 }
 
 /// The answer to `group.create`: the group, and whether it was created now (`false` when a
