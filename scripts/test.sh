@@ -11,6 +11,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
 eval "$(scripts/infra.sh up)"
 eval "$(scripts/infra.sh tools)"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+# The stock socket.io-client for the frontend-compatibility test (Node 18+).
+if ! command -v npm >/dev/null; then
+  sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+[ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund
 
 # The black-box tests start the chat-server binary as processes: build it first.
 cargo build -p chat-server

@@ -402,3 +402,174 @@ impl Drop for KeyFiles {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The first argument of a Socket.IO payload. `rust_socketio` hands acknowledgements over either
+/// as the raw argument array (a string, or one JSON array value); events as a list of arguments.
+#[allow(deprecated)]
+fn first_argument(payload: rust_socketio::Payload) -> Option<Value> {
+    let value = match payload {
+        rust_socketio::Payload::Text(values) if values.len() == 1 => values.into_iter().next()?,
+        rust_socketio::Payload::Text(values) => Value::Array(values),
+        rust_socketio::Payload::String(text) => serde_json::from_str(&text).ok()?,
+        rust_socketio::Payload::Binary(_) => return None,
+    };
+    match value {
+        Value::Array(mut items) => (!items.is_empty()).then(|| items.remove(0)),
+        other => Some(other),
+    }
+}
+
+/// Every role as a separate process, with two chat replicas.
+pub struct RealtimeStack {
+    pub stack: Stack,
+    pub message: RoleProcess,
+    pub chat_a: RoleProcess,
+    pub chat_b: RoleProcess,
+}
+
+impl RealtimeStack {
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        let stack = Stack::start(extra).await;
+        let message = stack.deployment.spawn("message").await;
+        let chat_a = stack.deployment.spawn("chat").await;
+        let chat_b = stack.deployment.spawn("chat").await;
+        RealtimeStack {
+            stack,
+            message,
+            chat_a,
+            chat_b,
+        }
+    }
+
+    pub fn api(&self) -> &Api {
+        &self.stack.api
+    }
+}
+
+/// A Socket.IO client (the `rust_socketio` crate) that records the events it receives.
+pub struct ChatClient {
+    client: rust_socketio::asynchronous::Client,
+    events: tokio::sync::mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+/// Server events a [`ChatClient`] records.
+pub const SERVER_EVENTS: [&str; 8] = [
+    "chat.message.incoming",
+    "chat.message.seen",
+    "chat.message.deleted",
+    "chat.resync",
+    "group.created",
+    "group.members.added",
+    "group.member.removed",
+    "user.online",
+];
+
+impl ChatClient {
+    /// Connects to the chat replica on `port` with `auth` as the handshake payload.
+    pub async fn connect(port: u16, auth: Value) -> Self {
+        use futures_util::FutureExt;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let mut builder =
+            rust_socketio::asynchronous::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
+                .transport_type(rust_socketio::TransportType::Websocket)
+                .reconnect(false)
+                .auth(auth);
+        for name in SERVER_EVENTS {
+            let tx = tx.clone();
+            builder = builder.on(name, move |payload, _| {
+                let tx = tx.clone();
+                async move {
+                    if let Some(value) = first_argument(payload) {
+                        let _ = tx.send((name.to_string(), value));
+                    }
+                }
+                .boxed()
+            });
+        }
+        // `connect()` returns once the transport is open; the namespace is joined when the
+        // server's CONNECT arrives. Events emitted before that would be dropped.
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        let connected_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(connected_tx)));
+        builder = builder.on(rust_socketio::Event::Connect, move |_, _| {
+            if let Some(tx) = connected_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            async {}.boxed()
+        });
+        let client = builder.connect().await.expect("socket connects");
+        tokio::time::timeout(Duration::from_secs(10), connected)
+            .await
+            .expect("namespace joined in time")
+            .expect("connected");
+        ChatClient { client, events }
+    }
+
+    /// Emits `event` and waits for its acknowledgement.
+    pub async fn request(&self, event: &str, data: Value) -> Value {
+        use futures_util::FutureExt;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+        let callback = move |payload: rust_socketio::Payload, _| {
+            let tx = tx.clone();
+            async move {
+                if let (Some(value), Some(tx)) =
+                    (first_argument(payload), tx.lock().unwrap().take())
+                {
+                    let _ = tx.send(value);
+                }
+            }
+            .boxed()
+        };
+        self.client
+            .emit_with_ack(event, data, Duration::from_secs(15), callback)
+            .await
+            .expect("emit");
+        tokio::time::timeout(Duration::from_secs(15), rx)
+            .await
+            .expect("ack in time")
+            .expect("ack")
+    }
+
+    /// Sends a message and returns the acknowledgement.
+    pub async fn send(&self, group_id: &str, content: &str, client_id: &str) -> Value {
+        self.request(
+            "chat.message.send",
+            json!({"groupId": group_id, "content": content, "clientMessageId": client_id}),
+        )
+        .await
+    }
+
+    /// The next received `event`, skipping others; panics after `limit`.
+    pub async fn next(&mut self, event: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.events.recv()).await {
+                Ok(Some((name, value))) if name == event => return value,
+                Ok(Some(_)) => continue,
+                _ => panic!("no {event} within {limit:?}"),
+            }
+        }
+    }
+
+    /// Every `event` received within `window`.
+    pub async fn collect(&mut self, event: &str, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(Some((name, value))) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            self.events.recv(),
+        )
+        .await
+        {
+            if name == event {
+                out.push(value);
+            }
+        }
+        out
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+    }
+}

@@ -193,8 +193,15 @@ where
                 "latest"
             },
         )
-        .set("session.timeout.ms", "10000")
+        // A dead member (SIGKILL) is noticed after the session timeout; a rebalance waits at
+        // most the poll interval for members to rejoin (librdkafka's 300 s default would stall
+        // processing for minutes after a crash).
+        .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "30000")
+        // Brokers hold a fetch until data or this long: the default 500 ms is added to every
+        // message's latency.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     let topic = log.topic(topic);
@@ -268,6 +275,7 @@ where
             format!("{}.tail.{}", log.namespace, uuid::Uuid::new_v4().simple()),
         )
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     let metadata = {

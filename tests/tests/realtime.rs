@@ -1,0 +1,468 @@
+//! Real-time chat end to end: gateway, auth, group, message and two chat replicas as separate
+//! processes on the real infrastructure, driven by Socket.IO clients (the `rust_socketio` crate,
+//! and the stock `socket.io-client` from npm).
+
+use std::time::{Duration, Instant};
+
+use chat_tests::{ChatClient, RealtimeStack, User};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn group_of(stack: &RealtimeStack, admin: &User, members: &[&User]) -> String {
+    let ids: Vec<&str> = members.iter().map(|u| u.id.as_str()).collect();
+    let r = stack
+        .api()
+        .send(
+            stack
+                .api()
+                .authed(Method::POST, "/groups", admin)
+                .json(&json!({"name": "Team", "memberIds": ids})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn client(port: u16, user: &User) -> ChatClient {
+    ChatClient::connect(port, json!({"token": user.token})).await
+}
+
+async fn history(
+    stack: &RealtimeStack,
+    user: &User,
+    group: &str,
+    query: &str,
+) -> chat_tests::Response {
+    stack
+        .api()
+        .send(stack.api().authed(
+            Method::GET,
+            &format!("/groups/{group}/messages{query}"),
+            user,
+        ))
+        .await
+}
+
+fn assert_ok(ack: &Value) {
+    assert_eq!(ack["ok"], true, "ack: {ack}");
+}
+
+#[tokio::test]
+async fn a_message_sent_through_replica_a_reaches_a_member_on_replica_b() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+
+    let start = Instant::now();
+    let ack = a.send(&group, "hello from A", "m-1").await;
+    assert_ok(&ack);
+    assert_eq!(ack["message"]["seq"], 1);
+    assert_eq!(ack["message"]["senderId"], ada.id.as_str());
+    let received = b.next("chat.message.incoming", WAIT).await;
+    println!("send on A -> received on B: {:?}", start.elapsed());
+    assert_eq!(received["content"], "hello from A");
+    assert_eq!(received["seq"], 1);
+    assert_eq!(received["groupId"], group.as_str());
+
+    // GET /groups shows the last message and the unread count.
+    let groups = stack
+        .api()
+        .send(stack.api().authed(Method::GET, "/groups", &bob))
+        .await;
+    assert_eq!(groups.body[0]["lastMessage"]["content"], "hello from A");
+    assert_eq!(groups.body[0]["unreadCount"], 1);
+}
+
+#[tokio::test]
+async fn per_group_order_holds_with_concurrent_senders() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let users = [
+        api.user("ann").await,
+        api.user("ben").await,
+        api.user("cat").await,
+    ];
+    let group = group_of(&stack, &users[0], &[&users[1], &users[2]]).await;
+    let mut listener = client(stack.chat_b.port, &users[0]).await;
+
+    let per_sender = 15;
+    let mut tasks = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let port = if i % 2 == 0 {
+            stack.chat_a.port
+        } else {
+            stack.chat_b.port
+        };
+        let socket = client(port, user).await;
+        let group = group.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_sender {
+                let ack = socket
+                    .send(&group, &format!("{i}:{n:02}"), &format!("{i}-{n}"))
+                    .await;
+                assert_eq!(ack["ok"], true, "{ack}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = 3 * per_sender;
+    let page = history(&stack, &users[0], &group, "?after=0&limit=100").await;
+    let data = page.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), total);
+    let seqs: Vec<i64> = data.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as i64).collect::<Vec<_>>(),
+        "sequence numbers have gaps or repeats"
+    );
+    for i in 0..3 {
+        let mine: Vec<&str> = data
+            .iter()
+            .map(|m| m["content"].as_str().unwrap())
+            .filter(|c| c.starts_with(&format!("{i}:")))
+            .collect();
+        let expected: Vec<String> = (0..per_sender).map(|n| format!("{i}:{n:02}")).collect();
+        assert_eq!(mine, expected, "sender {i}'s messages are out of order");
+    }
+    // A listener receives them in sequence order too.
+    let mut received = Vec::new();
+    while received.len() < total {
+        received.push(
+            listener.next("chat.message.incoming", WAIT).await["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(received, seqs);
+}
+
+#[tokio::test]
+async fn a_retried_send_is_stored_once() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let first = a.send(&group, "once", "same-id").await;
+    let again = a.send(&group, "once", "same-id").await;
+    assert_ok(&again);
+    assert_eq!(first["message"]["id"], again["message"]["id"]);
+    let page = history(&stack, &ada, &group, "").await;
+    assert_eq!(page.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn history_pages_back_and_catches_up_exactly() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    for n in 1..=7 {
+        assert_ok(&a.send(&group, &format!("m{n}"), &format!("c{n}")).await);
+    }
+    let newest = history(&stack, &bob, &group, "?limit=3").await;
+    let seqs: Vec<i64> = newest.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![7, 6, 5]);
+    assert_eq!(newest.body["hasMore"], true);
+    let older = history(&stack, &bob, &group, "?before=5&limit=10").await;
+    let seqs: Vec<i64> = older.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![4, 3, 2, 1]);
+    assert_eq!(older.body["hasMore"], false);
+    let caught_up = history(&stack, &bob, &group, "?after=5").await;
+    let contents: Vec<&str> = caught_up.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["m6", "m7"]);
+    history(&stack, &bob, &group, "?limit=101")
+        .await
+        .assert_error(400);
+    history(&stack, &bob, &group, "?before=3&after=1")
+        .await
+        .assert_error(400);
+    history(&stack, &bob, &group, "?limit=abc")
+        .await
+        .assert_error(400);
+
+    let found = stack
+        .api()
+        .send(
+            stack
+                .api()
+                .authed(Method::GET, "/messages/search?q=M7", &bob),
+        )
+        .await;
+    assert_eq!(found.body.as_array().unwrap().len(), 1, "{}", found.text);
+}
+
+#[tokio::test]
+async fn non_members_can_neither_send_read_see_nor_delete() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let (ada, bob, eve) = (
+        api.user("ada").await,
+        api.user("bob").await,
+        api.user("eve").await,
+    );
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let sent = a.send(&group, "secret", "s-1").await;
+    let message_id = sent["message"]["id"].as_str().unwrap().to_string();
+
+    let e = client(stack.chat_b.port, &eve).await;
+    let refused = e.send(&group, "let me in", "e-1").await;
+    assert_eq!(refused["ok"], false);
+    assert_eq!(refused["error"]["code"], "forbidden");
+    let seen = e
+        .request("chat.message.seen", json!({"groupId": group, "seq": 1}))
+        .await;
+    assert_eq!(seen["error"]["code"], "forbidden");
+    let delete = e
+        .request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await;
+    assert_eq!(delete["error"]["code"], "forbidden");
+    history(&stack, &eve, &group, "").await.assert_error(404);
+    let found = api
+        .send(api.authed(Method::GET, "/messages/search?q=secret", &eve))
+        .await;
+    assert!(found.body.as_array().unwrap().is_empty());
+
+    // A member who is not the sender or an admin cannot delete either.
+    let b = client(stack.chat_b.port, &bob).await;
+    let denied = b
+        .request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await;
+    assert_eq!(denied["error"]["code"], "forbidden", "{denied}");
+    let malformed = b
+        .request("chat.message.send", json!({"content": "no group"}))
+        .await;
+    assert_eq!(malformed["error"]["code"], "bad_request");
+    let too_long = b.send(&group, &"x".repeat(4001), "long").await;
+    assert_eq!(too_long["error"]["code"], "validation");
+}
+
+#[tokio::test]
+async fn seen_and_delete_reach_the_other_members() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let b = client(stack.chat_b.port, &bob).await;
+    let sent = a.send(&group, "read me", "r-1").await;
+    let message_id = sent["message"]["id"].as_str().unwrap().to_string();
+
+    assert_ok(
+        &b.request("chat.message.seen", json!({"groupId": group, "seq": 1}))
+            .await,
+    );
+    let seen = a.next("chat.message.seen", WAIT).await;
+    assert_eq!(
+        (seen["userId"].as_str(), seen["seq"].as_i64()),
+        (Some(bob.id.as_str()), Some(1))
+    );
+    let groups = stack
+        .api()
+        .send(stack.api().authed(Method::GET, "/groups", &bob))
+        .await;
+    assert_eq!(groups.body[0]["unreadCount"], 0);
+    let bad_seq = b
+        .request("chat.message.seen", json!({"groupId": group, "seq": 99}))
+        .await;
+    assert_eq!(bad_seq["error"]["code"], "validation");
+
+    assert_ok(
+        &a.request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await,
+    );
+    let deleted = a.next("chat.message.deleted", WAIT).await;
+    assert_eq!(deleted["messageId"], message_id.as_str());
+    let page = history(&stack, &bob, &group, "").await;
+    assert_eq!(page.body["data"][0]["deleted"], true);
+    assert!(
+        page.body["data"][0].get("content").is_none(),
+        "a tombstone keeps no content"
+    );
+}
+
+#[tokio::test]
+async fn a_new_group_reaches_connected_members_at_once() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let created = b.next("group.created", WAIT).await;
+    assert_eq!(created["id"], group.as_str());
+    // Both sockets joined the new room without reconnecting, on both replicas.
+    assert_ok(&a.send(&group, "first words", "f-1").await);
+    assert_eq!(
+        b.next("chat.message.incoming", WAIT).await["content"],
+        "first words"
+    );
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_receives_exactly_what_it_missed() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    assert_ok(&a.send(&group, "m1", "c1").await);
+    assert_eq!(b.next("chat.message.incoming", WAIT).await["seq"], 1);
+    b.disconnect().await;
+
+    for n in 2..=4 {
+        assert_ok(&a.send(&group, &format!("m{n}"), &format!("c{n}")).await);
+    }
+    let mut b = ChatClient::connect(
+        stack.chat_a.port,
+        json!({"token": bob.token, "lastSeq": {group.clone(): 1}}),
+    )
+    .await;
+    let replayed = b
+        .collect("chat.message.incoming", Duration::from_secs(2))
+        .await;
+    let contents: Vec<&str> = replayed
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, vec!["m2", "m3", "m4"]);
+}
+
+#[tokio::test]
+async fn a_negative_last_seq_replays_from_the_start() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    assert_ok(&a.send(&group, "m1", "c1").await);
+    // A confused client's negative cursor is treated as 0.
+    let mut b = ChatClient::connect(
+        stack.chat_b.port,
+        json!({"token": bob.token, "lastSeq": {group.clone(): -5}}),
+    )
+    .await;
+    assert_eq!(b.next("chat.message.incoming", WAIT).await["content"], "m1");
+}
+
+#[tokio::test]
+async fn killing_the_message_role_mid_stream_loses_no_acknowledged_message() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let total = 30;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let (count, ids, g) = (acked.clone(), acknowledged.clone(), group.clone());
+    // The client keeps sending; an unacknowledged send is retried with the same clientMessageId,
+    // as a real client would after a timeout.
+    let sender = tokio::spawn(async move {
+        for n in 0..total {
+            for _attempt in 0..6 {
+                let ack = a.send(&g, &format!("n{n:02}"), &format!("k{n}")).await;
+                if ack["ok"] == true {
+                    ids.lock()
+                        .unwrap()
+                        .push(ack["message"]["id"].as_str().unwrap().to_string());
+                    count.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+    });
+    for kill_after in [8, 18] {
+        while acked.load(Ordering::SeqCst) < kill_after {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stack.message.kill();
+        stack.message = stack.stack.deployment.spawn("message").await;
+    }
+    sender.await.unwrap();
+
+    let page = history(&stack, &ada, &group, "?after=0&limit=100").await;
+    let data = page.body["data"].as_array().unwrap();
+    let stored: Vec<&str> = data.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    for id in acknowledged.iter() {
+        assert_eq!(
+            stored.iter().filter(|s| *s == id).count(),
+            1,
+            "acknowledged message {id} is not stored exactly once"
+        );
+    }
+    let seqs: Vec<i64> = data.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=data.len() as i64).collect::<Vec<_>>(),
+        "gaps or repeats in the sequence"
+    );
+    assert_eq!(
+        acknowledged.len(),
+        total,
+        "every send was eventually acknowledged"
+    );
+    assert_eq!(data.len(), total, "each clientMessageId is stored once");
+}
+
+#[tokio::test]
+async fn the_stock_socket_io_client_connects_as_the_seed_shows() {
+    let stack = RealtimeStack::start(&[]).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/e2e.mjs");
+    assert!(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("js/node_modules/socket.io-client")
+            .exists(),
+        "socket.io-client is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("API_URL", &stack.api().base)
+        .env(
+            "CHAT_A_URL",
+            format!("http://127.0.0.1:{}", stack.chat_a.port),
+        )
+        .env(
+            "CHAT_B_URL",
+            format!("http://127.0.0.1:{}", stack.chat_b.port),
+        )
+        .output()
+        .await
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("stock socket.io-client: {stdout}");
+}
