@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
-eval "$(scripts/infra.sh up redis rabbitmq mongodb)"
+eval "$(scripts/infra.sh up)"
 exec cargo run "$@" -p chat-server -- all
