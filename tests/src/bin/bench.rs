@@ -134,6 +134,52 @@ async fn login_latency() {
     summary("GET /auth/me (JWT check + RPC + MongoDB)", me);
 }
 
+/// Two chat replicas and every other role as release processes; Ada sends on replica A, Bob
+/// listens on replica B.
+async fn realtime() {
+    let stack = chat_tests::RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let (ada, bob) = (api.user("ada").await, api.user("bob").await);
+    let group = api
+        .send(
+            api.authed(reqwest::Method::POST, "/groups", &ada)
+                .json(&json!({"name": "bench", "memberIds": [bob.id]})),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = chat_tests::ChatClient::connect(stack.chat_a.port, json!({"token": ada.token})).await;
+    let mut b =
+        chat_tests::ChatClient::connect(stack.chat_b.port, json!({"token": bob.token})).await;
+    for n in 0..20 {
+        a.send(&group, "warm-up", &format!("w{n}")).await;
+        b.next("chat.message.incoming", Duration::from_secs(10))
+            .await;
+    }
+    let (mut acks, mut deliveries) = (Vec::new(), Vec::new());
+    let n = 500;
+    let start = Instant::now();
+    for i in 0..n {
+        let sent = Instant::now();
+        let ack = a.send(&group, "hello", &format!("m{i}")).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        acks.push(sent.elapsed());
+        b.next("chat.message.incoming", Duration::from_secs(10))
+            .await;
+        deliveries.push(sent.elapsed());
+    }
+    let elapsed = start.elapsed();
+    summary("send ack (stored), replica A", acks);
+    summary("send on A -> received on B", deliveries);
+    println!(
+        "{:<40} {n} messages in {:.1} s, all delivered in order",
+        "2-replica run (sequential sender)",
+        elapsed.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -144,4 +190,5 @@ async fn main() {
     );
     rpc_round_trip().await;
     login_latency().await;
+    realtime().await;
 }
