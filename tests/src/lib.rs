@@ -453,7 +453,7 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 8] = [
+pub const SERVER_EVENTS: [&str; 9] = [
     "chat.message.incoming",
     "chat.message.seen",
     "chat.message.deleted",
@@ -462,6 +462,7 @@ pub const SERVER_EVENTS: [&str; 8] = [
     "group.members.added",
     "group.member.removed",
     "user.online",
+    "user.offline",
 ];
 
 impl ChatClient {

@@ -466,3 +466,52 @@ async fn the_stock_socket_io_client_connects_as_the_seed_shows() {
     );
     println!("stock socket.io-client: {stdout}");
 }
+
+#[tokio::test]
+async fn presence_is_announced_to_co_members_and_last_seen_is_kept() {
+    let stack = RealtimeStack::start(&[]).await;
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    group_of(&stack, &ada, &[&bob]).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+
+    // Ada's first socket brings her online; a second one (other replica) does not announce again.
+    let a1 = client(stack.chat_a.port, &ada).await;
+    assert_eq!(b.next("user.online", WAIT).await["userId"], ada.id.as_str());
+    let a2 = client(stack.chat_b.port, &ada).await;
+    let heartbeat = a2.request("user.heartbeat", json!({})).await;
+    assert_ok(&heartbeat);
+    assert!(b
+        .collect("user.online", Duration::from_millis(500))
+        .await
+        .is_empty());
+
+    // Only when her last socket closes is she offline, with a last-seen time that is stored.
+    a1.disconnect().await;
+    assert!(b
+        .collect("user.offline", Duration::from_millis(700))
+        .await
+        .is_empty());
+    a2.disconnect().await;
+    let offline = b.next("user.offline", WAIT).await;
+    assert_eq!(offline["userId"], ada.id.as_str());
+    let mut stored = Value::Null;
+    for _ in 0..50 {
+        let profile = stack
+            .api()
+            .send(
+                stack
+                    .api()
+                    .authed(Method::GET, &format!("/users/{}", ada.id), &bob),
+            )
+            .await;
+        stored = profile.body["lastSeenAt"].clone();
+        if !stored.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stored, offline["lastSeenAt"],
+        "last seen is persisted on the user"
+    );
+}

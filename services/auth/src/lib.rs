@@ -300,6 +300,14 @@ impl AuthService {
             .ok_or_else(|| Error::not_found("user not found"))
     }
 
+    /// Records when a user was last online (from the chat role).
+    pub async fn last_seen(&self, request: LastSeen) -> Result<(), Error> {
+        self.stores
+            .users
+            .set_last_seen(&request.user_id, request.at)
+            .await
+    }
+
     /// A page of users.
     pub async fn list_users(&self, query: ListUsersQuery) -> Result<Page<UserView>, Error> {
         let page = PageRequest::parse(query.page, query.limit)?;
@@ -424,6 +432,9 @@ pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
     let server = bind!(server, service, UserMe, |s, req| s.user(req).await);
     let server = bind!(server, service, UserGet, |s, req| s.user(req).await);
     let server = bind!(server, service, UserList, |s, req| s.list_users(req).await);
+    let server = bind!(server, service, UserLastSeen, |s, req| s
+        .last_seen(req)
+        .await);
     bind!(server, service, AuthKeys, |s, _req| Ok(s.public_keys()))
 }
 

@@ -22,9 +22,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chat_core::contracts::auth::{LastSeen, UserLastSeen};
 use chat_core::contracts::groups::{CallerRef, GroupList};
 use chat_core::contracts::messages::*;
-use chat_core::events::{Envelope, EventLog, COMMANDS};
+use chat_core::events::{Envelope, EventLog, COMMANDS, FACTS};
 use chat_core::rpc::{CallContext, RpcClient};
 use chat_core::tokens::TokenVerifier;
 use chat_core::Error;
@@ -255,6 +256,23 @@ impl Chat {
                 let body = json!({"groupId": group_id, "userIds": user_ids, "group": group});
                 io.to(room).emit("group.members.added", &body).await
             }
+            Fact::Presence {
+                user_id,
+                online,
+                at,
+                group_ids,
+            } => {
+                let rooms: Vec<String> = group_ids.iter().map(|g| group_room(g)).collect();
+                let (event, body) = if online {
+                    ("user.online", json!({"userId": user_id}))
+                } else {
+                    ("user.offline", json!({"userId": user_id, "lastSeenAt": at}))
+                };
+                io.to(rooms)
+                    .except(user_room(&user_id))
+                    .emit(event, &body)
+                    .await
+            }
             Fact::MemberRemoved { user_id } => {
                 let body = json!({"groupId": group_id, "userId": user_id});
                 let _ = io
@@ -346,6 +364,7 @@ async fn authenticate(
     socket.on("chat.message.seen", on_seen);
     socket.on("chat.message.delete", on_delete);
     socket.on("user.heartbeat", on_heartbeat);
+    socket.on_disconnect(on_disconnect);
     Ok(())
 }
 
@@ -354,6 +373,9 @@ async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return;
     };
+    if let Err(e) = came_online(&chat, &socket, &user).await {
+        tracing::warn!(error = %e, "presence unavailable");
+    }
     let replays = socket
         .extensions
         .get::<Arc<Vec<(String, i64)>>>()
@@ -505,8 +527,108 @@ async fn on_delete(
     answer(ack, result);
 }
 
-/// How long a heartbeat keeps a user online.
-const PRESENCE_TTL_SECS: u64 = 60;
+/// How long a user stays online without a heartbeat: the socket count expires then, so a
+/// crashed replica cannot leave its users online for ever. Clients send `user.heartbeat` at
+/// least every minute.
+const PRESENCE_TTL_SECS: u64 = 120;
+
+fn presence_key(chat: &Chat, user: &str) -> String {
+    format!("{}:presence:{user}", chat.namespace)
+}
+
+/// The groups `user` belongs to, for presence announcements.
+async fn group_ids(chat: &Chat, user: &str) -> Vec<String> {
+    match chat
+        .rpc
+        .call::<GroupList>(
+            &CallerRef {
+                caller: user.to_string(),
+            },
+            &CallContext::internal(),
+        )
+        .await
+    {
+        Ok(groups) => groups.into_iter().map(|g| g.id).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list groups for a presence announcement");
+            Vec::new()
+        }
+    }
+}
+
+/// Counts the user's sockets across replicas; the first one announces `user.online`.
+async fn came_online(chat: &Chat, socket: &SocketRef, user: &str) -> Result<(), Error> {
+    let key = presence_key(chat, user);
+    let mut redis = chat.redis.clone();
+    let (count,): (i64,) = redis::pipe()
+        .cmd("INCR")
+        .arg(&key)
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(PRESENCE_TTL_SECS)
+        .ignore()
+        .query_async(&mut redis)
+        .await
+        .map_err(Error::from)?;
+    if count == 1 {
+        let group_ids: Vec<String> = socket
+            .rooms()
+            .iter()
+            .filter_map(|r| r.strip_prefix("g:").map(String::from))
+            .collect();
+        announce(chat, user, true, chrono::Utc::now(), group_ids).await;
+    }
+    Ok(())
+}
+
+/// Presence goes through the facts topic like everything else, so co-members on every replica
+/// hear of it (a Socket.IO broadcast would reach only this replica's sockets).
+async fn announce(
+    chat: &Chat,
+    user: &str,
+    online: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    group_ids: Vec<String>,
+) {
+    let fact = Fact::Presence {
+        user_id: user.to_string(),
+        online,
+        at,
+        group_ids,
+    };
+    if let Err(e) = chat
+        .events
+        .publish(FACTS, &Envelope::new("chat", user, fact))
+        .await
+    {
+        tracing::warn!(error = %e, "could not announce presence");
+    }
+}
+
+async fn on_disconnect(socket: SocketRef, State(chat): State<Chat>) {
+    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+        return;
+    };
+    let key = presence_key(&chat, &user);
+    let mut redis = chat.redis.clone();
+    let count: Result<i64, _> = redis::cmd("DECR").arg(&key).query_async(&mut redis).await;
+    if !matches!(count, Ok(c) if c <= 0) {
+        return;
+    }
+    let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
+    // Millisecond precision, as stored: what co-members hear equals what `GET /users` says.
+    let now = chrono::Utc::now().timestamp_millis();
+    let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    announce(&chat, &user, false, at, group_ids(&chat, &user).await).await;
+    let request = LastSeen { user_id: user, at };
+    if let Err(e) = chat
+        .rpc
+        .call::<UserLastSeen>(&request, &CallContext::internal())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record last seen");
+    }
+}
 
 async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat>) {
     let result = async {
@@ -516,36 +638,15 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
         let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
             return Err(Error::unauthorized("not authenticated"));
         };
-        let key = format!("{}:presence:{user}", chat.namespace);
         let mut redis = chat.redis.clone();
-        // SET .. NX tells whether the user just came online; then refresh the TTL.
-        let fresh: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg("1")
-            .arg("NX")
-            .arg("EX")
+        let refreshed: i64 = redis::cmd("EXPIRE")
+            .arg(presence_key(&chat, &user))
             .arg(PRESENCE_TTL_SECS)
             .query_async(&mut redis)
-            .await
-            .map_err(Error::from)?;
-        if fresh.is_none() {
-            let _: () = redis::cmd("EXPIRE")
-                .arg(&key)
-                .arg(PRESENCE_TTL_SECS)
-                .query_async(&mut redis)
-                .await
-                .map_err(Error::from)?;
-        } else {
-            let rooms: Vec<String> = socket
-                .rooms()
-                .iter()
-                .map(|r| r.to_string())
-                .filter(|r| r.starts_with("g:"))
-                .collect();
-            let _ = socket
-                .within(rooms)
-                .emit("user.online", &json!({"userId": user}))
-                .await;
+            .await?;
+        if refreshed == 0 {
+            // The count expired (no heartbeat for too long): count this socket again.
+            came_online(&chat, &socket, &user).await?;
         }
         Ok(json!({"online": true, "ttlSeconds": PRESENCE_TTL_SECS}))
     }

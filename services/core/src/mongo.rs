@@ -229,6 +229,10 @@ fn user_from_doc(d: &Document) -> Result<UserRecord, Error> {
         email: text("email")?,
         password_hash: text("passwordHash")?,
         profile_url: d.get_str("profileUrl").ok().map(String::from),
+        last_seen_at: d
+            .get_datetime("lastSeenAt")
+            .ok()
+            .map(|t| from_bson_time(*t)),
         created_at: from_bson_time(*d.get_datetime("createdAt").map_err(|_| bad("createdAt"))?),
         updated_at: from_bson_time(*d.get_datetime("updatedAt").map_err(|_| bad("updatedAt"))?),
     })
@@ -276,6 +280,18 @@ impl UserStore for MongoUserStore {
             .as_ref()
             .map(user_from_doc)
             .transpose()
+    }
+
+    async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(());
+        };
+        let at = to_bson_time(at);
+        let filter = doc! {"_id": oid, "$or": [{"lastSeenAt": {"$lt": at}}, {"lastSeenAt": {"$exists": false}}]};
+        self.0
+            .update_one(filter, doc! {"$set": {"lastSeenAt": at}})
+            .await?;
+        Ok(())
     }
 
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error> {

@@ -26,6 +26,7 @@ pub struct UserRecord {
     pub email: String,
     pub password_hash: String,
     pub profile_url: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,6 +40,7 @@ impl UserRecord {
             last_name: self.last_name.clone(),
             email: self.email.clone(),
             profile_url: self.profile_url.clone(),
+            last_seen_at: self.last_seen_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -53,6 +55,8 @@ pub trait UserStore: Send + Sync {
     async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>, Error>;
     /// `None` for an unknown or malformed id.
     async fn by_id(&self, id: &str) -> Result<Option<UserRecord>, Error>;
+    /// Records when the user was last online (never moves backwards).
+    async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error>;
     /// Which of `ids` are existing users.
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error>;
     /// A page of users (oldest first) whose names or email contain every word of `search`,

@@ -62,6 +62,9 @@ pub struct UserView {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_url: Option<String>,
+    /// When the user's last socket disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -142,6 +145,16 @@ pattern!(/// One user by id.
     UserGet, "user.get", UserRef => UserView);
 pattern!(/// Users, paginated and searchable.
     UserList, "user.list", ListUsersQuery => Page<UserView>);
+/// `user.presence` request: the user went offline at `at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSeen {
+    pub user_id: String,
+    pub at: DateTime<Utc>,
+}
+
+pattern!(/// Record when a user was last online.
+    UserLastSeen, "user.last_seen", LastSeen => ());
 pattern!(/// The public keys that verify access tokens.
     AuthKeys, "auth.keys", () => Vec<PublicKeyJwk>);
 

@@ -125,6 +125,14 @@ pub enum Fact {
     },
     #[serde(rename = "group.member_removed")]
     MemberRemoved { user_id: String },
+    /// A user's first socket connected, or their last one closed (keyed by user id).
+    #[serde(rename = "user.presence")]
+    Presence {
+        user_id: String,
+        online: bool,
+        at: DateTime<Utc>,
+        group_ids: Vec<String>,
+    },
 }
 
 /// `GET /groups/{id}/messages` query: `before` pages back (newest first), `after` catches up
