@@ -515,3 +515,24 @@ async fn presence_is_announced_to_co_members_and_last_seen_is_kept() {
         "last seen is persisted on the user"
     );
 }
+
+#[tokio::test]
+async fn a_socket_flooding_events_is_rate_limited() {
+    let stack = RealtimeStack::start(&[]).await;
+    let ada = stack.api().user("ada").await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut limited = 0;
+    for _ in 0..60 {
+        let ack = a.request("user.heartbeat", json!({})).await;
+        if ack["ok"] == false {
+            assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+            limited += 1;
+        }
+    }
+    assert!(
+        limited > 0,
+        "60 events in a burst must exceed 20 per second"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_ok(&a.request("user.heartbeat", json!({})).await);
+}
