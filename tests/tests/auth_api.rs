@@ -664,3 +664,19 @@ async fn other_roles_can_verify_tokens_over_rpc() {
     assert_eq!(err.code, chat_core::ErrorCode::Unauthorized);
     shutdown.cancel();
 }
+
+#[test]
+fn a_malformed_mongodb_uri_is_named_without_echoing_it() {
+    let out = run_with_env(
+        &["migrate"],
+        &[("MONGODB_URI", "mongodb://admin:hunter2@/db?authSource=")],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(all.contains("MONGODB_URI"), "{all}");
+    assert!(!all.contains("hunter2"), "password leaked: {all}");
+}

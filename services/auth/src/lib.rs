@@ -337,9 +337,9 @@ impl AuthService {
         })
     }
 
-    /// The public keys that verify access tokens.
-    pub fn public_keys(&self) -> Vec<PublicKeyJwk> {
-        self.published.iter().map(VerifyingKey::to_jwk).collect()
+    /// The public keys that verify access tokens (`auth.keys`).
+    pub async fn keys(&self, _: ()) -> Result<Vec<PublicKeyJwk>, Error> {
+        Ok(self.published.iter().map(VerifyingKey::to_jwk).collect())
     }
 
     async fn start_session(
@@ -410,32 +410,19 @@ pub async fn load_signing_key(
     Ok(key)
 }
 
-macro_rules! bind {
-    ($server:expr, $service:expr, $pattern:ty, |$svc:ident, $req:ident| $body:expr) => {{
-        let service = $service.clone();
-        $server.handle::<$pattern, _, _>(move |$req, _ctx| {
-            let $svc = service.clone();
-            async move { $body }
-        })
-    }};
-}
-
 /// Registers every auth pattern on `server`.
 pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
-    let server = bind!(server, service, UserRegister, |s, req| s
-        .register(req)
-        .await);
-    let server = bind!(server, service, UserLogin, |s, req| s.login(req).await);
-    let server = bind!(server, service, TokenRefresh, |s, req| s.refresh(req).await);
-    let server = bind!(server, service, UserVerify, |s, req| s.verify(req).await);
-    let server = bind!(server, service, UserLogout, |s, req| s.logout(req).await);
-    let server = bind!(server, service, UserMe, |s, req| s.user(req).await);
-    let server = bind!(server, service, UserGet, |s, req| s.user(req).await);
-    let server = bind!(server, service, UserList, |s, req| s.list_users(req).await);
-    let server = bind!(server, service, UserLastSeen, |s, req| s
-        .last_seen(req)
-        .await);
-    bind!(server, service, AuthKeys, |s, _req| Ok(s.public_keys()))
+    use chat_core::rpc_bind;
+    let server = rpc_bind!(server, service, UserRegister, register);
+    let server = rpc_bind!(server, service, UserLogin, login);
+    let server = rpc_bind!(server, service, TokenRefresh, refresh);
+    let server = rpc_bind!(server, service, UserVerify, verify);
+    let server = rpc_bind!(server, service, UserLogout, logout);
+    let server = rpc_bind!(server, service, UserMe, user);
+    let server = rpc_bind!(server, service, UserGet, user);
+    let server = rpc_bind!(server, service, UserList, list_users);
+    let server = rpc_bind!(server, service, UserLastSeen, last_seen);
+    rpc_bind!(server, service, AuthKeys, keys)
 }
 
 #[cfg(test)]

@@ -278,12 +278,9 @@ where
         .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-    let metadata = {
-        let (consumer_ref, name) = (&consumer, topic.clone());
-        consumer_ref
-            .fetch_metadata(Some(&name), Duration::from_secs(10))
-            .map_err(|e| format!("metadata of {topic}: {e}"))?
-    };
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
     let partitions = metadata
         .topics()
         .first()

@@ -33,17 +33,11 @@ pub async fn connect(
     app_name: &str,
     timeout: Duration,
 ) -> Result<Database, String> {
-    let mut options = ClientOptions::parse(uri.expose()).await.map_err(|e| {
-        format!(
-            "MONGODB_URI is not a valid MongoDB URI ({})",
-            e.kind
-                .as_ref()
-                .to_string()
-                .split(':')
-                .next()
-                .unwrap_or("parse error")
-        )
-    })?;
+    // The driver's parse errors may quote the URI, and with it a password: say only which
+    // variable is wrong.
+    let mut options = ClientOptions::parse(uri.expose())
+        .await
+        .map_err(|_| "MONGODB_URI is not a valid MongoDB connection string".to_string())?;
     options.app_name = Some(app_name.to_string());
     options
         .server_selection_timeout

@@ -116,7 +116,9 @@ struct ReplyEnvelope {
     error: Option<Error>,
 }
 
-fn encode_reply<T: Serialize>(result: Result<T, Error>) -> Vec<u8> {
+/// The reply body, and the outcome label for metrics (`ok` or the error code), which the caller
+/// would otherwise have to parse back out of the body.
+fn encode_reply<T: Serialize>(result: Result<T, Error>) -> (Vec<u8>, &'static str) {
     let envelope = match result.map(|v| serde_json::to_value(v)) {
         Ok(Ok(value)) => ReplyEnvelope {
             v: WIRE_VERSION,
@@ -134,7 +136,8 @@ fn encode_reply<T: Serialize>(result: Result<T, Error>) -> Vec<u8> {
             error: Some(e),
         },
     };
-    serde_json::to_vec(&envelope).unwrap_or_default()
+    let outcome = envelope.error.as_ref().map_or("ok", |e| e.code.as_str());
+    (serde_json::to_vec(&envelope).unwrap_or_default(), outcome)
 }
 
 fn decode_reply<T: DeserializeOwned>(pattern: &str, body: &[u8]) -> Result<T, Error> {
@@ -516,7 +519,7 @@ fn watch_connection(connection: &Connection) -> Arc<tokio::sync::Notify> {
 
 // ------------------------------------------------------------------------------------- server
 
-type BoxFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = (Vec<u8>, &'static str)> + Send>>;
 type Handler = Arc<dyn Fn(Vec<u8>, CallContext) -> BoxFuture + Send + Sync>;
 
 /// Serves RPC patterns. Build it with [`RpcServer::handle`] for each pattern, then [`RpcServer::run`].
@@ -672,8 +675,9 @@ impl RpcServer {
 async fn answer(
     channel: Channel,
     handlers: Arc<HashMap<&'static str, Handler>>,
-    delivery: Delivery,
+    mut delivery: Delivery,
 ) {
+    let body = std::mem::take(&mut delivery.data);
     let props = &delivery.properties;
     let pattern = props
         .kind()
@@ -686,10 +690,10 @@ async fn answer(
     };
     let span = tracing::info_span!("rpc", %pattern, request_id = %ctx.request_id, correlation_id = %ctx.correlation_id);
     async {
-        let reply = match handlers.get(pattern.as_str()) {
+        let (reply, outcome) = match handlers.get(pattern.as_str()) {
             Some(handler) => {
                 // A panicking handler must still answer (and ack), or the caller waits for nothing.
-                match std::panic::AssertUnwindSafe(handler(delivery.data.clone(), ctx))
+                match std::panic::AssertUnwindSafe(handler(body, ctx))
                     .catch_unwind()
                     .await
                 {
@@ -704,10 +708,7 @@ async fn answer(
                 format!("unknown pattern {pattern}"),
             ))),
         };
-        let outcome = serde_json::from_slice::<ReplyEnvelope>(&reply)
-            .ok()
-            .and_then(|r| r.error.map(|e| e.code.as_str()))
-            .unwrap_or("ok");
+
         metrics()
             .rpc_handled
             .get_or_create(&RpcLabels {
@@ -746,14 +747,16 @@ mod tests {
 
     #[test]
     fn replies_carry_either_a_value_or_an_error() {
-        let ok = encode_reply::<u32>(Ok(7));
+        let (ok, outcome) = encode_reply::<u32>(Ok(7));
+        assert_eq!(outcome, "ok");
         assert_eq!(decode_reply::<u32>("p", &ok).unwrap(), 7);
-        let err = encode_reply::<u32>(Err(Error::conflict("taken")));
+        let (err, outcome) = encode_reply::<u32>(Err(Error::conflict("taken")));
+        assert_eq!(outcome, "conflict");
         assert_eq!(
             decode_reply::<u32>("p", &err).unwrap_err().code,
             ErrorCode::Conflict
         );
-        let unit = encode_reply::<()>(Ok(()));
+        let (unit, _) = encode_reply::<()>(Ok(()));
         decode_reply::<()>("p", &unit).unwrap();
     }
 
