@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
-eval "$(scripts/infra.sh up)"
+infra_env=$(scripts/infra.sh up)
+eval "$infra_env"
 cargo build --release -p chat-server -p chat-tests --bin chat-server --bin bench
 "$CARGO_TARGET_DIR/release/bench"

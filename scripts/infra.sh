@@ -63,6 +63,24 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 }
 
+# supervise <name> <command...>: run a stand-in server in the background, in a process group of
+# its own, and start it again if it dies (the exit status goes to its log), so that one crash of
+# a development stand-in costs a test run seconds rather than every later test.
+supervise() {
+  local name=$1; shift
+  : >"$STATE/$name.log"
+  setsid bash -c '
+    log=$1; shift
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # a thread and a socket per client connection
+    while :; do
+      "$@" >>"$log" 2>&1
+      status=$?
+      printf "[infra] %s: exited with status %s; starting it again\n" "$(date -u +%FT%TZ)" "$status" >>"$log"
+      sleep 1
+    done' supervise "$STATE/$name.log" "$@" </dev/null >/dev/null 2>&1 &
+  echo $! >"$STATE/$name.pid"
+}
+
 mark_started() { echo "$2" >"$STATE/$1.started"; }
 started_by_us() { [ -f "$STATE/$1.started" ]; }
 
@@ -90,8 +108,13 @@ rabbitmq_up() {
   rabbit_env
   # The Debian package may have started a node without our loopback settings; leave it be
   # only if it already listens (handled above), otherwise start our own.
-  rabbitmq-server -detached >&2 2>"$STATE/rabbitmq.log"
-  rabbitmqctl -q --timeout 60 await_startup >&2 || die "rabbitmq did not start (see $STATE/rabbitmq.log)"
+  rabbitmq-server -detached >"$STATE/rabbitmq.log" 2>&1
+  # A node that recovers many durable queues from an earlier run boots slowly.
+  # `-detached` returns before the node registers with epmd, and `await_startup` gives up at
+  # once on a node it cannot reach: first wait until the node answers at all, then until the
+  # broker inside it has booted.
+  wait_until 60 rabbitmq rabbitmqctl -q ping
+  rabbitmqctl -q --timeout 300 await_startup >&2 || die "rabbitmq did not start (see /var/log/rabbitmq)"
   wait_until 30 rabbitmq port_open "$RABBITMQ_PORT"
   mark_started rabbitmq node
   log "rabbitmq: started on 127.0.0.1:$RABBITMQ_PORT"
@@ -114,9 +137,8 @@ mongodb_up() {
     "$VENV/bin/pip" install -q "secantusdb==$SECANTUS_VERSION" >&2
   fi
   mkdir -p "$STATE/mongodb-data"
-  nohup "$VENV/bin/python" -m secantus --host 127.0.0.1 --port "$MONGODB_PORT" \
-    --storage-path "$STATE/mongodb-data" --log-level WARNING >"$STATE/mongodb.log" 2>&1 &
-  echo $! >"$STATE/mongodb.pid"
+  supervise mongodb "$VENV/bin/python" -m secantus --host 127.0.0.1 --port "$MONGODB_PORT" \
+    --storage-path "$STATE/mongodb-data" --log-level WARNING
   wait_until 60 mongodb mongo_ping
   mark_started mongodb "$(cat "$STATE/mongodb.pid")"
   log "mongodb: SecantusDB started on 127.0.0.1:$MONGODB_PORT"
@@ -138,20 +160,19 @@ kafka_up() {
     rm -rf "$CACHE/tansu-build"
     bin=$CACHE/tansu/bin/tansu
   fi
-  nohup "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine "$KAFKA_STORAGE" \
-    >"$STATE/kafka.log" 2>&1 &
-  echo $! >"$STATE/kafka.pid"
+  supervise kafka "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine "$KAFKA_STORAGE"
   wait_until 60 kafka port_open "$KAFKA_PORT"
   mark_started kafka "$(cat "$STATE/kafka.pid")"
   log "kafka: Tansu started on 127.0.0.1:$KAFKA_PORT"
 }
 
+# stop_pid <name>: stop a supervised server and its supervisor (one process group).
 stop_pid() {
   local pid; pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 0
-  kill "$pid" 2>/dev/null || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || return 0
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  kill -9 "$pid" 2>/dev/null || true
+  kill -KILL -- "-$pid" 2>/dev/null || true
 }
 mongodb_down() { stop_pid mongodb; }
 kafka_down() { stop_pid kafka; }

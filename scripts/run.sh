@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
-eval "$(scripts/infra.sh up)"
+infra_env=$(scripts/infra.sh up)
+eval "$infra_env"
 exec cargo run "$@" -p chat-server -- all

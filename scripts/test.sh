@@ -8,8 +8,23 @@ cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
 
-eval "$(scripts/infra.sh up)"
-eval "$(scripts/infra.sh tools)"
+# On failure, show what the local servers logged: a crashed stand-in explains many failures.
+show_infra_logs() {
+  local status=$?
+  [ "$status" -eq 0 ] && return
+  for log in "$SCALABLE_CHAT_CACHE"/infra/*.log; do
+    [ -s "$log" ] && { echo "---- last lines of $log"; tail -n 25 "$log"; }
+  done >&2
+  grep -h "exited with status" "$SCALABLE_CHAT_CACHE"/infra/*.log >&2 || true
+  exit "$status"
+}
+trap show_infra_logs EXIT
+
+# Assign first, then eval: a failing `infra.sh up` must stop the run here.
+infra_env=$(scripts/infra.sh up)
+eval "$infra_env"
+tools_env=$(scripts/infra.sh tools)
+eval "$tools_env"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
 if ! command -v npm >/dev/null; then

@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_core::contracts::auth::{LastSeen, UserLastSeen};
-use chat_core::contracts::groups::{CallerRef, GroupList};
+use chat_core::contracts::groups::{CallerRef, GroupGet, GroupList, GroupRef};
 use chat_core::contracts::messages::*;
 use chat_core::events::{Envelope, EventLog, COMMANDS, FACTS};
 use chat_core::rpc::{CallContext, RpcClient};
 use chat_core::tokens::TokenVerifier;
-use chat_core::Error;
+use chat_core::{Error, ErrorCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
@@ -422,24 +422,41 @@ async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, aft
     }
 }
 
-/// Common checks of every client event: rate limit, then membership (this socket is in the
-/// group's room only while its user is a member). The message role checks membership again
-/// where the data is.
-fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<String, Error> {
+/// Common checks of every client event: rate limit, then membership. The socket's rooms are a
+/// fast path: a socket is in a group's room only while its user is a member. A socket outside
+/// the room may belong to a member whose membership fact this replica has not applied yet (a
+/// group created through REST a moment ago, with the fact still on its way to this replica), so
+/// the group role answers authoritatively and a member joins the room at once. The message role
+/// checks membership again where the data is.
+async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<String, Error> {
     if !chat.allow(socket) {
         return Err(Error::rate_limited(1));
     }
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return Err(Error::unauthorized("not authenticated"));
     };
-    if !socket
-        .rooms()
-        .iter()
-        .any(|r| r.as_ref() == group_room(group_id))
-    {
-        return Err(Error::forbidden("you are not a member of this group"));
+    let room = group_room(group_id);
+    if socket.rooms().iter().any(|r| r.as_ref() == room) {
+        return Ok(user);
     }
-    Ok(user)
+    let request = GroupRef {
+        caller: user.clone(),
+        group_id: group_id.to_owned(),
+    };
+    match chat
+        .rpc
+        .call::<GroupGet>(&request, &CallContext::internal())
+        .await
+    {
+        Ok(_) => {
+            socket.join(room);
+            Ok(user)
+        }
+        Err(e) if e.code == ErrorCode::NotFound => {
+            Err(Error::forbidden("you are not a member of this group"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
@@ -462,7 +479,7 @@ async fn on_send(
 ) {
     let result = async {
         let event: SendEvent = parse("chat.message.send", data)?;
-        let user = precheck(&chat, &socket, &event.group_id)?;
+        let user = precheck(&chat, &socket, &event.group_id).await?;
         if event
             .content
             .as_ref()
@@ -495,7 +512,7 @@ async fn on_seen(
 ) {
     let result = async {
         let event: SeenEvent = parse("chat.message.seen", data)?;
-        let user = precheck(&chat, &socket, &event.group_id)?;
+        let user = precheck(&chat, &socket, &event.group_id).await?;
         let command = Command::Seen {
             command_id: uuid::Uuid::new_v4().to_string(),
             user_id: user,
@@ -515,7 +532,7 @@ async fn on_delete(
 ) {
     let result = async {
         let event: DeleteEvent = parse("chat.message.delete", data)?;
-        let user = precheck(&chat, &socket, &event.group_id)?;
+        let user = precheck(&chat, &socket, &event.group_id).await?;
         let command = Command::Delete {
             command_id: uuid::Uuid::new_v4().to_string(),
             user_id: user,
