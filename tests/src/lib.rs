@@ -61,7 +61,7 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 /// `MONGODB_URI` without its database path, so tests can pick their own database.
-fn mongodb_server_uri() -> String {
+pub fn mongodb_server_uri() -> String {
     let uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017");
     let (scheme, rest) = uri.split_once("://").expect("MONGODB_URI has a scheme");
     let host = rest.split(['/', '?']).next().unwrap_or(rest);
@@ -150,6 +150,14 @@ impl Deployment {
             database,
             env,
         }
+    }
+
+    /// The deployment's MongoDB database, for checks that look under the API.
+    pub async fn database(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(mongodb_server_uri())
+            .await
+            .expect("mongodb client")
+            .database(&self.database)
     }
 
     /// Starts `chat-server <role>` on a free port and waits until its `/readyz` answers 200.
@@ -354,6 +362,15 @@ impl Api {
             id: session["user"]["id"].as_str().unwrap().to_string(),
             token: session["accessToken"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// Registers several users, in order.
+    pub async fn users<const N: usize>(&self, names: [&str; N]) -> [User; N] {
+        let mut users = Vec::with_capacity(N);
+        for name in names {
+            users.push(self.user(name).await);
+        }
+        users.try_into().unwrap_or_else(|_| unreachable!())
     }
 
     /// A request with the user's bearer token.

@@ -18,6 +18,7 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chat_core::assets::{check_image_url, owned_image, AssetStore};
 use chat_core::config::{Argon2Params, Config};
 use chat_core::contracts::auth::*;
 use chat_core::contracts::Page;
@@ -64,6 +65,7 @@ pub struct AuthStores {
     pub users: Arc<dyn UserStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub assets: Arc<dyn AssetStore>,
 }
 
 /// The auth service.
@@ -300,6 +302,39 @@ impl AuthService {
             .ok_or_else(|| Error::not_found("user not found"))
     }
 
+    /// `PATCH /users/me`: names, and a profile picture that is an image the caller uploaded
+    /// (which every signed-in user may then read) or a web address.
+    pub async fn update_me(&self, request: UpdateUser) -> Result<UserView, Error> {
+        let body = request.body;
+        if body.first_name.is_none() && body.last_name.is_none() && body.profile_url.is_none() {
+            return Err(Error::validation(
+                "nothing to change: give firstName, lastName and/or profileUrl",
+            ));
+        }
+        let first_name = body
+            .first_name
+            .map(|n| PersonName::parse("firstName", &n).map(PersonName::into_inner))
+            .transpose()?;
+        let last_name = body
+            .last_name
+            .map(|n| PersonName::parse("lastName", &n).map(PersonName::into_inner))
+            .transpose()?;
+        if let Some(Some(url)) = &body.profile_url {
+            check_image_url("profileUrl", url)?;
+            if let Some(asset) =
+                owned_image(self.stores.assets.as_ref(), &request.user_id, url).await?
+            {
+                self.stores.assets.make_public(&asset.id).await?;
+            }
+        }
+        self.stores
+            .users
+            .update_profile(&request.user_id, first_name, last_name, body.profile_url)
+            .await?
+            .map(|u| u.view())
+            .ok_or_else(|| Error::not_found("user not found"))
+    }
+
     /// Records when a user was last online (from the chat role).
     pub async fn last_seen(&self, request: LastSeen) -> Result<(), Error> {
         self.stores
@@ -419,6 +454,7 @@ pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
     let server = rpc_bind!(server, service, UserVerify, verify);
     let server = rpc_bind!(server, service, UserLogout, logout);
     let server = rpc_bind!(server, service, UserMe, user);
+    let server = rpc_bind!(server, service, UserUpdate, update_me);
     let server = rpc_bind!(server, service, UserGet, user);
     let server = rpc_bind!(server, service, UserList, list_users);
     let server = rpc_bind!(server, service, UserLastSeen, last_seen);

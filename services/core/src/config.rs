@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::assets::{AssetLimits, DEFAULT_ALLOWED_TYPES};
+
 /// A configuration value that must never be printed (connection strings with passwords).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -133,6 +135,12 @@ pub struct Config {
     /// `TRUST_FORWARDED_FOR`: take the client address from `X-Forwarded-For` (behind an ingress).
     /// Default `false`.
     pub trust_forwarded_for: bool,
+    /// Uploads: `ASSET_MAX_FILE_BYTES` (default 104857600, 100 MiB), `ASSET_MAX_CHUNK_BYTES`
+    /// (default 5242880, at most 15 MiB), `ASSET_MAX_CHUNKS` (default 10000),
+    /// `UPLOAD_SESSION_TTL_SECONDS` (an upload idle this long expires with its chunks; default
+    /// 86400) and `ASSET_ALLOWED_TYPES` (comma-separated content types, sniffed from the bytes;
+    /// default [`crate::assets::DEFAULT_ALLOWED_TYPES`]).
+    pub assets: AssetLimits,
 }
 
 /// Argon2id cost parameters.
@@ -241,6 +249,36 @@ impl Config {
                 false,
                 &[("true", true), ("false", false), ("1", true), ("0", false)],
             )?,
+            assets: AssetLimits {
+                max_file_bytes: env.ranged(
+                    "ASSET_MAX_FILE_BYTES",
+                    100 * 1024 * 1024u64,
+                    1..=1 << 40,
+                )?,
+                max_chunk_bytes: env.ranged(
+                    "ASSET_MAX_CHUNK_BYTES",
+                    5 * 1024 * 1024usize,
+                    16..=15 * 1024 * 1024,
+                )?,
+                max_chunks: env.ranged("ASSET_MAX_CHUNKS", 10_000u32, 1..=1_000_000)?,
+                session_ttl: env.seconds("UPLOAD_SESSION_TTL_SECONDS", 86_400, 1..=2_592_000)?,
+                allowed_types: env
+                    .checked(
+                        "ASSET_ALLOWED_TYPES",
+                        DEFAULT_ALLOWED_TYPES,
+                        "a comma-separated list of content types such as image/png",
+                        |v| {
+                            v.split(',').all(|t| {
+                                let t = t.trim();
+                                t.split_once('/')
+                                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                            })
+                        },
+                    )?
+                    .split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect(),
+            },
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError {

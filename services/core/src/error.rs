@@ -32,6 +32,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request body has a content type the endpoint does not accept.
     UnsupportedMediaType,
+    /// The requested byte range lies outside the file.
+    RangeNotSatisfiable,
     /// Too many attempts; retry after the number of seconds in `Retry-After`.
     RateLimited,
     /// A dependency or service is unavailable; retrying later may succeed.
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",

@@ -8,12 +8,15 @@
 //! - [`tokens`]: access-token signing and verification (Ed25519 JWT with `kid`).
 //! - [`domain`] and [`contracts`]: validated domain types and the wire contracts between roles.
 //! - [`store`], [`mongo`], [`redis`]: the storage and rate-limit ports and their adapters.
+//! - [`assets`], [`gridfs`]: chunked uploads and file downloads, stored in MongoDB GridFS.
 
+pub mod assets;
 pub mod config;
 pub mod contracts;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod gridfs;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -168,7 +168,8 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
 
 /// Creates every index; returns how many definitions were applied.
 pub async fn ensure_indexes(db: &Database) -> Result<usize, Error> {
-    let all = indexes();
+    let mut all = indexes();
+    all.extend(crate::gridfs::indexes());
     for (collection, model) in &all {
         db.collection::<Document>(collection)
             .create_index(model.clone())
@@ -177,15 +178,15 @@ pub async fn ensure_indexes(db: &Database) -> Result<usize, Error> {
     Ok(all.len())
 }
 
-fn to_bson_time(t: DateTime<Utc>) -> BsonDateTime {
+pub(crate) fn to_bson_time(t: DateTime<Utc>) -> BsonDateTime {
     BsonDateTime::from_millis(t.timestamp_millis())
 }
 
-fn from_bson_time(t: BsonDateTime) -> DateTime<Utc> {
+pub(crate) fn from_bson_time(t: BsonDateTime) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
 }
 
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     matches!(&*e.kind, ErrorKind::Write(WriteFailure::WriteError(we)) if we.code == 11000)
         || matches!(&*e.kind, ErrorKind::Command(ce) if ce.code == 11000)
 }
@@ -274,6 +275,45 @@ impl UserStore for MongoUserStore {
             .as_ref()
             .map(user_from_doc)
             .transpose()
+    }
+
+    async fn update_profile(
+        &self,
+        id: &str,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        profile_url: Option<Option<String>>,
+    ) -> Result<Option<UserRecord>, Error> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(None);
+        };
+        let mut set = doc! {"updatedAt": to_bson_time(Utc::now())};
+        let mut unset = Document::new();
+        if let Some(v) = first_name {
+            set.insert("firstName", v);
+        }
+        if let Some(v) = last_name {
+            set.insert("lastName", v);
+        }
+        match profile_url {
+            Some(Some(url)) => {
+                set.insert("profileUrl", url);
+            }
+            Some(None) => {
+                unset.insert("profileUrl", "");
+            }
+            None => {}
+        }
+        let mut update = doc! {"$set": set};
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        let updated = self
+            .0
+            .find_one_and_update(doc! {"_id": oid}, update)
+            .return_document(ReturnDocument::After)
+            .await?;
+        updated.as_ref().map(user_from_doc).transpose()
     }
 
     async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error> {

@@ -56,6 +56,15 @@ pub trait UserStore: Send + Sync {
     /// `None` for an unknown or malformed id.
     async fn by_id(&self, id: &str) -> Result<Option<UserRecord>, Error>;
     /// Records when the user was last online (never moves backwards).
+    /// Changes the fields given (`Some(None)` removes the profile picture); `None` when the user
+    /// does not exist.
+    async fn update_profile(
+        &self,
+        id: &str,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        profile_url: Option<Option<String>>,
+    ) -> Result<Option<UserRecord>, Error>;
     async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error>;
     /// Which of `ids` are existing users.
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error>;

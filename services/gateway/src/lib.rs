@@ -3,15 +3,19 @@
 //! role over RPC; the reply's error code becomes the HTTP status in one place
 //! ([`chat_core::Error`]'s `IntoResponse`).
 
+mod assets;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use chat_core::assets::{AssetLimits, AssetStore};
+use chat_core::contracts::assets::*;
 use chat_core::contracts::auth::*;
 use chat_core::contracts::groups::*;
 use chat_core::contracts::messages::*;
@@ -32,6 +36,9 @@ pub struct Gateway {
     pub verifier: Arc<TokenVerifier>,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Uploads and stored files.
+    pub assets: Arc<dyn AssetStore>,
+    pub asset_limits: AssetLimits,
 }
 
 /// The authenticated caller, from `Authorization: Bearer <access token>`.
@@ -44,19 +51,23 @@ impl FromRequestParts<Gateway> for AuthUser {
         parts: &mut Parts,
         state: &Gateway,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer token"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::unauthorized("Authorization must be: Bearer <access token>"))?;
+        let token = bearer_token(&parts.headers)?;
         state.verifier.verify(token).await.map(AuthUser)
     }
+}
+
+/// The token of `Authorization: Bearer <access token>`.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer token"))?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::unauthorized("Authorization must be: Bearer <access token>"))
 }
 
 fn client_address(state: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> String {
@@ -162,6 +173,28 @@ async fn me(
             },
             &ctx,
         )
+        .await
+        .map(axum::Json)
+}
+
+/// `PATCH /users/me`
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMeBody,
+    responses(
+        (status = 200, description = "The updated profile", body = UserView),
+        (status = 400, description = "Invalid name, or a profileUrl that is not an image the caller uploaded", body = ErrorBody),
+    ))]
+async fn update_me(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    ctx: CallContext,
+    Json(body): Json<UpdateMeBody>,
+) -> Result<axum::Json<UserView>, Error> {
+    let request = UpdateUser {
+        user_id: claims.sub,
+        body,
+    };
+    gw.rpc
+        .call::<UserUpdate>(&request, &ctx)
         .await
         .map(axum::Json)
 }
@@ -446,10 +479,11 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks),
-    components(schemas(ErrorBody, chat_core::ErrorCode)),
+    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks,
+        assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
+    components(schemas(ErrorBody, chat_core::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
     modifiers(&BearerAuth),
-    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations"), (name = "messages", description = "History and search")),
+    tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations"), (name = "messages", description = "History and search"), (name = "assets", description = "Chunked, resumable uploads and file downloads")),
 )]
 pub struct ApiDoc;
 
@@ -482,6 +516,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// or preflight requests would meet the method-not-allowed fallback first.
 pub fn router(state: Gateway) -> Router {
     let openapi = ApiDoc::openapi();
+    let chunk_body_limit = state.asset_limits.max_chunk_bytes + 64 * 1024;
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
@@ -489,6 +524,7 @@ pub fn router(state: Gateway) -> Router {
         .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
         .route("/users", get(list_users))
+        .route("/users/me", get(me).patch(update_me))
         .route("/users/{id}", get(get_user))
         .route("/groups", post(create_group).get(list_groups))
         .route("/groups/{id}", get(get_group).patch(update_group))
@@ -500,6 +536,16 @@ pub fn router(state: Gateway) -> Router {
         .route("/groups/{id}/messages", get(history))
         .route("/messages/search", get(search_messages))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/assets/upload",
+            post(assets::upload_chunk)
+                .get(assets::upload_status)
+                .delete(assets::abandon_upload)
+                // A chunk plus the multipart framing and the other fields.
+                .layer(DefaultBodyLimit::max(chunk_body_limit)),
+        )
+        .route("/assets/complete-upload", post(assets::complete_upload))
+        .route("/assets/{id}", get(assets::download))
         .route(
             "/openapi.json",
             get(move || async move { axum::Json(openapi) }),

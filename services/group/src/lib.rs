@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use chat_core::assets::{check_image_url, owned_image, AssetStore};
 use chat_core::contracts::groups::*;
 use chat_core::contracts::messages::Fact;
 use chat_core::events::{Envelope, EventLog, FACTS};
@@ -22,6 +23,7 @@ use chat_core::Error;
 pub struct GroupService {
     groups: Arc<dyn GroupStore>,
     users: Arc<dyn UserStore>,
+    assets: Arc<dyn AssetStore>,
     events: EventLog,
 }
 
@@ -37,19 +39,6 @@ fn clean_name(raw: &str) -> Result<Option<String>, Error> {
         )));
     }
     Ok((!name.is_empty()).then(|| name.to_string()))
-}
-
-fn check_image_url(url: &str) -> Result<(), Error> {
-    let ok = (url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
-        && url.len() <= 2048
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::validation(
-            "imageUrl must be an http(s) URL or an absolute path of at most 2048 characters",
-        ))
-    }
 }
 
 fn view(group: GroupRecord, members: Vec<MemberRecord>) -> GroupView {
@@ -75,10 +64,16 @@ fn view(group: GroupRecord, members: Vec<MemberRecord>) -> GroupView {
 }
 
 impl GroupService {
-    pub fn new(groups: Arc<dyn GroupStore>, users: Arc<dyn UserStore>, events: EventLog) -> Self {
+    pub fn new(
+        groups: Arc<dyn GroupStore>,
+        users: Arc<dyn UserStore>,
+        assets: Arc<dyn AssetStore>,
+        events: EventLog,
+    ) -> Self {
         GroupService {
             groups,
             users,
+            assets,
             events,
         }
     }
@@ -229,10 +224,16 @@ impl GroupService {
         if name.is_some() && group.direct_key.is_some() {
             return Err(Error::validation("direct conversations have no name"));
         }
+        let mut image = None;
         if let Some(Some(url)) = &body.image_url {
-            check_image_url(url)?;
+            check_image_url("imageUrl", url)?;
+            image = owned_image(self.assets.as_ref(), &request.caller, url).await?;
         }
         let updated = self.groups.update(&group.id, name, body.image_url).await?;
+        // The group's members may now read the picture.
+        if let Some(asset) = image {
+            self.assets.grant_group(&asset.id, &group.id).await?;
+        }
         Ok(view(updated, members))
     }
 
@@ -331,9 +332,9 @@ mod tests {
 
     #[test]
     fn image_urls_must_be_web_addresses() {
-        assert!(check_image_url("https://cdn.example.com/a.png").is_ok());
-        assert!(check_image_url("/assets/665f1f77bcf86cd799439011").is_ok());
-        assert!(check_image_url("javascript:alert(1)").is_err());
-        assert!(check_image_url("https://a b").is_err());
+        assert!(check_image_url("imageUrl", "https://cdn.example.com/a.png").is_ok());
+        assert!(check_image_url("imageUrl", "/assets/665f1f77bcf86cd799439011").is_ok());
+        assert!(check_image_url("imageUrl", "javascript:alert(1)").is_err());
+        assert!(check_image_url("imageUrl", "https://a b").is_err());
     }
 }

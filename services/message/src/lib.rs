@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use chat_core::assets::{asset_id_from_url, AssetRecord, AssetStore};
 use chat_core::contracts::groups::MemberRole;
 use chat_core::contracts::messages::*;
 use chat_core::events::{Envelope, EventLog, Record, FACTS};
@@ -26,6 +27,7 @@ use chrono::Utc;
 pub struct MessageService {
     messages: Arc<dyn MessageStore>,
     groups: Arc<dyn GroupStore>,
+    assets: Arc<dyn AssetStore>,
     events: EventLog,
 }
 
@@ -35,7 +37,7 @@ fn not_a_member() -> Error {
     Error::forbidden("you are not a member of this group")
 }
 
-/// Validates a send: text or attachment, bounded text and client id.
+/// Validates a send: text and/or attachment, bounded text and client id.
 fn check_send(
     client_message_id: &str,
     content: &Option<String>,
@@ -48,13 +50,12 @@ fn check_send(
             "clientMessageId must be 1 to {MAX_CLIENT_ID_CHARS} characters"
         )));
     }
-    if attachment.is_some() {
-        // Attachments must point at an asset the sender uploaded; uploads are not built yet.
-        return Err(Error::validation("attachments are not supported yet"));
-    }
     let content = content.as_deref().map(str::trim).filter(|c| !c.is_empty());
     match content {
-        None => Err(Error::validation("a message needs content")),
+        None if attachment.is_some() => Ok(None),
+        None => Err(Error::validation(
+            "a message needs content or an attachment",
+        )),
         Some(c) if c.chars().count() > MAX_MESSAGE_CHARS => Err(Error::validation(format!(
             "a message is at most {MAX_MESSAGE_CHARS} characters"
         ))),
@@ -66,12 +67,25 @@ impl MessageService {
     pub fn new(
         messages: Arc<dyn MessageStore>,
         groups: Arc<dyn GroupStore>,
+        assets: Arc<dyn AssetStore>,
         events: EventLog,
     ) -> Self {
         MessageService {
             messages,
             groups,
+            assets,
             events,
+        }
+    }
+
+    /// The stored file an attachment points at, which the sender must have uploaded.
+    async fn own_asset(&self, sender: &str, url: &str) -> Result<AssetRecord, Error> {
+        let refused =
+            || Error::validation("attach a file you uploaded (its url from complete-upload)");
+        let id = asset_id_from_url(url).ok_or_else(refused)?;
+        match self.assets.get(id).await? {
+            Some(asset) if asset.owner_id == sender => Ok(asset),
+            _ => Err(refused()),
         }
     }
 
@@ -127,6 +141,10 @@ impl MessageService {
                     .membership(group_id, user_id)
                     .await?
                     .ok_or_else(not_a_member)?;
+                let asset = match attachment {
+                    Some(a) => Some(self.own_asset(user_id, &a.url).await?),
+                    None => None,
+                };
                 let (message, created) = self
                     .messages
                     .append(NewMessage {
@@ -134,9 +152,14 @@ impl MessageService {
                         sender_id: user_id.clone(),
                         client_message_id: client_message_id.clone(),
                         content,
-                        attachment: attachment.clone(),
+                        // What was stored, not what the client claims.
+                        attachment: asset.as_ref().map(|a| a.attachment()),
                     })
                     .await?;
+                // The group's members may now download the file.
+                if let Some(asset) = &asset {
+                    self.assets.grant_group(&asset.id, group_id).await?;
+                }
                 if !created {
                     tracing::info!(%group_id, seq = message.seq, "retried send absorbed");
                 }
@@ -316,6 +339,13 @@ mod tests {
         assert!(check_send(&"x".repeat(65), &Some("hi".into()), &None).is_err());
         assert!(check_send("c1", &Some("   ".into()), &None).is_err());
         assert!(check_send("c1", &None, &None).is_err());
+        let file = Attachment {
+            filename: "a.png".into(),
+            url: "/assets/665f1f77bcf86cd799439011".into(),
+            content_type: "image/png".into(),
+            size: 1,
+        };
+        assert_eq!(check_send("c1", &None, &Some(file)).unwrap(), None);
         assert!(check_send("c1", &Some("x".repeat(4001)), &None).is_err());
     }
 }

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
+use chat_core::assets::AssetStore;
 use chat_core::config::Config;
 use chat_core::events::{consume, tail, EventLog, KafkaProbe, StartAt, COMMANDS, FACTS};
+use chat_core::gridfs::MongoAssetStore;
 use chat_core::health::{Health, Probe};
 use chat_core::rpc::{RpcClient, RpcServer};
 
@@ -192,13 +194,18 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     } else {
         None
     };
-    let db = if role.runs_auth() || role.runs_group() || role.runs_message() {
+    // The gateway reads and writes file bytes itself (GridFS), so it needs MongoDB too.
+    let db = if role.runs_auth() || role.runs_group() || role.runs_message() || role.runs_gateway()
+    {
         let db = connect_mongo().await?;
         probes.push(Arc::new(mongo::MongoProbe(db.clone())));
         Some(db)
     } else {
         None
     };
+    let assets = db
+        .as_ref()
+        .map(|db| Arc::new(MongoAssetStore::new(db, config.assets.clone())) as Arc<dyn AssetStore>);
     // Every RPC-serving role of this process shares one consumer connection.
     let mut rpc_server = RpcServer::new(&config.namespace, config.rpc_prefetch);
 
@@ -215,6 +222,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
                 cache.clone(),
                 &config.namespace,
             )),
+            assets: asset_store(&assets)?,
         };
         let service = chat_auth::AuthService::new(stores, signer, extra_keys, (&config).into())
             .map_err(|e| e.message)?;
@@ -226,6 +234,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         let service = chat_group::GroupService::new(
             Arc::new(mongo::MongoGroupStore::new(db)),
             Arc::new(mongo::MongoUserStore::new(db)),
+            asset_store(&assets)?,
             events.clone(),
         );
         rpc_server = chat_group::rpc_handlers(Arc::new(service), rpc_server);
@@ -235,6 +244,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         let service = Arc::new(chat_message::MessageService::new(
             Arc::new(mongo::MongoMessageStore::new(db)),
             Arc::new(mongo::MongoGroupStore::new(db)),
+            asset_store(&assets)?,
             events.clone(),
         ));
         rpc_server = chat_message::rpc_handlers(service.clone(), rpc_server);
@@ -278,7 +288,14 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
                 rpc: rpc.clone(),
                 verifier: verifier.clone(),
                 trust_forwarded_for: config.trust_forwarded_for,
+                assets: asset_store(&assets)?,
+                asset_limits: config.assets.clone(),
             };
+            background.spawn(sweep_expired_uploads(
+                asset_store(&assets)?,
+                config.assets.sweep_interval(),
+                shutdown.clone(),
+            ));
             router = router.merge(chat_gateway::router(state));
         }
         if let (true, Some(events)) = (role.runs_chat(), &events) {
@@ -342,4 +359,31 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     while background.join_next().await.is_some() {}
     tracing::info!(role = role.name(), "stopped");
     Ok(())
+}
+
+fn asset_store(assets: &Option<Arc<dyn AssetStore>>) -> Result<Arc<dyn AssetStore>, String> {
+    assets
+        .clone()
+        .ok_or_else(|| "internal: the asset store needs MongoDB".to_string())
+}
+
+/// Deletes uploads that stopped receiving chunks, with their chunks.
+async fn sweep_expired_uploads(
+    assets: Arc<dyn AssetStore>,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match assets.expire(chat_core::assets::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep expired uploads"),
+        }
+    }
 }

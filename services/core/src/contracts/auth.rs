@@ -51,6 +51,31 @@ pub struct RefreshBody {
     pub refresh_token: String,
 }
 
+/// `PATCH /users/me` body: only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateMeBody {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// An image the caller uploaded (`/assets/<id>`; every signed-in user can then see it) or an
+    /// http(s) URL; `null` removes the picture.
+    #[serde(
+        default,
+        with = "super::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub profile_url: Option<Option<String>>,
+}
+
+/// The `user.update` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateUser {
+    pub user_id: String,
+    pub body: UpdateMeBody,
+}
+
 /// A user as clients see it. There is no password field at all: hashes never leave auth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +164,8 @@ pattern!(/// Verify an access token.
     UserVerify, "user.verify", VerifyRequest => VerifiedUser);
 pattern!(/// Revoke the refresh-token family of a session.
     UserLogout, "user.logout", RefreshBody => ());
+pattern!(/// Change the caller's name or profile picture.
+    UserUpdate, "user.update", UpdateUser => UserView);
 pattern!(/// The calling user's profile.
     UserMe, "user.me", UserRef => UserView);
 pattern!(/// One user by id.

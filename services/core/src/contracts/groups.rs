@@ -40,25 +40,11 @@ pub struct UpdateGroupBody {
     // Absent stays absent across the RPC hop; only an explicit null clears the image.
     #[serde(
         default,
-        with = "double_option",
+        with = "super::double_option",
         skip_serializing_if = "Option::is_none"
     )]
     #[schema(value_type = Option<String>)]
     pub image_url: Option<Option<String>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
-        v.serialize(s)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
 }
 
 /// `POST /groups/{id}/members` body.

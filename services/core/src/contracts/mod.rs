@@ -1,6 +1,7 @@
 //! Wire contracts between roles and with clients: RPC patterns and their request and response
 //! types. JSON field names are camelCase, as the seed's frontend expects.
 
+pub mod assets;
 pub mod auth;
 pub mod groups;
 pub mod messages;
@@ -19,4 +20,18 @@ pub struct Page<T> {
     pub limit: u32,
     /// Items matching the query across all pages.
     pub total: u64,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub(crate) mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
 }

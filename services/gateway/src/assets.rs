@@ -1,0 +1,346 @@
+//! The asset endpoints (seed §Asset Endpoints, made resumable and safe). The gateway reads and
+//! writes file bytes in the asset store itself rather than tunnelling megabytes through the RPC
+//! bus; who may read a file is decided from the file's grants and, for group grants, the
+//! caller's groups (one `group.list` call).
+//!
+//! - `POST /assets/upload` (multipart: `chunk`, `filename`, `chunkIndex`, `totalChunks`)
+//! - `GET /assets/upload?filename=` where an upload stands; `DELETE` the same to abandon it
+//! - `POST /assets/complete-upload` `{filename, totalChunks}` → the stored file
+//! - `GET /assets/{id}` the bytes, with `Range`, `ETag` and `If-None-Match`
+
+use axum::body::Body;
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chat_core::assets::{
+    check_filename, parse_range, AssetRecord, ByteRange, ChunkUpload, RangeRequest,
+};
+use chat_core::contracts::assets::*;
+use chat_core::contracts::groups::{CallerRef, GroupList};
+use chat_core::error::ErrorBody;
+use chat_core::http::{Json, Query};
+use chat_core::rpc::CallContext;
+use chat_core::{Error, ErrorCode};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{bearer_token, AuthUser, Gateway};
+
+/// The multipart form of `POST /assets/upload` (for the OpenAPI document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadChunkForm {
+    /// The chunk's bytes.
+    #[schema(format = Binary, value_type = String)]
+    chunk: Vec<u8>,
+    /// The file's name: a label, never a path.
+    filename: String,
+    /// From 0 to `totalChunks - 1`.
+    chunk_index: u32,
+    total_chunks: u32,
+}
+
+fn multipart_error(e: MultipartError) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::new(
+            ErrorCode::PayloadTooLarge,
+            "the chunk is larger than allowed; send smaller chunks",
+        )
+    } else {
+        Error::bad_request("the multipart body is malformed")
+    }
+}
+
+fn whole_number(field: &str, text: &str) -> Result<u32, Error> {
+    text.trim()
+        .parse::<u32>()
+        .map_err(|_| Error::validation(format!("{field} must be a whole number, 0 or more")))
+}
+
+/// `POST /assets/upload`
+#[utoipa::path(post, path = "/assets/upload", tag = "assets", security(("bearer" = [])),
+    request_body(content = UploadChunkForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Chunk stored (or the same chunk again)", body = ChunkReceipt),
+        (status = 400, description = "Missing or invalid field, or a file name that is a path", body = ErrorBody),
+        (status = 409, description = "That index was received with other bytes, or another totalChunks is in progress", body = ErrorBody),
+        (status = 413, description = "Chunk, file or chunk count over the limit", body = ErrorBody),
+        (status = 415, description = "Not multipart, or a file type that is not accepted (sniffed from the bytes)", body = ErrorBody),
+    ))]
+pub async fn upload_chunk(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<axum::Json<ChunkReceipt>, Error> {
+    let mut multipart = multipart.map_err(|_| {
+        Error::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected multipart/form-data with the fields chunk, filename, chunkIndex and totalChunks",
+        )
+    })?;
+    let (mut bytes, mut filename, mut index, mut total, mut part_name) =
+        (None, None, None, None, None);
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or_default() {
+            "chunk" => {
+                part_name = field.file_name().map(String::from);
+                bytes = Some(field.bytes().await.map_err(multipart_error)?);
+            }
+            "filename" => filename = Some(field.text().await.map_err(multipart_error)?),
+            "chunkIndex" => {
+                index = Some(whole_number(
+                    "chunkIndex",
+                    &field.text().await.map_err(multipart_error)?,
+                )?)
+            }
+            "totalChunks" => {
+                total = Some(whole_number(
+                    "totalChunks",
+                    &field.text().await.map_err(multipart_error)?,
+                )?)
+            }
+            _ => {}
+        }
+    }
+    let missing = |name: &str| Error::bad_request(format!("the field {name} is required"));
+    let chunk = ChunkUpload {
+        owner_id: claims.sub,
+        filename: filename.or(part_name).ok_or_else(|| missing("filename"))?,
+        index: index.ok_or_else(|| missing("chunkIndex"))?,
+        total_chunks: total.ok_or_else(|| missing("totalChunks"))?,
+        bytes: bytes.ok_or_else(|| missing("chunk"))?,
+    };
+    gw.asset_limits.check_chunk(&chunk)?;
+    let (filename, chunk_index) = (chunk.filename.clone(), chunk.index);
+    let status = gw.assets.put_chunk(chunk).await?;
+    Ok(axum::Json(ChunkReceipt {
+        filename,
+        chunk_index,
+        total_chunks: status.total_chunks,
+        received_chunks: status.received.len() as u32,
+        ready: status.received.len() as u32 == status.total_chunks,
+    }))
+}
+
+/// `GET /assets/upload?filename=`
+#[utoipa::path(get, path = "/assets/upload", tag = "assets", security(("bearer" = [])), params(UploadQuery),
+    responses(
+        (status = 200, description = "The caller's upload of that file: what arrived, what is missing", body = UploadView),
+        (status = 404, description = "No upload of that file is in progress", body = ErrorBody),
+    ))]
+pub async fn upload_status(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    Query(query): Query<UploadQuery>,
+) -> Result<axum::Json<UploadView>, Error> {
+    check_filename(&query.filename)?;
+    gw.assets
+        .status(&claims.sub, &query.filename)
+        .await?
+        .map(|s| axum::Json(s.into()))
+        .ok_or_else(|| Error::not_found("no upload of that file is in progress"))
+}
+
+/// `DELETE /assets/upload?filename=`
+#[utoipa::path(delete, path = "/assets/upload", tag = "assets", security(("bearer" = [])), params(UploadQuery),
+    responses(
+        (status = 204, description = "The upload and its chunks are gone"),
+        (status = 404, description = "No upload of that file is in progress", body = ErrorBody),
+    ))]
+pub async fn abandon_upload(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    Query(query): Query<UploadQuery>,
+) -> Result<StatusCode, Error> {
+    check_filename(&query.filename)?;
+    if gw.assets.abandon(&claims.sub, &query.filename).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::not_found("no upload of that file is in progress"))
+    }
+}
+
+/// `POST /assets/complete-upload`
+#[utoipa::path(post, path = "/assets/complete-upload", tag = "assets", security(("bearer" = [])), request_body = CompleteUploadBody,
+    responses(
+        (status = 201, description = "The stored file (completing again returns the same one)", body = AssetView),
+        (status = 400, description = "Chunks are missing (the message lists them)", body = ErrorBody),
+        (status = 404, description = "No upload of that file is in progress", body = ErrorBody),
+        (status = 409, description = "totalChunks differs from the upload's", body = ErrorBody),
+    ))]
+pub async fn complete_upload(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    Json(body): Json<CompleteUploadBody>,
+) -> Result<impl IntoResponse, Error> {
+    check_filename(&body.filename)?;
+    gw.asset_limits.check_total(body.total_chunks)?;
+    let asset = gw
+        .assets
+        .complete(&claims.sub, &body.filename, body.total_chunks)
+        .await?;
+    tracing::info!(asset = %asset.id, size = asset.size, content_type = %asset.content_type, "asset stored");
+    Ok((StatusCode::CREATED, axum::Json(AssetView::from(asset))))
+}
+
+/// `GET /assets/{id}` query: the access token, for `<img src>` and `<video src>`, which cannot
+/// send headers.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DownloadQuery {
+    /// An access token, when no `Authorization` header can be sent.
+    pub access_token: Option<String>,
+}
+
+/// `GET /assets/{id}`
+#[utoipa::path(get, path = "/assets/{id}", tag = "assets", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Asset id"), DownloadQuery),
+    responses(
+        (status = 200, description = "The whole file"),
+        (status = 206, description = "The requested byte range (`Range: bytes=a-b`)"),
+        (status = 304, description = "Unchanged (`If-None-Match`)"),
+        (status = 404, description = "No such file, or the caller may not read it", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file", body = ErrorBody),
+    ))]
+pub async fn download(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    ctx: CallContext,
+    Path(id): Path<String>,
+    Query(query): Query<DownloadQuery>,
+) -> Result<Response, Error> {
+    let token = match bearer_token(&headers) {
+        Ok(token) => token.to_string(),
+        Err(e) => query.access_token.filter(|t| !t.is_empty()).ok_or(e)?,
+    };
+    let caller = gw.verifier.verify(&token).await?.sub;
+    let not_found = || Error::not_found("no such file");
+    let asset = gw.assets.get(&id).await?.ok_or_else(not_found)?;
+    if !may_read(&gw, &caller, &asset, &ctx).await? {
+        return Err(not_found());
+    }
+    let etag = format!("\"{}\"", asset.sha256);
+    let mut response = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "private, max-age=86400")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok(response
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default());
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // A range applies only while the file is the one the client has (`If-Range`).
+    let range_header = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(tag) if tag.trim() != etag => None,
+        _ => range_header,
+    };
+    let (status, range) = match parse_range(range_header, asset.size) {
+        RangeRequest::Whole => (StatusCode::OK, ByteRange::whole(asset.size)),
+        RangeRequest::Partial(r) => {
+            response = response.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end, asset.size),
+            );
+            (StatusCode::PARTIAL_CONTENT, Some(r))
+        }
+        RangeRequest::Unsatisfiable => {
+            let content_range = format!("bytes */{}", asset.size);
+            let error = Error::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!("the file has {} bytes", asset.size),
+            );
+            return Ok(([(header::CONTENT_RANGE, content_range)], error).into_response());
+        }
+    };
+    let Some(range) = range else {
+        return Err(Error::internal("an empty asset was stored"));
+    };
+    let body = Body::from_stream(gw.assets.read(&asset, range).await?);
+    response
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type(&asset))
+        .header(header::CONTENT_LENGTH, range.len())
+        .header(header::CONTENT_DISPOSITION, disposition(&asset))
+        .body(body)
+        .map_err(Error::internal)
+}
+
+/// The owner, everyone for a public file (a profile picture), and members of a granted group.
+async fn may_read(
+    gw: &Gateway,
+    caller: &str,
+    asset: &AssetRecord,
+    ctx: &CallContext,
+) -> Result<bool, Error> {
+    if asset.owner_id == caller || asset.public {
+        return Ok(true);
+    }
+    if asset.groups.is_empty() {
+        return Ok(false);
+    }
+    let groups = gw
+        .rpc
+        .call::<GroupList>(
+            &CallerRef {
+                caller: caller.to_string(),
+            },
+            ctx,
+        )
+        .await?;
+    Ok(groups.iter().any(|g| asset.groups.contains(&g.id)))
+}
+
+fn content_type(asset: &AssetRecord) -> HeaderValue {
+    let value = if asset.content_type == "text/plain" {
+        "text/plain; charset=utf-8".to_string()
+    } else {
+        asset.content_type.clone()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// Media opens in the browser; everything else downloads. The name is sent both as a plain
+/// ASCII fallback and RFC 8187-encoded.
+fn disposition(asset: &AssetRecord) -> HeaderValue {
+    let media = ["image/", "video/", "audio/"]
+        .iter()
+        .any(|p| asset.content_type.starts_with(p));
+    let kind = if media { "inline" } else { "attachment" };
+    let ascii: String = asset
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = asset
+        .filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
+}
