@@ -470,7 +470,7 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 9] = [
+pub const SERVER_EVENTS: [&str; 10] = [
     "chat.message.incoming",
     "chat.message.seen",
     "chat.message.deleted",
@@ -480,6 +480,7 @@ pub const SERVER_EVENTS: [&str; 9] = [
     "group.member.removed",
     "user.online",
     "user.offline",
+    "server.restarting",
 ];
 
 impl ChatClient {
@@ -524,6 +525,14 @@ impl ChatClient {
 
     /// Emits `event` and waits for its acknowledgement.
     pub async fn request(&self, event: &str, data: Value) -> Value {
+        self.try_request(event, data)
+            .await
+            .unwrap_or_else(|| panic!("no acknowledgement of {event} in time"))
+    }
+
+    /// Emits `event` and waits up to 15 s for its acknowledgement; `None` when the emit fails or
+    /// no acknowledgement comes (the server went away).
+    pub async fn try_request(&self, event: &str, data: Value) -> Option<Value> {
         use futures_util::FutureExt;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
@@ -541,11 +550,11 @@ impl ChatClient {
         self.client
             .emit_with_ack(event, data, Duration::from_secs(15), callback)
             .await
-            .expect("emit");
+            .ok()?;
         tokio::time::timeout(Duration::from_secs(15), rx)
             .await
-            .expect("ack in time")
-            .expect("ack")
+            .ok()?
+            .ok()
     }
 
     /// Sends a message and returns the acknowledgement.

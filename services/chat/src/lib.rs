@@ -19,6 +19,7 @@
 //! they missed, in order, or `chat.resync { groupId }` when the gap is larger than one page.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ pub struct Chat {
     namespace: String,
     limits: ChatLimits,
     pending: Pending,
+    /// Set on SIGTERM: no new sockets, no new commands (see [`Chat::drain`]).
+    draining: Arc<AtomicBool>,
 }
 
 /// The authenticated user of a socket (a socket extension).
@@ -158,7 +161,50 @@ impl Chat {
             namespace: namespace.to_string(),
             limits,
             pending: Arc::default(),
+            draining: Arc::default(),
         }
+    }
+
+    /// Shuts the chat role down without losing a message (a rolling upgrade):
+    ///
+    /// 1. no new sockets are accepted and no new commands start (they are refused with
+    ///    `unavailable`; a client resends them, with the same `clientMessageId`, after
+    ///    reconnecting);
+    /// 2. connected clients receive `server.restarting`;
+    /// 3. sends already under way are answered (up to `limit`);
+    /// 4. every transport is closed, so a stock Socket.IO client reconnects by itself (to
+    ///    another replica, since readiness turned false first) and replays what it missed with
+    ///    `lastSeq`.
+    pub async fn drain(&self, io: &SocketIo, limit: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = io
+            .emit("server.restarting", &json!({"reconnect": true}))
+            .await;
+        let deadline = Instant::now() + limit;
+        loop {
+            let in_flight = self.pending.lock().expect("pending poisoned").len();
+            if in_flight == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight,
+                    "drain deadline reached with sends still unanswered"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sockets = io.sockets().len();
+        io.close().await;
+        tracing::info!(
+            sockets,
+            "chat drained: every socket was told to reconnect elsewhere"
+        );
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// The Socket.IO layer (serving `/socket.io`) and its handle.
@@ -173,6 +219,11 @@ impl Chat {
 
     /// Sends a command and waits for the fact that answers it.
     async fn command(&self, group_id: &str, command: Command) -> Result<Value, Error> {
+        if self.is_draining() {
+            return Err(Error::unavailable(
+                "this server is restarting; resend after reconnecting, with the same clientMessageId",
+            ));
+        }
         let command_id = command.command_id().to_string();
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -316,6 +367,9 @@ async fn authenticate(
     TryData(auth): TryData<Value>,
     State(chat): State<Chat>,
 ) -> Result<(), Refused> {
+    if chat.is_draining() {
+        return Err(Refused("this server is restarting; connect again".into()));
+    }
     let required = || Refused("authentication required: connect with auth: { token }".into());
     let handshake: Handshake = auth
         .ok()

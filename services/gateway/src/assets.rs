@@ -9,8 +9,8 @@
 //! - `GET /assets/{id}` the bytes, with `Range`, `ETag` and `If-None-Match`
 
 use axum::body::Body;
-use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chat_core::assets::{
@@ -70,46 +70,38 @@ fn whole_number(field: &str, text: &str) -> Result<u32, Error> {
     ))]
 pub async fn upload_chunk(
     State(gw): State<Gateway>,
-    AuthUser(claims): AuthUser,
-    multipart: Result<Multipart, MultipartRejection>,
+    caller: Result<AuthUser, Error>,
+    request: Request,
 ) -> Result<axum::Json<ChunkReceipt>, Error> {
-    let mut multipart = multipart.map_err(|_| {
+    // Refusals come after the body is read: a server that answers mid-upload and closes the
+    // connection leaves the client with a broken pipe instead of the error.
+    let not_multipart = || {
         Error::new(
             ErrorCode::UnsupportedMediaType,
             "expected multipart/form-data with the fields chunk, filename, chunkIndex and totalChunks",
         )
-    })?;
-    let (mut bytes, mut filename, mut index, mut total, mut part_name) =
-        (None, None, None, None, None);
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-        match field.name().unwrap_or_default() {
-            "chunk" => {
-                part_name = field.file_name().map(String::from);
-                bytes = Some(field.bytes().await.map_err(multipart_error)?);
-            }
-            "filename" => filename = Some(field.text().await.map_err(multipart_error)?),
-            "chunkIndex" => {
-                index = Some(whole_number(
-                    "chunkIndex",
-                    &field.text().await.map_err(multipart_error)?,
-                )?)
-            }
-            "totalChunks" => {
-                total = Some(whole_number(
-                    "totalChunks",
-                    &field.text().await.map_err(multipart_error)?,
-                )?)
-            }
-            _ => {}
-        }
+    };
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        let limit = gw.asset_limits.max_chunk_bytes + 64 * 1024;
+        let _ = axum::body::to_bytes(request.into_body(), limit).await;
+        return Err(not_multipart());
     }
-    let missing = |name: &str| Error::bad_request(format!("the field {name} is required"));
+    let multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|_| not_multipart())?;
+    let (fields, claims) = (read_fields(multipart).await, caller?.0);
+    let fields = fields?;
     let chunk = ChunkUpload {
         owner_id: claims.sub,
-        filename: filename.or(part_name).ok_or_else(|| missing("filename"))?,
-        index: index.ok_or_else(|| missing("chunkIndex"))?,
-        total_chunks: total.ok_or_else(|| missing("totalChunks"))?,
-        bytes: bytes.ok_or_else(|| missing("chunk"))?,
+        filename: fields.filename,
+        index: fields.index,
+        total_chunks: fields.total,
+        bytes: fields.bytes,
     };
     gw.asset_limits.check_chunk(&chunk)?;
     let (filename, chunk_index) = (chunk.filename.clone(), chunk.index);
@@ -121,6 +113,38 @@ pub async fn upload_chunk(
         received_chunks: status.received.len() as u32,
         ready: status.received.len() as u32 == status.total_chunks,
     }))
+}
+
+struct ChunkFields {
+    filename: String,
+    index: u32,
+    total: u32,
+    bytes: axum::body::Bytes,
+}
+
+/// Reads every field of the upload form, then checks that the required ones are there.
+async fn read_fields(mut multipart: Multipart) -> Result<ChunkFields, Error> {
+    let (mut bytes, mut filename, mut index, mut total, mut part_name) =
+        (None, None, None, None, None);
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or_default() {
+            "chunk" => {
+                part_name = field.file_name().map(String::from);
+                bytes = Some(field.bytes().await.map_err(multipart_error)?);
+            }
+            "filename" => filename = Some(field.text().await.map_err(multipart_error)?),
+            "chunkIndex" => index = Some(field.text().await.map_err(multipart_error)?),
+            "totalChunks" => total = Some(field.text().await.map_err(multipart_error)?),
+            _ => {}
+        }
+    }
+    let missing = |name: &str| Error::bad_request(format!("the field {name} is required"));
+    Ok(ChunkFields {
+        filename: filename.or(part_name).ok_or_else(|| missing("filename"))?,
+        index: whole_number("chunkIndex", &index.ok_or_else(|| missing("chunkIndex"))?)?,
+        total: whole_number("totalChunks", &total.ok_or_else(|| missing("totalChunks"))?)?,
+        bytes: bytes.ok_or_else(|| missing("chunk"))?,
+    })
 }
 
 /// `GET /assets/upload?filename=`

@@ -179,6 +179,8 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     let mut router = Router::new();
     let mut background = tokio::task::JoinSet::new();
     let mut socket_layer = None;
+    let mut chat_to_drain = None;
+    let stop_tail = CancellationToken::new();
     let events = if role.uses_kafka() {
         let log = EventLog::new(&config.kafka_brokers, &config.namespace)?;
         let ensure = || log.ensure_topics(&[COMMANDS, FACTS], KAFKA_PARTITIONS);
@@ -311,7 +313,9 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             );
             let (layer, io) = chat.clone().layer();
             socket_layer = Some(layer);
-            let (log, token) = (events.clone(), shutdown.clone());
+            chat_to_drain = Some((chat.clone(), io.clone()));
+            // The facts tail outlives SIGTERM until the drain is over: it answers in-flight sends.
+            let (log, token) = (events.clone(), stop_tail.clone());
             background.spawn(async move {
                 let on_fact = |envelope| {
                     let (chat, io) = (chat.clone(), io.clone());
@@ -342,13 +346,20 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(role = role.name(), %address, rabbitmq = %config.rabbitmq_uri.redacted_uri(), "listening");
 
-    // Readiness turns false first, then the listener stops accepting and in-flight requests finish.
+    // Readiness turns false first; chat sockets are drained (in-flight sends answered, clients
+    // told to reconnect elsewhere); then the listener stops accepting and in-flight requests
+    // finish.
     let stop_http = CancellationToken::new();
     {
         let (health, stop_http, shutdown) = (health.clone(), stop_http.clone(), shutdown.clone());
+        let grace = config.shutdown_grace;
         tokio::spawn(async move {
             shutdown.cancelled().await;
             health.set_draining();
+            if let Some((chat, io)) = chat_to_drain {
+                chat.drain(&io, grace).await;
+            }
+            stop_tail.cancel();
             stop_http.cancel();
         });
     }
