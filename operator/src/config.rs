@@ -9,8 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
-    ChatDeployment, ComponentSpec, Dependency, ExternalDependency, ManagedDependency, ManagedKafka,
-    PodOverrides, SecretKeyReference, StorageSpec,
+    ChatDeployment, ComponentSpec, DeletionPolicy, Dependency, ExternalDependency,
+    ManagedDependency, ManagedKafka, PodOverrides, SecretKeyReference, StorageSpec,
+    FORCE_UPGRADE_ANNOTATION, ROTATE_JWT_KEY_ANNOTATION,
 };
 
 /// Image repository used when `spec.image` is unset; the tag is `spec.version`.
@@ -19,17 +20,21 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/scalable-chat/chat-server";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: i64 = 900;
 /// Default refresh-token lifetime (seconds), as the services default it.
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECONDS: i64 = 2_592_000;
+/// Default longest duration of one upgrade step (seconds).
+pub const DEFAULT_STEP_TIMEOUT_SECONDS: i64 = 600;
 /// Longest ChatDeployment name: the longest derived name, `<name>-rabbitmq-headless`, must
 /// still be a 63-character DNS label (Service names are).
 pub const MAX_NAME_LENGTH: usize = 63 - "-rabbitmq-headless".len();
 
-/// The five roles of the one `chat-server` image, in the order they are rolled out: the RPC
-/// servers before the gateway and chat that call them.
+/// The five roles of the one `chat-server` image, in the order an upgrade rolls them out:
+/// consumers before their producers, so a new message is never sent to an old reader. Message
+/// consumes the chat commands on Kafka and answers RPC; group and auth answer RPC; chat
+/// produces commands and calls RPC; the gateway, which calls everyone, goes last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Component {
-    Auth,
-    Group,
     Message,
+    Group,
+    Auth,
     Chat,
     Gateway,
 }
@@ -37,9 +42,9 @@ pub enum Component {
 impl Component {
     /// Every component, in rollout order.
     pub const ALL: [Component; 5] = [
-        Component::Auth,
-        Component::Group,
         Component::Message,
+        Component::Group,
+        Component::Auth,
         Component::Chat,
         Component::Gateway,
     ];
@@ -59,7 +64,7 @@ impl Component {
     pub fn uses(self) -> &'static [DependencyKind] {
         use DependencyKind::*;
         match self {
-            Self::Gateway => &[RabbitMq, Redis],
+            Self::Gateway => &[MongoDb, RabbitMq],
             Self::Auth => &[MongoDb, RabbitMq, Redis],
             Self::Group => &[MongoDb, RabbitMq, Kafka],
             Self::Message => &[MongoDb, RabbitMq, Kafka],
@@ -70,6 +75,16 @@ impl Component {
     /// Whether the component holds the JWT private key (only auth signs tokens).
     pub fn signs_tokens(self) -> bool {
         self == Self::Auth
+    }
+
+    /// How long Kubernetes waits for a pod to stop: the pre-stop pause, then the server's own
+    /// drain (`SHUTDOWN_GRACE_SECONDS`, 20 s by default), with room to spare. Chat drains its
+    /// Socket.IO connections, which takes longest.
+    pub fn termination_grace_seconds(self) -> i64 {
+        match self {
+            Self::Chat => 45,
+            _ => 30,
+        }
     }
 }
 
@@ -260,6 +275,15 @@ pub struct ValidatedConfig {
     pub components: Vec<ComponentConfig>,
     pub dependencies: Vec<DependencyConfig>,
     pub ingress: Option<IngressConfig>,
+    /// Everything scaled to zero, data kept.
+    pub stopped: bool,
+    /// Longest duration of one upgrade step.
+    pub step_timeout_seconds: i64,
+    pub deletion_policy: DeletionPolicy,
+    /// The force-upgrade annotation is `"true"`: minor versions may be skipped.
+    pub force_upgrade: bool,
+    /// Value of the rotate-jwt-key annotation: a value not yet applied rotates the key.
+    pub jwt_rotation: Option<String>,
 }
 
 impl ValidatedConfig {
@@ -379,7 +403,22 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
         }
     };
 
+    let annotations = cd.annotations();
     Ok(ValidatedConfig {
+        stopped: spec.stopped,
+        step_timeout_seconds: spec
+            .upgrade
+            .as_ref()
+            .and_then(|u| u.step_timeout_seconds)
+            .unwrap_or(DEFAULT_STEP_TIMEOUT_SECONDS),
+        deletion_policy: spec.deletion_policy.unwrap_or_default(),
+        force_upgrade: annotations
+            .get(FORCE_UPGRADE_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+        jwt_rotation: annotations
+            .get(ROTATE_JWT_KEY_ANNOTATION)
+            .filter(|v| !v.is_empty())
+            .cloned(),
         image: spec
             .image
             .clone()
@@ -428,9 +467,7 @@ fn component_config(
     Ok(ComponentConfig {
         component,
         scaling,
-        resources: spec
-            .resources
-            .unwrap_or_else(|| resources("100m", "128Mi", "512Mi")),
+        resources: spec.resources.unwrap_or_else(default_component_resources),
         overrides: spec.pod_overrides.unwrap_or_default(),
     })
 }
@@ -513,6 +550,12 @@ fn managed_config(
         resources: given_resources.unwrap_or_else(|| kind.default_resources()),
         credential,
     }
+}
+
+/// CPU and memory of a `chat-server` container whose spec sets none (and of the migration
+/// Job).
+pub fn default_component_resources() -> ResourceRequirements {
+    resources("100m", "128Mi", "512Mi")
 }
 
 fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {

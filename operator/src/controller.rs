@@ -1,7 +1,9 @@
 //! The reconciler: one `reconcile()` entry (controller-rs shape) running the pipeline
-//! validate → dereference → create missing secrets → build → apply → prune → status.
+//! validate → dereference → create missing secrets (rotate the JWT key when asked) →
+//! observe the workloads → plan the upgrade → build → apply → prune → status.
 //!
-//! A steady-state reconcile changes nothing. Generated Secrets are only ever created; the
+//! A steady-state reconcile changes nothing. Generated Secrets are only ever created (the JWT
+//! key Secret is rewritten only when a rotation is asked for or an old key retires); the
 //! status is written only when it differs from the stored one (condition transition times
 //! are kept while a condition's status stays the same); and the owned objects are sent with
 //! server-side apply, which for an unchanged intent is a no-op on the API server: no new
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -24,20 +27,31 @@ use kube::{Client, Resource as _, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, instrument, warn};
 
-use crate::build::{build, owned_selector, prunable_kinds, Resource, FIELD_MANAGER};
-use crate::config::{validate, Component, DependencyKind, ValidatedConfig};
-use crate::crd::{ChatDeployment, ChatDeploymentStatus};
+use crate::build::{
+    build, data_selector, migration_job, owned_selector, prunable_kinds, Resource, FIELD_MANAGER,
+};
+use crate::config::{validate, Component, DependencyKind, DependencyMode, ValidatedConfig};
+use crate::crd::{ChatDeployment, ChatDeploymentStatus, DeletionPolicy, JwtKeyStatus};
 use crate::metrics::Metrics;
-use crate::secrets::{generated_secrets, SecretDigests, SecretGenerator, SystemGenerator};
+use crate::secrets::{
+    generated_secrets, jwt_keys, maintain_jwt_keys, SecretDigests, SecretGenerator, SystemGenerator,
+};
 use crate::status::{self, Workloads, DEGRADED, READY};
+use crate::upgrade::{self, Observed, PlanInput, State};
 
-/// Requeue while a rollout is under way (watches on Deployments and StatefulSets usually
-/// trigger earlier).
+/// Requeue while a rollout is under way (watches on Deployments, StatefulSets and Jobs
+/// usually trigger earlier).
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(30);
 /// Requeue when everything is ready: re-reads user Secrets, whose changes are not watched.
 const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// Requeue after an error or while a referenced Secret is missing.
 const REQUEUE_ERROR: Duration = Duration::from_secs(30);
+/// Requeue after deleting a failed migration Job, to create it again.
+const REQUEUE_RETRY: Duration = Duration::from_secs(5);
+
+/// Finalizer on a ChatDeployment whose `deletionPolicy` is `Delete`: the data outlives owner
+/// references (claims are not owned), so the operator deletes it before letting go.
+pub const FINALIZER: &str = "chat.scalablechat.dev/delete-data";
 
 /// Why a reconciliation failed. Messages never contain secret values.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +59,9 @@ pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
     /// The API server's own message is left out: it could echo the Secret's content.
-    #[error("creating Secret {name} failed with HTTP {code} ({reason})")]
-    CreateSecret {
+    #[error("{action} Secret {name} failed with HTTP {code} ({reason})")]
+    WriteSecret {
+        action: &'static str,
         name: String,
         code: u16,
         reason: String,
@@ -60,8 +75,21 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Kube(_) => "kube",
-            Self::CreateSecret { .. } => "create_secret",
+            Self::WriteSecret { .. } => "write_secret",
             Self::MissingNamespace => "missing_namespace",
+        }
+    }
+
+    /// A failed Secret write, without the API server's message.
+    fn secret(action: &'static str, name: String, error: kube::Error) -> Self {
+        match error {
+            kube::Error::Api(e) => Self::WriteSecret {
+                action,
+                name,
+                code: e.code,
+                reason: e.reason,
+            },
+            other => other.into(),
         }
     }
 }
@@ -102,6 +130,10 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
     let api: Api<ChatDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = (ctx.clock)();
 
+    if cd.metadata.deletion_timestamp.is_some() {
+        return finalize(&ctx, &cd, &api, &namespace).await;
+    }
+
     if cd.spec.paused {
         let status = status::paused(&cd, now);
         if write_status(&api, &cd, &status).await? {
@@ -129,9 +161,10 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
             return Ok(Action::await_change());
         }
     };
+    sync_finalizer(&api, &cd, cfg.deletion_policy == DeletionPolicy::Delete).await?;
 
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (mut digests, missing) = dereference(&secrets_api, &cfg).await?;
+    let (mut digests, missing, jwt_secret) = dereference(&secrets_api, &cfg).await?;
     if !missing.is_empty() {
         let message = format!("waiting for Secret {}", missing.join(", "));
         warn!(%message, "referenced Secret missing");
@@ -141,10 +174,37 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
         }
         return Ok(Action::requeue(REQUEUE_ERROR));
     }
-    create_missing_secrets(&ctx, &cd, &secrets_api, &cfg, &mut digests).await?;
+    let created_jwt =
+        create_missing_secrets(&ctx, &cd, &secrets_api, &cfg, &mut digests, now).await?;
+    let jwt_keys = maintain_jwt_key(
+        &ctx,
+        &cd,
+        &secrets_api,
+        &cfg,
+        &mut digests,
+        created_jwt.or(jwt_secret),
+        now,
+    )
+    .await?;
 
-    let objects = build(&cfg, &digests);
-    let applied = match apply_all(&ctx.client, &namespace, &objects).await {
+    let job = migration_job(&cfg).name_any();
+    let observed = observe(&ctx.client, &namespace, &cfg, &job).await?;
+    let plan = upgrade::plan(&PlanInput {
+        cfg: &cfg,
+        observed: &observed,
+        previous: cd.status.as_ref(),
+        generation: cd.metadata.generation,
+        migration_job: &job,
+        now,
+    });
+    if plan.delete_migration_job {
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+        delete_if_present(&jobs, &job).await?;
+        info!(job = %job, "deleted the failed migration Job to run it again");
+    }
+
+    let objects = build(&cfg, &digests, &plan.versions);
+    let applied = match apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await {
         Ok(applied) => applied,
         Err(error) => {
             let status = status::blocked(&cd, "ApplyFailed", error.to_string(), now);
@@ -163,16 +223,35 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
     };
     prune(&ctx, &cd, &namespace, &objects).await?;
 
-    let status = status::rolled_out(&cd, &cfg, &applied, now);
+    let next_retirement = jwt_keys
+        .iter()
+        .filter_map(|k| k.retire_after.as_ref())
+        .map(|t| (t.0 - now).to_std().unwrap_or_default() + Duration::from_secs(1))
+        .min();
+    let status = status::rolled_out(&cd, &cfg, &applied, &plan, jwt_keys, now);
     let ready = condition_is(&status, READY, "True");
-    if write_status(&api, &cd, &status).await? {
+    let wrote = write_status(&api, &cd, &status).await?;
+    for event in &plan.events {
+        let type_ = if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(&ctx, &cd, type_, event.reason, &event.message).await;
+    }
+    if wrote {
         report_transitions(&ctx, &cd, &status).await;
     }
-    Ok(Action::requeue(if ready {
-        REQUEUE_READY
-    } else {
-        REQUEUE_PROGRESSING
-    }))
+    let requeue = match &plan.state {
+        _ if plan.delete_migration_job => REQUEUE_RETRY,
+        State::Upgrading { .. } => REQUEUE_PROGRESSING,
+        _ if ready => REQUEUE_READY,
+        State::Halted { .. } | State::Refused(_) | State::Stopped => REQUEUE_READY,
+        State::Steady => REQUEUE_PROGRESSING,
+    };
+    Ok(Action::requeue(
+        next_retirement.map_or(requeue, |r| r.min(requeue)),
+    ))
 }
 
 /// Count the failure and retry later.
@@ -182,19 +261,24 @@ pub fn error_policy(cd: Arc<ChatDeployment>, error: &Error, ctx: Arc<Context>) -
     Action::requeue(REQUEUE_ERROR)
 }
 
-/// Read every Secret the stack uses: digests of their values, and the user-supplied ones
-/// (or keys) that do not exist. Generated Secrets that do not exist yet are simply absent.
+/// Read every Secret the stack uses: digests of their values, the user-supplied ones (or keys)
+/// that do not exist, and the generated JWT key Secret. Generated Secrets that do not exist
+/// yet are simply absent.
 async fn dereference(
     secrets: &Api<Secret>,
     cfg: &ValidatedConfig,
-) -> Result<(SecretDigests, Vec<String>), Error> {
+) -> Result<(SecretDigests, Vec<String>, Option<Secret>), Error> {
     let mut digests = SecretDigests::default();
     let mut missing = Vec::new();
+    let mut jwt = None;
     let keys = cfg.secret_keys();
     let names: BTreeSet<&str> = keys.iter().map(|k| k.secret.as_str()).collect();
     for name in names {
         if let Some(secret) = secrets.get_opt(name).await? {
             digests.insert_secret(&secret);
+            if cfg.jwt_generated && name == cfg.jwt_secret {
+                jwt = Some(secret);
+            }
         }
     }
     for key in keys.iter().filter(|k| !k.generated) {
@@ -202,40 +286,42 @@ async fn dereference(
             missing.push(format!("{} (key {})", key.secret, key.key));
         }
     }
-    Ok((digests, missing))
+    Ok((digests, missing, jwt))
 }
 
-/// Create the generated Secrets that do not exist. Existing ones are never patched.
+/// Create the generated Secrets that do not exist. Existing ones are never patched. Returns
+/// the generated JWT key Secret when it was created now.
 async fn create_missing_secrets(
     ctx: &Context,
     cd: &ChatDeployment,
     secrets: &Api<Secret>,
     cfg: &ValidatedConfig,
     digests: &mut SecretDigests,
-) -> Result<(), Error> {
+    now: DateTime<Utc>,
+) -> Result<Option<Secret>, Error> {
     let absent: Vec<String> = cfg
         .generated_secret_names()
         .into_iter()
         .filter(|name| !digests.has_secret(name))
         .collect();
     if absent.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let generated = {
         let mut generator = ctx
             .generator
             .lock()
             .expect("generator lock is not poisoned");
-        generated_secrets(cfg, generator.as_mut())
+        generated_secrets(cfg, generator.as_mut(), now)
     };
+    let mut jwt = None;
     for secret in generated {
         let name = secret.name_any();
         if !absent.contains(&name) {
             continue;
         }
-        match secrets.create(&PostParams::default(), &secret).await {
+        let stored = match secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => {
-                digests.insert_secret(&secret);
                 info!(secret = %name, "generated Secret created");
                 publish(
                     ctx,
@@ -245,28 +331,122 @@ async fn create_missing_secrets(
                     &format!("generated Secret {name}"),
                 )
                 .await;
+                secret
             }
             // Another writer created it since we looked: use theirs, never overwrite.
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                digests.insert_secret(&secrets.get(&name).await?);
-            }
-            Err(kube::Error::Api(e)) => {
-                return Err(Error::CreateSecret {
-                    name,
-                    code: e.code,
-                    reason: e.reason,
-                })
-            }
-            Err(e) => return Err(e.into()),
+            Err(kube::Error::Api(e)) if e.code == 409 => secrets.get(&name).await?,
+            Err(e) => return Err(Error::secret("creating", name, e)),
+        };
+        digests.insert_secret(&stored);
+        if name == cfg.jwt_secret {
+            jwt = Some(stored);
         }
     }
-    Ok(())
+    Ok(jwt)
+}
+
+/// Rotate the generated JWT key when the annotation asks for it, and drop retired keys from
+/// the bundle (the one exception to "never patched"). Returns the keys for the status.
+async fn maintain_jwt_key(
+    ctx: &Context,
+    cd: &ChatDeployment,
+    secrets: &Api<Secret>,
+    cfg: &ValidatedConfig,
+    digests: &mut SecretDigests,
+    secret: Option<Secret>,
+    now: DateTime<Utc>,
+) -> Result<Vec<JwtKeyStatus>, Error> {
+    let Some(secret) = secret.filter(|_| cfg.jwt_generated) else {
+        return Ok(Vec::new());
+    };
+    // Tokens signed with the old key expire one access-token lifetime after the last auth
+    // pod stopped signing with it; its rollout takes at most one upgrade step.
+    let keep = chrono::Duration::seconds(cfg.access_token_ttl_seconds + cfg.step_timeout_seconds);
+    let update = {
+        let mut generator = ctx
+            .generator
+            .lock()
+            .expect("generator lock is not poisoned");
+        maintain_jwt_keys(
+            &secret,
+            cfg.jwt_rotation.as_deref(),
+            generator.as_mut(),
+            now,
+            keep,
+        )
+    };
+    let Some(update) = update else {
+        return Ok(jwt_keys(&secret));
+    };
+    let name = cfg.jwt_secret.clone();
+    secrets
+        .replace(&name, &PostParams::default(), &update.secret)
+        .await
+        .map_err(|e| Error::secret("updating", name.clone(), e))?;
+    digests.insert_secret(&update.secret);
+    if let Some(kid) = &update.rotated {
+        info!(secret = %name, %kid, "JWT signing key rotated");
+        let note = format!(
+            "new JWT signing key {kid} in Secret {name}; the previous keys keep verifying for {}s",
+            keep.num_seconds()
+        );
+        publish(ctx, cd, EventType::Normal, "JwtKeyRotated", &note).await;
+    }
+    if !update.retired.is_empty() {
+        let note = format!(
+            "retired JWT key(s) {} from Secret {name}",
+            update.retired.join(", ")
+        );
+        publish(ctx, cd, EventType::Normal, "JwtKeyRetired", &note).await;
+    }
+    Ok(jwt_keys(&update.secret))
+}
+
+/// The workloads this ChatDeployment owns as they are now, and its migration Job `job`.
+async fn observe(
+    client: &Client,
+    namespace: &str,
+    cfg: &ValidatedConfig,
+    job: &str,
+) -> Result<Observed, Error> {
+    let selector = ListParams::default().labels(&owned_selector(&cfg.name));
+    let component_of = |meta: &kube::api::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/component"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut observed = Observed::default();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for deployment in deployments.list(&selector).await? {
+        let label = component_of(&deployment.metadata);
+        if let Some(c) = Component::ALL.into_iter().find(|c| c.role() == label) {
+            observed.deployments.insert(c, deployment);
+        }
+    }
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    for set in stateful_sets.list(&selector).await? {
+        let label = component_of(&set.metadata);
+        if let Some(k) = DependencyKind::ALL.into_iter().find(|k| k.name() == label) {
+            observed.stateful_sets.insert(k, set);
+        }
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    observed.migration = jobs
+        .list(&selector)
+        .await?
+        .into_iter()
+        .find(|j| j.name_any() == job);
+    Ok(observed)
 }
 
 /// Server-side apply every object in order; returns the workloads as the server has them.
 async fn apply_all(
     client: &Client,
     namespace: &str,
+    cfg: &ValidatedConfig,
+    observed: &Observed,
     objects: &[Resource],
 ) -> Result<Workloads, Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -275,7 +455,7 @@ async fn apply_all(
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &object.api_resource());
         if let Resource::Deployment(deployment) = object {
-            hand_replicas_over(client, namespace, deployment).await?;
+            hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
         }
         let applied = api
             .patch(object.name(), &params, &Patch::Apply(object.to_json()))
@@ -318,18 +498,23 @@ const HANDOVER_MANAGER: &str = "chat-operator-replicas-handover";
 /// If this field manager still owned the field, SSA would remove it and Kubernetes would
 /// default it to 1, scaling the component down before the HPA acts. So first apply the live
 /// value under a separate manager that never applies again (the handover recipe of the
-/// server-side-apply docs); the HPA then changes it freely.
+/// server-side-apply docs); the HPA then changes it freely. The value handed over is at least
+/// the autoscaler's minimum: coming back from `stopped` the live value is 0, and an HPA never
+/// scales a Deployment up from zero.
 async fn hand_replicas_over(
     client: &Client,
     namespace: &str,
+    cfg: &ValidatedConfig,
+    observed: &Observed,
     desired: &Deployment,
 ) -> Result<(), Error> {
     if desired.spec.as_ref().is_some_and(|s| s.replicas.is_some()) {
         return Ok(());
     }
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let name = desired.name_any();
-    let Some(live) = api.get_opt(&name).await? else {
+    let Some((live, component)) = cfg.components.iter().find_map(|c| {
+        let live = observed.deployments.get(&c.component)?;
+        (live.name_any() == desired.name_any()).then_some((live, c))
+    }) else {
         return Ok(());
     };
     let we_own_replicas = live.managed_fields().iter().any(|entry| {
@@ -341,16 +526,19 @@ async fn hand_replicas_over(
                 .and_then(|f| f.0.pointer("/f:spec/f:replicas"))
                 .is_some()
     });
-    let Some(replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
+    let Some(live_replicas) = live.spec.as_ref().and_then(|s| s.replicas) else {
         return Ok(());
     };
     if we_own_replicas {
+        let name = live.name_any();
+        let replicas = live_replicas.max(component.scaling.min_replicas());
         let patch = json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name},
             "spec": {"replicas": replicas},
         });
+        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         api.patch(
             &name,
             &PatchParams::apply(HANDOVER_MANAGER),
@@ -396,6 +584,125 @@ async fn prune(
         }
     }
     Ok(())
+}
+
+/// Add the finalizer when `wanted` (deletion policy `Delete`) and remove it otherwise. A
+/// merge patch carrying the `resourceVersion` read, so a concurrent change to the list fails
+/// instead of being overwritten.
+async fn sync_finalizer(
+    api: &Api<ChatDeployment>,
+    cd: &ChatDeployment,
+    wanted: bool,
+) -> Result<(), Error> {
+    let present = cd.finalizers().iter().any(|f| f == FINALIZER);
+    if present == wanted {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = cd
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(FINALIZER.into());
+    }
+    let mut metadata = json!({ "finalizers": finalizers });
+    if let Some(version) = cd.resource_version() {
+        metadata["resourceVersion"] = json!(version);
+    }
+    api.patch(
+        &cd.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": metadata })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The ChatDeployment is being deleted. With our finalizer (deletion policy `Delete`), delete
+/// the data owner references do not reach, then let go. Without it, do nothing: owner
+/// references collect the rest, and applying now would fight the garbage collector.
+async fn finalize(
+    ctx: &Context,
+    cd: &ChatDeployment,
+    api: &Api<ChatDeployment>,
+    namespace: &str,
+) -> Result<Action, Error> {
+    if !cd.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if cd.spec.deletion_policy == Some(DeletionPolicy::Delete) {
+        delete_data(ctx, cd, namespace).await?;
+    }
+    sync_finalizer(api, cd, false).await?;
+    Ok(Action::await_change())
+}
+
+/// Delete the managed dependencies' StatefulSets (first, so no pod claims a volume again),
+/// their PersistentVolumeClaims and the generated dependency passwords.
+async fn delete_data(ctx: &Context, cd: &ChatDeployment, namespace: &str) -> Result<(), Error> {
+    let name = cd.name_any();
+    let mut deleted = Vec::new();
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    for kind in DependencyKind::ALL {
+        let set = format!("{name}-{}", kind.name());
+        if delete_if_present(&sets, &set).await? {
+            deleted.push(format!("StatefulSet {set}"));
+        }
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    for claim in claims
+        .list_metadata(&ListParams::default().labels(&data_selector(&name)))
+        .await?
+    {
+        let claim = claim.name_any();
+        if delete_if_present(&claims, &claim).await? {
+            deleted.push(format!("PersistentVolumeClaim {claim}"));
+        }
+    }
+    // Not owned, so never garbage-collected; only the ones the operator generated.
+    if let Ok(cfg) = validate(cd) {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        for dependency in &cfg.dependencies {
+            let DependencyMode::Managed(managed) = &dependency.mode else {
+                continue;
+            };
+            let secret = &managed.credential.secret;
+            let ours = secrets.get_opt(secret).await?.is_some_and(|s| {
+                managed.credential.generated
+                    && s.labels()
+                        .get("app.kubernetes.io/managed-by")
+                        .map(String::as_str)
+                        == Some(FIELD_MANAGER)
+            });
+            if ours && delete_if_present(&secrets, secret).await? {
+                deleted.push(format!("Secret {secret}"));
+            }
+        }
+    }
+    info!(?deleted, "deletion policy Delete: data deleted");
+    publish(
+        ctx,
+        cd,
+        EventType::Normal,
+        "DataDeleted",
+        &format!("deletionPolicy Delete: deleted {}", deleted.join(", ")),
+    )
+    .await;
+    Ok(())
+}
+
+/// Delete `name`; `false` when it did not exist.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Write `status` when it differs from the stored one. Returns whether it wrote.

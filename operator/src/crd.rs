@@ -8,13 +8,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "chat.scalablechat.dev";
+
+/// Annotation on a ChatDeployment: `"true"` lets an upgrade skip minor versions, which is
+/// otherwise refused (the migrations of the skipped versions would never run).
+pub const FORCE_UPGRADE_ANNOTATION: &str = "chat.scalablechat.dev/force-upgrade";
+
+/// Annotation on a ChatDeployment: a new value (any, for example a timestamp) rotates the
+/// generated JWT signing key once.
+pub const ROTATE_JWT_KEY_ANNOTATION: &str = "chat.scalablechat.dev/rotate-jwt-key";
 
 /// A complete scalable-chat installation: the five chat services, their dependencies
 /// (MongoDB, RabbitMQ, Kafka, Redis), secrets, scaling and ingress.
@@ -28,7 +36,9 @@ pub const GROUP: &str = "chat.scalablechat.dev";
     status = "ChatDeploymentStatus",
     doc = "A scalable-chat installation: one ChatDeployment becomes the chat services, their dependencies, secrets, scaling and ingress.",
     printcolumn = r#"{"name":"Version","type":"string","description":"Requested scalable-chat version","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Running","type":"string","description":"Version every component runs","jsonPath":".status.version"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every component is available","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","description":"Upgrade step in progress","jsonPath":".status.upgrade.step","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","description":"Where clients reach the stack","jsonPath":".status.url","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -58,6 +68,23 @@ pub struct ChatDeploymentSpec {
     /// only reports, through the `Progressing` condition, that it is paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+
+    /// Scale everything to zero while keeping the data: every component Deployment and every
+    /// managed dependency StatefulSet gets zero replicas, autoscalers and disruption budgets
+    /// are removed, and PersistentVolumeClaims and Secrets stay. Setting it back to false
+    /// starts everything again at the version it ran. Upgrades do not advance while stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+
+    /// How version changes are rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSpec>,
+
+    /// What happens to the managed dependencies' data (their PersistentVolumeClaims and
+    /// generated passwords) when the ChatDeployment is deleted. Defaults to `Retain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "nullable::<DeletionPolicy>")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// Log filter of every component, in `RUST_LOG` syntax. Defaults to `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +146,29 @@ impl ImagePullPolicy {
     }
 }
 
+/// Settings of ordered upgrades.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeSpec {
+    /// Longest time one upgrade step (rolling one StatefulSet or Deployment, or running the
+    /// migration Job) may take. A step that takes longer sets `Degraded` (reason
+    /// `StepTimedOut`) and stops the sequence until the spec changes. Defaults to 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub step_timeout_seconds: Option<i64>,
+}
+
+/// What deleting the ChatDeployment does to the managed dependencies' data.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the PersistentVolumeClaims and generated dependency passwords, so a ChatDeployment
+    /// created again under the same name finds its data.
+    #[default]
+    Retain,
+    /// Delete them too (through a finalizer on the ChatDeployment).
+    Delete,
+}
+
 /// Authentication settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -135,8 +185,10 @@ pub struct AuthSpec {
     pub refresh_token_ttl_seconds: Option<i64>,
 
     /// Name of a Secret holding the Ed25519 signing key pair under `private.pem` (PKCS#8 PEM)
-    /// and `public.pem` (SPKI PEM). When unset the operator generates `<name>-jwt` once and
-    /// never changes it. The private key is mounted only into auth.
+    /// and `public.pem` (SPKI PEM; may hold several public keys). When unset the operator
+    /// generates `<name>-jwt` once and changes it only when the annotation
+    /// `chat.scalablechat.dev/rotate-jwt-key` gets a new value. The private key is mounted
+    /// only into auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub jwt_secret_name: Option<String>,
@@ -391,6 +443,23 @@ pub struct ChatDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 
+    /// The version the operator is rolling out: `spec.version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+
+    /// The upgrade in progress, absent when every workload runs what the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+
+    /// The `chat-server` image whose migration Job last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrated_image: Option<String>,
+
+    /// The public keys in the generated JWT key bundle, newest (the signing key) first. Empty
+    /// when the key Secret is the user's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_keys: Vec<JwtKeyStatus>,
+
     /// Replicas and version of each component.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentStatus>,
@@ -416,8 +485,12 @@ pub struct ComponentStatus {
     pub ready_replicas: i32,
     /// Replicas already running the requested version.
     pub updated_replicas: i32,
-    /// Version the component's pod template asks for.
+    /// Version the component's pod template asks for. During an upgrade, components not yet
+    /// reached keep their old version.
     pub version: String,
+    /// Image the component's pod template asks for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// Observed state of one managed dependency's StatefulSet.
@@ -428,4 +501,51 @@ pub struct DependencyStatus {
     pub name: String,
     /// Whether every replica is ready.
     pub ready: bool,
+    /// Image the dependency's pod template asks for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+}
+
+/// An upgrade under way: dependencies first, then the migration Job, then the components in
+/// the order message, group, auth, chat, gateway, each step waiting for the one before.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    /// The step in progress: `dependency/<name>`, `migration` or `component/<name>`.
+    pub step: String,
+    /// When the step started; it must finish within `spec.upgrade.stepTimeoutSeconds`.
+    pub started_at: Time,
+    /// The `chat-server` image being rolled out.
+    pub image: String,
+    /// Set when the sequence stopped; it resumes when the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<UpgradeHalt>,
+}
+
+/// Why an upgrade stopped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeHalt {
+    /// `StepTimedOut` or `MigrationFailed`.
+    pub reason: String,
+    /// What went wrong, for humans.
+    pub message: String,
+    /// The `metadata.generation` it stopped at; a newer generation resumes the sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+}
+
+/// One public key of the generated JWT key bundle. Never the key itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtKeyStatus {
+    /// Key id, as the services put it in a token's `kid` header.
+    pub kid: String,
+    /// When the key was generated; absent for keys older than rotation support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When the key leaves the bundle; absent for the signing key. Set at rotation to the
+    /// rotation time plus the access-token lifetime plus the upgrade step timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after: Option<Time>,
 }

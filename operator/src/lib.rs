@@ -2,8 +2,10 @@
 //!
 //! Reconcile is a pipeline (Stackable's shape): [`config::validate`] (pure: defaults and
 //! checks) → dereference the Secrets the spec names → create missing generated
-//! [`secrets`] → [`build::build`] (pure: the desired objects) → server-side apply in order →
-//! prune what is no longer desired → conditions and status ([`status`]).
+//! [`secrets`] (and rotate the JWT key when asked) → observe the workloads →
+//! [`upgrade::plan`] (pure: which version each workload runs now) → [`build::build`] (pure:
+//! the desired objects) → server-side apply in order → prune what is no longer desired →
+//! conditions and status ([`status`]).
 
 pub mod build;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod rbac;
 pub mod secrets;
 pub mod status;
+pub mod upgrade;
 
 /// The CRD as YAML, exactly what `chat-operator crd` prints and `crds/` holds.
 pub fn crd_yaml() -> String {

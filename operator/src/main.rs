@@ -10,6 +10,7 @@ use chat_operator::metrics::Metrics;
 use chat_operator::{crd_yaml, http, leader};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use tracing::{error, info, warn};
@@ -81,18 +82,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let (chat_deployments, deployments, stateful_sets) = match std::env::var("WATCH_NAMESPACE") {
-        Ok(ns) if !ns.is_empty() => (
-            Api::<ChatDeployment>::namespaced(client.clone(), &ns),
-            Api::<Deployment>::namespaced(client.clone(), &ns),
-            Api::<StatefulSet>::namespaced(client.clone(), &ns),
-        ),
-        _ => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    let (chat_deployments, deployments, stateful_sets, jobs) =
+        match std::env::var("WATCH_NAMESPACE") {
+            Ok(ns) if !ns.is_empty() => (
+                Api::<ChatDeployment>::namespaced(client.clone(), &ns),
+                Api::<Deployment>::namespaced(client.clone(), &ns),
+                Api::<StatefulSet>::namespaced(client.clone(), &ns),
+                Api::<Job>::namespaced(client.clone(), &ns),
+            ),
+            _ => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
     if let Err(e) = chat_deployments.list(&Default::default()).await {
         warn!(error = %e, "cannot list ChatDeployments; is the CRD installed? (chat-operator crd | kubectl apply -f -)");
         return Err(e.into());
@@ -102,7 +106,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let context = Arc::new(Context::new(client.clone(), metrics));
     let controller = Controller::new(chat_deployments, watcher::Config::default().any_semantic())
         .owns(deployments, owned.clone())
-        .owns(stateful_sets, owned)
+        .owns(stateful_sets, owned.clone())
+        // The migration Job's completion moves an upgrade on.
+        .owns(jobs, owned)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

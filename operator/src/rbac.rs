@@ -54,8 +54,9 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "chat.scalablechat.dev",
         "chatdeployments",
-        &["list", "watch"],
-        "the controller's watch (main.rs)",
+        &["list", "watch", "patch"],
+        "the controller's watch (main.rs); sync_finalizer adds and removes the finalizer of \
+         deletionPolicy Delete with a merge patch",
     ),
     watched(
         "chat.scalablechat.dev",
@@ -73,9 +74,17 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "",
         "secrets",
-        &["get", "create"],
+        &["get", "create", "update", "delete"],
         "dereference reads referenced and generated Secrets; create_missing_secrets creates \
-         absent generated ones and never updates them",
+         absent generated ones; maintain_jwt_key replaces the generated JWT key Secret when a \
+         rotation is asked for or an old key retires (the only update); delete_data deletes \
+         the generated dependency passwords under deletionPolicy Delete",
+    ),
+    watched(
+        "",
+        "persistentvolumeclaims",
+        &["list", "delete"],
+        "delete_data: the dependencies' claims under deletionPolicy Delete",
     ),
     watched(
         "",
@@ -87,14 +96,21 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "apps",
         "deployments",
-        &["get", "create", "patch", "list", "watch"],
-        "apply_all; hand_replicas_over reads the live Deployment; the controller watches them",
+        &["create", "patch", "list", "watch"],
+        "apply_all; observe lists them before planning an upgrade; the controller watches them",
     ),
     watched(
         "apps",
         "statefulsets",
         &["create", "patch", "list", "watch", "delete"],
-        "apply_all and prune; the controller watches them",
+        "apply_all, observe and prune; delete_data; the controller watches them",
+    ),
+    watched(
+        "batch",
+        "jobs",
+        &["create", "patch", "list", "watch", "delete"],
+        "the migration Job: apply_all, observe, prune once it succeeded, delete to retry after \
+         a failure; the controller watches them",
     ),
     watched(
         "policy",

@@ -2,13 +2,17 @@
 //!
 //! They are created when absent and never patched (Stackable's `random_secret_creation`):
 //! rotating a signing key or a database password is a decision for a human, not a side
-//! effect of a reconcile. Values never reach logs, events or status; only their digests are
-//! used, for the pod-template hash.
+//! effect of a reconcile. The one exception is the JWT key, rotated when a human asks for it
+//! through the annotation `chat.scalablechat.dev/rotate-jwt-key` ([`maintain_jwt_keys`]).
+//! Values never reach logs, events or status; only their digests are used, for the
+//! pod-template hash, and key ids (hashes of public keys) in the status.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -17,6 +21,14 @@ use sha2::{Digest, Sha256};
 
 use crate::build::labels;
 use crate::config::{DependencyKind, DependencyMode, ValidatedConfig};
+use crate::crd::JwtKeyStatus;
+
+/// Annotation on the generated JWT Secret: the keys of its `public.pem` bundle as JSON,
+/// `[{kid, createdAt, retireAfter}]`, newest (the signing key) first.
+pub const JWT_KEYS_ANNOTATION: &str = "chat.scalablechat.dev/jwt-keys";
+/// Annotation on the generated JWT Secret: the value of the ChatDeployment's rotate-jwt-key
+/// annotation it was last rotated for.
+pub const JWT_ROTATED_FOR_ANNOTATION: &str = "chat.scalablechat.dev/rotated-for";
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32-byte key follows.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -109,11 +121,17 @@ fn pem(label: &str, der: &[u8]) -> String {
 pub fn generated_secrets(
     cfg: &ValidatedConfig,
     generator: &mut dyn SecretGenerator,
+    now: DateTime<Utc>,
 ) -> Vec<Secret> {
     let mut secrets = Vec::new();
     if cfg.jwt_generated {
         let pair = generator.ed25519();
-        secrets.push(secret(
+        let keys = vec![JwtKeyStatus {
+            kid: key_id_of_pem(&pair.public_pem),
+            created_at: Some(Time(now)),
+            retire_after: None,
+        }];
+        let mut jwt = secret(
             cfg,
             &cfg.jwt_secret,
             "jwt",
@@ -122,7 +140,14 @@ pub fn generated_secrets(
                 ("private.pem".to_string(), pair.private_pem),
                 ("public.pem".to_string(), pair.public_pem),
             ],
-        ));
+        );
+        let annotations = jwt.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(JWT_KEYS_ANNOTATION.into(), keys_json(&keys));
+        // A ChatDeployment created with the annotation already set gets no second key.
+        if let Some(request) = &cfg.jwt_rotation {
+            annotations.insert(JWT_ROTATED_FOR_ANNOTATION.into(), request.clone());
+        }
+        secrets.push(jwt);
     }
     for dependency in &cfg.dependencies {
         let DependencyMode::Managed(managed) = &dependency.mode else {
@@ -168,6 +193,178 @@ fn secret<const N: usize>(
         string_data: Some(BTreeMap::from(data)),
         ..Default::default()
     }
+}
+
+/// The key id the services give an Ed25519 public key (`chat_core::tokens::key_id`): the
+/// first 16 characters of the unpadded base64url SHA-256 of the raw 32-byte key. A block that
+/// is not an Ed25519 SPKI key gets the same hash of its DER instead.
+fn key_id_of_pem(block: &str) -> String {
+    let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .unwrap_or_else(|_| block.as_bytes().to_vec());
+    let raw = match der.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
+        Some(raw) if raw.len() == 32 => raw,
+        _ => &der[..],
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(raw))[..16].to_string()
+}
+
+/// The `PUBLIC KEY` PEM blocks of a bundle, each with its lines and a final newline.
+fn pem_blocks(bundle: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+    const END: &str = "-----END PUBLIC KEY-----";
+    let mut blocks = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(length) = rest[start..].find(END) else {
+            break;
+        };
+        let stop = start + length + END.len();
+        blocks.push(format!("{}\n", &rest[start..stop]));
+        rest = &rest[stop..];
+    }
+    blocks
+}
+
+fn keys_json(keys: &[JwtKeyStatus]) -> String {
+    serde_json::to_string(keys).expect("key records serialise to JSON")
+}
+
+/// One key of a Secret as text, from `data` or `stringData`.
+fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(value) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(value.clone());
+    }
+    let ByteString(bytes) = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.clone()).ok()
+}
+
+/// The keys of a JWT Secret's `public.pem` bundle, in bundle order, with what its
+/// annotation records about them (keys it does not know get no dates).
+pub fn jwt_keys(secret: &Secret) -> Vec<JwtKeyStatus> {
+    bundle_keys(secret).into_iter().map(|(_, k)| k).collect()
+}
+
+fn bundle_keys(secret: &Secret) -> Vec<(String, JwtKeyStatus)> {
+    let recorded: Vec<JwtKeyStatus> = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(JWT_KEYS_ANNOTATION))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    let bundle = secret_value(secret, "public.pem").unwrap_or_default();
+    pem_blocks(&bundle)
+        .into_iter()
+        .map(|block| {
+            let kid = key_id_of_pem(&block);
+            let record = recorded
+                .iter()
+                .find(|r| r.kid == kid)
+                .cloned()
+                .unwrap_or(JwtKeyStatus {
+                    kid,
+                    created_at: None,
+                    retire_after: None,
+                });
+            (block, record)
+        })
+        .collect()
+}
+
+/// What [`maintain_jwt_keys`] changed.
+#[derive(Clone, Debug)]
+pub struct JwtKeyUpdate {
+    /// The Secret to write, still carrying the `resourceVersion` it was read with, so a
+    /// concurrent change makes the write fail instead of being lost.
+    pub secret: Secret,
+    /// Key id of the new signing key, when the key was rotated.
+    pub rotated: Option<String>,
+    /// Key ids dropped from the bundle because their time was up.
+    pub retired: Vec<String>,
+}
+
+/// Rotate and retire the keys of the generated JWT Secret; `None` when nothing changes.
+///
+/// `rotation` is the ChatDeployment's rotate-jwt-key annotation. When it differs from the
+/// value the Secret was last rotated for, a new key pair is generated: its private key
+/// replaces `private.pem` (auth signs with it), its public key joins the front of the
+/// `public.pem` bundle, and the keys that were signing get `retireAfter = now + keep`, so
+/// tokens they signed keep verifying until they expire. Keys past their `retireAfter` leave
+/// the bundle.
+pub fn maintain_jwt_keys(
+    secret: &Secret,
+    rotation: Option<&str>,
+    generator: &mut dyn SecretGenerator,
+    now: DateTime<Utc>,
+    keep: Duration,
+) -> Option<JwtKeyUpdate> {
+    let mut private = secret_value(secret, "private.pem")?;
+    let mut keys = bundle_keys(secret);
+    let mut retired = Vec::new();
+    keys.retain(|(_, key)| {
+        let expired = key.retire_after.as_ref().is_some_and(|t| t.0 <= now);
+        if expired {
+            retired.push(key.kid.clone());
+        }
+        !expired
+    });
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    let request = rotation.filter(|r| {
+        annotations
+            .get(JWT_ROTATED_FOR_ANNOTATION)
+            .map(String::as_str)
+            != Some(*r)
+    });
+    let mut rotated = None;
+    if request.is_some() {
+        let pair = generator.ed25519();
+        let kid = key_id_of_pem(&pair.public_pem);
+        for (_, key) in keys.iter_mut().filter(|(_, k)| k.retire_after.is_none()) {
+            key.retire_after = Some(Time(now + keep));
+        }
+        keys.insert(
+            0,
+            (
+                pair.public_pem,
+                JwtKeyStatus {
+                    kid: kid.clone(),
+                    created_at: Some(Time(now)),
+                    retire_after: None,
+                },
+            ),
+        );
+        private = pair.private_pem;
+        rotated = Some(kid);
+    }
+    if rotated.is_none() && retired.is_empty() {
+        return None;
+    }
+
+    let mut updated = secret.clone();
+    let mut data: BTreeMap<String, ByteString> = updated.data.take().unwrap_or_default();
+    for (key, value) in updated.string_data.take().unwrap_or_default() {
+        data.insert(key, ByteString(value.into_bytes()));
+    }
+    let bundle: String = keys.iter().map(|(block, _)| block.as_str()).collect();
+    data.insert("public.pem".into(), ByteString(bundle.into_bytes()));
+    data.insert("private.pem".into(), ByteString(private.into_bytes()));
+    updated.data = Some(data);
+    let records: Vec<JwtKeyStatus> = keys.into_iter().map(|(_, k)| k).collect();
+    let annotations = updated
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
+    annotations.insert(JWT_KEYS_ANNOTATION.into(), keys_json(&records));
+    if let Some(request) = request {
+        annotations.insert(JWT_ROTATED_FOR_ANNOTATION.into(), request.into());
+    }
+    Some(JwtKeyUpdate {
+        secret: updated,
+        rotated,
+        retired,
+    })
 }
 
 /// Digests of Secret values by `(secret, key)`: what the build step hashes into pod templates,
@@ -248,6 +445,81 @@ mod tests {
         assert!(a
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    fn jwt_secret(generator: &mut SystemGenerator) -> Secret {
+        let pair = generator.ed25519();
+        Secret {
+            string_data: Some(BTreeMap::from([
+                ("private.pem".to_string(), pair.private_pem),
+                ("public.pem".to_string(), pair.public_pem),
+            ])),
+            ..Default::default()
+        }
+    }
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(2025, 1, 1, hour, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn rotation_signs_with_a_new_key_and_keeps_the_old_one_verifying_until_it_retires() {
+        let mut generator = SystemGenerator::default();
+        let original = jwt_secret(&mut generator);
+        let old_kid = jwt_keys(&original)[0].kid.clone();
+        let keep = Duration::hours(1);
+
+        let rotated = maintain_jwt_keys(&original, Some("r1"), &mut generator, at(0), keep)
+            .expect("a new request rotates");
+        let new_kid = rotated.rotated.clone().unwrap();
+        assert_ne!(new_kid, old_kid);
+        let keys = jwt_keys(&rotated.secret);
+        let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, [new_kid.as_str(), old_kid.as_str()]);
+        assert_eq!(keys[0].retire_after, None);
+        assert_eq!(keys[1].retire_after, Some(Time(at(1))));
+        assert_ne!(
+            secret_value(&rotated.secret, "private.pem"),
+            secret_value(&original, "private.pem")
+        );
+        assert!(rotated.secret.string_data.is_none(), "written as data");
+
+        // The same request again, before the old key's time: nothing to do.
+        let same = maintain_jwt_keys(&rotated.secret, Some("r1"), &mut generator, at(0), keep);
+        assert!(same.is_none());
+        assert!(maintain_jwt_keys(&rotated.secret, None, &mut generator, at(0), keep).is_none());
+
+        let retired = maintain_jwt_keys(&rotated.secret, Some("r1"), &mut generator, at(1), keep)
+            .expect("the old key retires");
+        assert_eq!(retired.retired, [old_kid]);
+        assert_eq!(retired.rotated, None);
+        let left: Vec<String> = jwt_keys(&retired.secret)
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(left, [new_kid]);
+    }
+
+    #[test]
+    fn key_ids_are_the_ones_the_services_compute() {
+        // chat_core::tokens::key_id: base64url(SHA-256(raw key))[..16].
+        let raw = [9u8; 32];
+        let pair = key_pair_pem(&[], &raw);
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(raw))
+            [..16]
+            .to_string();
+        assert_eq!(key_id_of_pem(&pair.public_pem), expected);
+    }
+
+    #[test]
+    fn a_bundle_of_several_keys_is_split_into_blocks() {
+        let mut generator = SystemGenerator::default();
+        let (a, b) = (
+            generator.ed25519().public_pem,
+            generator.ed25519().public_pem,
+        );
+        assert_eq!(pem_blocks(&format!("{a}{b}")), [a, b]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! A condition's `lastTransitionTime` only moves when its status changes, so an unchanged
 //! world yields an identical status and the reconciler skips the write.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -10,7 +12,12 @@ use kube::ResourceExt;
 
 use crate::build::url;
 use crate::config::{Component, DependencyKind, ValidatedConfig};
-use crate::crd::{ChatDeployment, ChatDeploymentStatus, ComponentStatus, DependencyStatus};
+use crate::crd::{
+    ChatDeployment, ChatDeploymentStatus, ComponentStatus, DependencyStatus, JwtKeyStatus,
+};
+use crate::upgrade::{
+    deployment_complete, deployment_release, stateful_set_image, stateful_set_rolled, Plan, State,
+};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -21,7 +28,7 @@ pub const DEGRADED: &str = "Degraded";
 pub struct ConditionUpdate {
     pub type_: &'static str,
     pub status: &'static str,
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
 }
 
@@ -29,13 +36,13 @@ impl ConditionUpdate {
     pub fn new(
         type_: &'static str,
         status: bool,
-        reason: &'static str,
+        reason: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status: if status { "True" } else { "False" },
-            reason,
+            reason: reason.into(),
             message: message.into(),
         }
     }
@@ -59,7 +66,7 @@ pub fn merge_conditions(
         let condition = Condition {
             type_: update.type_.into(),
             status: update.status.into(),
-            reason: update.reason.into(),
+            reason: update.reason.clone(),
             message: update.message.clone(),
             observed_generation: generation,
             last_transition_time,
@@ -148,22 +155,12 @@ fn deployment_rollout(d: &Deployment) -> (ComponentStatus, Rollout) {
     let ready = status.ready_replicas.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-    let complete = observed && updated >= desired && available >= desired && total == updated;
     let stalled = status.conditions.iter().flatten().any(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
-    let version = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.as_ref())
-        .and_then(|l| l.get("app.kubernetes.io/version"))
-        .cloned()
-        .unwrap_or_default();
+    let release = deployment_release(d);
     let name = d.name_any();
     (
         ComponentStatus {
@@ -171,29 +168,28 @@ fn deployment_rollout(d: &Deployment) -> (ComponentStatus, Rollout) {
             desired_replicas: desired,
             ready_replicas: ready,
             updated_replicas: updated,
-            version,
+            version: release
+                .as_ref()
+                .map(|r| r.version.clone())
+                .unwrap_or_default(),
+            image: release.map(|r| r.image).unwrap_or_default(),
         },
         Rollout {
-            complete,
+            complete: deployment_complete(d),
             stalled,
             summary: format!("{name} ({available}/{desired} available, {updated} updated)"),
         },
     )
 }
 
-fn stateful_set_ready(s: &StatefulSet) -> bool {
-    let status = s.status.clone().unwrap_or_default();
-    let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0)
-        && status.ready_replicas.unwrap_or(0) >= desired
-        && status.updated_replicas.unwrap_or(0) >= desired
-}
-
-/// Status after a successful apply, from the workloads' own status.
+/// Status after a successful apply, from the workloads' own status, where the upgrade `plan`
+/// stands, and the JWT keys in use.
 pub fn rolled_out(
     cd: &ChatDeployment,
     cfg: &ValidatedConfig,
     workloads: &Workloads,
+    plan: &Plan,
+    jwt_keys: Vec<JwtKeyStatus>,
     now: DateTime<Utc>,
 ) -> ChatDeploymentStatus {
     let mut status = base(cd);
@@ -213,32 +209,56 @@ pub fn rolled_out(
             component_status
         })
         .collect();
+    if status.components.len() < cfg.components.len() {
+        waiting.push("the components, created once the migration has succeeded".into());
+    }
     status.dependencies = workloads
         .stateful_sets
         .iter()
         .map(|(kind, set)| {
-            let ready = stateful_set_ready(set);
+            let ready = stateful_set_rolled(set);
             if !ready {
                 waiting.push(set.name_any());
             }
             DependencyStatus {
                 name: kind.name().into(),
                 ready,
+                image: stateful_set_image(set).unwrap_or_default(),
             }
         })
         .collect();
     status.url = url(cfg.ingress.as_ref());
+    status.target_version = Some(cfg.version.clone());
+    status.upgrade = plan.upgrade.clone();
+    status.migrated_image = plan.migrated_image.clone();
+    status.jwt_keys = jwt_keys;
 
     let all_ready = waiting.is_empty() && stalled.is_empty();
-    if all_ready {
-        status.version = Some(cfg.version.clone());
+    let running: BTreeSet<&str> = status
+        .components
+        .iter()
+        .map(|c| c.version.as_str())
+        .collect();
+    if all_ready && running.len() == 1 {
+        status.version = running.first().map(|v| v.to_string());
     }
-    let ready = if all_ready {
+    let available = status
+        .version
+        .clone()
+        .unwrap_or_else(|| cfg.version.clone());
+    let ready = if plan.state == State::Stopped {
+        ConditionUpdate::new(
+            READY,
+            false,
+            "Stopped",
+            "spec.stopped is true: every component and dependency is scaled to zero",
+        )
+    } else if all_ready {
         ConditionUpdate::new(
             READY,
             true,
             "Available",
-            format!("version {} is available", cfg.version),
+            format!("version {available} is available"),
         )
     } else {
         let mut not_ready = stalled.clone();
@@ -250,42 +270,87 @@ pub fn rolled_out(
             format!("waiting for {}", not_ready.join(", ")),
         )
     };
-    let progressing = if !stalled.is_empty() {
-        ConditionUpdate::new(
-            PROGRESSING,
-            false,
-            "RolloutStalled",
-            format!("rollout of version {} stalled", cfg.version),
-        )
-    } else if waiting.is_empty() {
-        ConditionUpdate::new(
-            PROGRESSING,
-            false,
-            "RolloutComplete",
-            format!("version {} runs everywhere", cfg.version),
-        )
-    } else {
-        ConditionUpdate::new(
-            PROGRESSING,
-            true,
-            "RollingOut",
-            format!(
-                "rolling out version {}: {}",
-                cfg.version,
-                waiting.join(", ")
+    let (progressing, degraded) = match &plan.state {
+        State::Stopped => (
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                "Stopped",
+                "spec.stopped is true: nothing rolls until it is false",
             ),
-        )
+            None,
+        ),
+        State::Refused(message) => (
+            ConditionUpdate::new(PROGRESSING, false, "VersionSkipRefused", message.clone()),
+            Some(ConditionUpdate::new(
+                DEGRADED,
+                true,
+                "VersionSkipRefused",
+                message.clone(),
+            )),
+        ),
+        State::Halted { reason, message } => (
+            ConditionUpdate::new(PROGRESSING, false, reason.clone(), message.clone()),
+            Some(ConditionUpdate::new(
+                DEGRADED,
+                true,
+                reason.clone(),
+                message.clone(),
+            )),
+        ),
+        State::Upgrading { description, .. } => (
+            ConditionUpdate::new(
+                PROGRESSING,
+                true,
+                "Upgrading",
+                format!("upgrading to version {}: {description}", cfg.version),
+            ),
+            None,
+        ),
+        State::Steady if !stalled.is_empty() => (
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                "RolloutStalled",
+                format!("rollout of version {} stalled", cfg.version),
+            ),
+            None,
+        ),
+        State::Steady if waiting.is_empty() => (
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                "RolloutComplete",
+                format!("version {} runs everywhere", cfg.version),
+            ),
+            None,
+        ),
+        State::Steady => (
+            ConditionUpdate::new(
+                PROGRESSING,
+                true,
+                "RollingOut",
+                format!(
+                    "rolling out version {}: {}",
+                    cfg.version,
+                    waiting.join(", ")
+                ),
+            ),
+            None,
+        ),
     };
-    let degraded = if stalled.is_empty() {
-        ConditionUpdate::new(DEGRADED, false, "AsExpected", "no problem detected")
-    } else {
-        ConditionUpdate::new(
-            DEGRADED,
-            true,
-            "RolloutStalled",
-            format!("exceeded the progress deadline: {}", stalled.join(", ")),
-        )
-    };
+    let degraded = degraded.unwrap_or_else(|| {
+        if stalled.is_empty() {
+            ConditionUpdate::new(DEGRADED, false, "AsExpected", "no problem detected")
+        } else {
+            ConditionUpdate::new(
+                DEGRADED,
+                true,
+                "RolloutStalled",
+                format!("exceeded the progress deadline: {}", stalled.join(", ")),
+            )
+        }
+    });
     with_conditions(cd, status, &[ready, progressing, degraded], now)
 }
 

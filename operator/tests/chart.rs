@@ -17,9 +17,10 @@ use std::process::Command;
 
 use chat_operator::build::{build, prunable_kinds};
 use chat_operator::config::validate;
-use chat_operator::crd::ChatDeployment;
+use chat_operator::crd::{ChatDeployment, DeletionPolicy};
 use chat_operator::rbac::{self, Grant, Scope};
 use chat_operator::secrets::{generated_secrets, SecretDigests, SystemGenerator};
+use chat_operator::upgrade::Versions;
 use serde_json::Value;
 
 const RELEASE: &str = "chat-operator";
@@ -681,7 +682,7 @@ fn permissions_cover_every_kind_the_operator_builds() {
             continue;
         }
         let cfg = validate(&cd).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let secrets = generated_secrets(&cfg, &mut SystemGenerator::default());
+        let secrets = generated_secrets(&cfg, &mut SystemGenerator::default(), chrono::Utc::now());
         let mut digests = SecretDigests::default();
         for secret in &secrets {
             digests.insert_secret(secret);
@@ -690,7 +691,31 @@ fn permissions_cover_every_kind_the_operator_builds() {
             need("", "secrets", "get");
             need("", "secrets", "create");
         }
-        for object in build(&cfg, &digests) {
+        if cfg.jwt_generated {
+            // Rotation rewrites the key Secret.
+            need("", "secrets", "update");
+        }
+        if cfg.deletion_policy == DeletionPolicy::Delete {
+            // The finalizer, and what it deletes.
+            need("chat.scalablechat.dev", "chatdeployments", "patch");
+            need("", "persistentvolumeclaims", "list");
+            need("", "persistentvolumeclaims", "delete");
+            need("", "secrets", "delete");
+            need("apps", "statefulsets", "delete");
+        }
+        // Observed before planning an upgrade.
+        for (group, resource) in [
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("batch", "jobs"),
+        ] {
+            need(group, resource, "list");
+            need(group, resource, "watch");
+        }
+        // With the migration Job, as during an upgrade.
+        let mut versions = Versions::target(&cfg);
+        versions.migration = true;
+        for object in build(&cfg, &digests, &versions) {
             let resource = object.api_resource();
             kinds_built.insert(resource.kind.clone());
             need(&resource.group, &resource.plural, "create");
@@ -727,6 +752,7 @@ fn permissions_cover_every_kind_the_operator_builds() {
         "HorizontalPodAutoscaler",
         "Ingress",
         "NetworkPolicy",
+        "Job",
     ] {
         assert!(
             kinds_built.contains(kind),

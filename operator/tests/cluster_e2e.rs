@@ -69,6 +69,17 @@ impl Drop for Operator {
     }
 }
 
+/// How many objects `api` lists (0 when the list fails).
+async fn count<K>(api: &Api<K>) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&Default::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
 #[tokio::test]
 async fn chat_deployment_becomes_objects_and_is_garbage_collected() {
     let Some(client) = cluster().await else {
@@ -132,22 +143,14 @@ async fn chat_deployment_becomes_objects_and_is_garbage_collected() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    // The components come only after the dependencies are ready and the migration Job (which
+    // needs the chat-server image) has succeeded; without CHAT_E2E_EXPECT_READY the cluster
+    // may have neither.
     wait_for(
-        "the five Deployments, four StatefulSets and the JWT Secret",
+        "the four StatefulSets and the JWT Secret",
         Duration::from_secs(120),
         || async {
-            deployments
-                .list(&Default::default())
-                .await
-                .map(|l| l.items.len())
-                .unwrap_or(0)
-                == 5
-                && stateful_sets
-                    .list(&Default::default())
-                    .await
-                    .map(|l| l.items.len())
-                    .unwrap_or(0)
-                    == 4
+            count(&stateful_sets).await == 4
                 && secrets.get_opt("chat-jwt").await.ok().flatten().is_some()
         },
     )
@@ -171,6 +174,10 @@ async fn chat_deployment_becomes_objects_and_is_garbage_collected() {
     assert!(!text.contains("password") && !text.contains("PRIVATE KEY"));
 
     if std::env::var_os("CHAT_E2E_EXPECT_READY").is_some() {
+        wait_for("the five Deployments", Duration::from_secs(600), || async {
+            count(&deployments).await == 5
+        })
+        .await;
         wait_for("Ready=True", Duration::from_secs(600), || async {
             chat_deployments
                 .get("chat")

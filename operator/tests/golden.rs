@@ -5,12 +5,13 @@
 mod common;
 
 use chat_operator::build::build;
-use chat_operator::config::validate;
+use chat_operator::config::{validate, Component};
 use chat_operator::crd::ChatDeployment;
 use chat_operator::secrets::{
     generated_secrets, key_pair_pem, KeyPairPem, SecretDigests, SecretGenerator,
 };
 use chat_operator::status;
+use chat_operator::upgrade::{Release, Versions};
 use chrono::TimeZone;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -75,17 +76,26 @@ fn canonical(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// What the operator writes for `cd`, as multi-document YAML.
+/// What the operator writes for `cd`, as multi-document YAML, with every workload at the
+/// spec's version.
 fn render(cd: &ChatDeployment) -> String {
+    render_with(cd, Versions::target)
+}
+
+/// What the operator writes for `cd` when `versions` says what each workload runs.
+fn render_with(
+    cd: &ChatDeployment,
+    versions: impl Fn(&chat_operator::config::ValidatedConfig) -> Versions,
+) -> String {
+    let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     if cd.spec.paused {
-        let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
         return format!(
             "# paused: no object is written; only this status is patched\n{}",
             serde_yaml::to_string(&status::paused(cd, now)).unwrap()
         );
     }
     let cfg = validate(cd).expect("the fixture is valid");
-    let secrets = generated_secrets(&cfg, &mut FixedGenerator(0));
+    let secrets = generated_secrets(&cfg, &mut FixedGenerator(0), now);
     let mut digests = SecretDigests::default();
     secrets.iter().for_each(|s| digests.insert_secret(s));
     let mut docs: Vec<String> = secrets
@@ -93,7 +103,7 @@ fn render(cd: &ChatDeployment) -> String {
         .map(|s| serde_yaml::to_string(s).unwrap())
         .collect();
     docs.extend(
-        build(&cfg, &digests)
+        build(&cfg, &digests, &versions(&cfg))
             .iter()
             .map(|o| serde_yaml::to_string(&canonical(o.to_json())).unwrap()),
     );
@@ -101,6 +111,10 @@ fn render(cd: &ChatDeployment) -> String {
 }
 
 fn check(case: &str, input: &str) {
+    check_rendered(case, input, render);
+}
+
+fn check_rendered(case: &str, input: &str, render: impl Fn(&ChatDeployment) -> String) {
     let cd = load(input);
     let rendered = render(&cd);
     let golden = common::crate_dir().join(format!("tests/golden/{case}.yaml"));
@@ -133,4 +147,34 @@ fn autoscaled_components_get_an_hpa_and_no_replicas() {
 #[test]
 fn paused_writes_only_its_status() {
     check("paused", "tests/fixtures/paused.yaml");
+}
+
+#[test]
+fn stopped_scales_everything_to_zero_without_autoscalers_or_budgets() {
+    check("stopped", "tests/fixtures/stopped.yaml");
+}
+
+#[test]
+fn mid_upgrade_holds_back_the_components_not_reached_yet() {
+    check_rendered("upgrade", "tests/fixtures/upgrade.yaml", |cd| {
+        render_with(cd, |cfg| {
+            let mut versions = Versions::target(cfg);
+            for component in [
+                Component::Group,
+                Component::Auth,
+                Component::Chat,
+                Component::Gateway,
+            ] {
+                versions.components.insert(
+                    component,
+                    Release {
+                        version: "0.1.0".into(),
+                        image: "ghcr.io/scalable-chat/chat-server:0.1.0".into(),
+                    },
+                );
+            }
+            versions.migration = true;
+            versions
+        })
+    });
 }

@@ -51,10 +51,10 @@ operator/tests/chart.rs fails when this list and that one differ or when a built
 is not covered. No wildcards.
 */}}
 {{- define "chat-operator.rules" -}}
-# Watched by the controller.
+# Watched by the controller; patched to add and remove the finalizer of deletionPolicy Delete.
 - apiGroups: [chat.scalablechat.dev]
   resources: [chatdeployments]
-  verbs: [list, watch]
+  verbs: [list, watch, patch]
 # Status is written with server-side apply.
 - apiGroups: [chat.scalablechat.dev]
   resources: [chatdeployments/status]
@@ -64,10 +64,15 @@ is not covered. No wildcards.
 - apiGroups: [chat.scalablechat.dev]
   resources: [chatdeployments/finalizers]
   verbs: [update]
-# Read, and created when absent; never updated, listed or deleted.
+# Read, and created when absent; never listed. Updated only to rotate the generated JWT key
+# (when asked to, by annotation); deleted only under deletionPolicy Delete (generated passwords).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create]
+  verbs: [get, create, update, delete]
+# The dependencies' data, deleted only under deletionPolicy Delete.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, delete]
 # Server-side apply (create when absent, patch after); always desired, so never deleted.
 - apiGroups: [""]
   resources: [configmaps]
@@ -76,12 +81,16 @@ is not covered. No wildcards.
 - apiGroups: [""]
   resources: [services]
   verbs: [create, patch, list, delete]
-# Watched for rollout status; get for the replicas handover to an autoscaler.
+# Watched and listed for rollout status (ordered upgrades).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch, list, watch]
+  verbs: [create, patch, list, watch]
 - apiGroups: [apps]
   resources: [statefulsets]
+  verbs: [create, patch, list, watch, delete]
+# The migration Job of an upgrade; deleted once it succeeded, or to retry after a failure.
+- apiGroups: [batch]
+  resources: [jobs]
   verbs: [create, patch, list, watch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]

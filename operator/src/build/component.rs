@@ -12,24 +12,34 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{hash, meta, selector_labels, Resource, CONFIG_HASH_ANNOTATION, HTTP_PORT};
+use super::{
+    hash, meta, selector_labels, versioned_meta, Resource, APP_CONTAINER, CONFIG_HASH_ANNOTATION,
+    HTTP_PORT, VERSION_LABEL,
+};
 use crate::config::{
     Component, ComponentConfig, DependencyKind, DependencyMode, Scaling, ValidatedConfig,
 };
 use crate::secrets::SecretDigests;
+use crate::upgrade::Release;
 
 /// The uid and gid `chat-server` runs as.
 const APP_USER: i64 = 10001;
 /// Where the JWT key files are mounted.
 const JWT_DIR: &str = "/etc/chat/jwt";
+/// How long a stopping pod keeps serving before it gets SIGTERM: time for the endpoint
+/// removal to reach kube-proxy and the ingress controller, so no new request or Socket.IO
+/// connection is sent to a pod that is shutting down. A `sleep` handler, because the
+/// distroless image has no shell to `exec` one (Kubernetes 1.30, `PodLifecycleSleepAction`).
+const PRE_STOP_SLEEP_SECONDS: i64 = 5;
 
 /// The settings every component shares.
 pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
@@ -68,7 +78,7 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
     }
 }
 
-fn config_map_name(cfg: &ValidatedConfig) -> String {
+pub(super) fn config_map_name(cfg: &ValidatedConfig) -> String {
     format!("{}-config", cfg.name)
 }
 
@@ -77,17 +87,22 @@ pub(super) fn component_name(cfg: &ValidatedConfig, component: Component) -> Str
     format!("{}-{}", cfg.name, component.role())
 }
 
-/// The Service, Deployment and, when they apply, PDB and HPA of one component.
+/// The Service, Deployment and, when they apply, PDB and HPA of one component running
+/// `release`. While stopped there is neither PDB nor HPA: the Deployment has zero replicas.
 pub(super) fn objects(
     cfg: &ValidatedConfig,
     component: &ComponentConfig,
+    release: &Release,
     config_map: &ConfigMap,
     secrets: &SecretDigests,
 ) -> Vec<Resource> {
     let mut objects = vec![
         Resource::Service(service(cfg, component.component)),
-        Resource::Deployment(deployment(cfg, component, config_map, secrets)),
+        Resource::Deployment(deployment(cfg, component, release, config_map, secrets)),
     ];
+    if cfg.stopped {
+        return objects;
+    }
     if component.scaling.min_replicas() > 1 {
         objects.push(Resource::PodDisruptionBudget(pdb(cfg, component.component)));
     }
@@ -133,6 +148,7 @@ fn service(cfg: &ValidatedConfig, component: Component) -> Service {
 fn deployment(
     cfg: &ValidatedConfig,
     component: &ComponentConfig,
+    release: &Release,
     config_map: &ConfigMap,
     secrets: &SecretDigests,
 ) -> Deployment {
@@ -142,7 +158,7 @@ fn deployment(
     // Override labels first, so they can never replace the selector labels.
     let mut pod_labels = overrides.labels.clone();
     pod_labels.extend(selector_labels(cfg, role));
-    pod_labels.insert(super::VERSION_LABEL.into(), cfg.version.clone());
+    pod_labels.insert(VERSION_LABEL.into(), release.version.clone());
     let mut pod_annotations = overrides.annotations.clone();
     pod_annotations.extend([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
@@ -154,18 +170,20 @@ fn deployment(
         ),
     ]);
 
-    let mut metadata = meta(cfg, component_name(cfg, component.component), role);
-    metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(super::VERSION_LABEL.into(), cfg.version.clone());
+    let metadata = versioned_meta(
+        cfg,
+        component_name(cfg, component.component),
+        role,
+        &release.version,
+    );
 
     Deployment {
         metadata,
         spec: Some(DeploymentSpec {
             // With an HPA the field is left out entirely, so this field manager never owns it
-            // and applies never fight the autoscaler.
+            // and applies never fight the autoscaler. Stopped, there is no HPA and zero pods.
             replicas: match component.scaling {
+                _ if cfg.stopped => Some(0),
                 Scaling::Fixed(n) => Some(n),
                 Scaling::Auto { .. } => None,
             },
@@ -187,7 +205,7 @@ fn deployment(
                     annotations: Some(pod_annotations),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec(cfg, component)),
+                spec: Some(pod_spec(cfg, component, release)),
             },
             ..Default::default()
         }),
@@ -195,14 +213,35 @@ fn deployment(
     }
 }
 
-fn pod_spec(cfg: &ValidatedConfig, component: &ComponentConfig) -> PodSpec {
+fn pod_spec(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Release) -> PodSpec {
     let overrides = &component.overrides;
+    PodSpec {
+        node_selector: (!overrides.node_selector.is_empty())
+            .then(|| overrides.node_selector.clone()),
+        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        affinity: overrides.affinity.clone(),
+        termination_grace_period_seconds: Some(component.component.termination_grace_seconds()),
+        ..app_pod_spec(
+            cfg,
+            container(cfg, component, release),
+            component.component.signs_tokens(),
+        )
+    }
+}
+
+/// The pod of a `chat-server` role: one container, `/tmp` and the JWT keys (the private key
+/// only when it signs tokens), non-root, no service-account token, no Service variables.
+pub(super) fn app_pod_spec(
+    cfg: &ValidatedConfig,
+    container: Container,
+    signs_tokens: bool,
+) -> PodSpec {
     let mut jwt_items = vec![key_to_path("public.pem")];
-    if component.component.signs_tokens() {
+    if signs_tokens {
         jwt_items.insert(0, key_to_path("private.pem"));
     }
     PodSpec {
-        containers: vec![container(cfg, component)],
+        containers: vec![container],
         volumes: Some(vec![
             Volume {
                 name: "tmp".into(),
@@ -242,10 +281,6 @@ fn pod_spec(cfg: &ValidatedConfig, component: &ComponentConfig) -> PodSpec {
         // would only add noise to their config.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        node_selector: (!overrides.node_selector.is_empty())
-            .then(|| overrides.node_selector.clone()),
-        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
-        affinity: overrides.affinity.clone(),
         ..Default::default()
     }
 }
@@ -258,7 +293,7 @@ fn key_to_path(key: &str) -> KeyToPath {
     }
 }
 
-fn container(cfg: &ValidatedConfig, component: &ComponentConfig) -> Container {
+fn container(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Release) -> Container {
     let http_probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -271,16 +306,49 @@ fn container(cfg: &ValidatedConfig, component: &ComponentConfig) -> Container {
         ..Default::default()
     };
     Container {
-        name: "chat-server".into(),
-        image: Some(cfg.image.clone()),
-        image_pull_policy: Some(cfg.image_pull_policy.clone()),
-        args: Some(vec![component.component.role().into()]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: HTTP_PORT,
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
+        // Up to a minute to start (index creation on first boot), then the usual checks.
+        startup_probe: Some(http_probe("/livez", 2, 30)),
+        liveness_probe: Some(http_probe("/livez", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..app_container(
+            cfg,
+            &release.image,
+            component.component.role(),
+            env(cfg, component),
+            component.resources.clone(),
+        )
+    }
+}
+
+/// The `chat-server` container running `role` from `image`: the shared ConfigMap, `env`,
+/// a read-only root file system without capabilities, `/tmp` and the JWT keys mounted.
+pub(super) fn app_container(
+    cfg: &ValidatedConfig,
+    image: &str,
+    role: &str,
+    env: Vec<EnvVar>,
+    resources: ResourceRequirements,
+) -> Container {
+    Container {
+        name: APP_CONTAINER.into(),
+        image: Some(image.into()),
+        image_pull_policy: Some(cfg.image_pull_policy.clone()),
+        args: Some(vec![role.into()]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: config_map_name(cfg),
@@ -288,12 +356,8 @@ fn container(cfg: &ValidatedConfig, component: &ComponentConfig) -> Container {
             }),
             ..Default::default()
         }]),
-        env: Some(env(cfg, component)),
-        resources: Some(component.resources.clone()),
-        // Up to a minute to start (index creation on first boot), then the usual checks.
-        startup_probe: Some(http_probe("/livez", 2, 30)),
-        liveness_probe: Some(http_probe("/livez", 10, 3)),
-        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        env: Some(env),
+        resources: Some(resources),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -346,7 +410,7 @@ fn env(cfg: &ValidatedConfig, component: &ComponentConfig) -> Vec<EnvVar> {
 /// How a component reaches `kind`. A managed dependency's password comes from its Secret
 /// and Kubernetes expands `$(VAR)` into the URI, so no credential is written into the pod
 /// template; an external dependency's whole URI comes from the user's Secret.
-fn dependency_env(cfg: &ValidatedConfig, kind: DependencyKind) -> Vec<EnvVar> {
+pub(super) fn dependency_env(cfg: &ValidatedConfig, kind: DependencyKind) -> Vec<EnvVar> {
     let dependency = cfg.dependency(kind);
     let managed = match &dependency.mode {
         DependencyMode::External { uri } => {

@@ -26,16 +26,18 @@ fn headless_name(cfg: &ValidatedConfig, kind: DependencyKind) -> String {
     format!("{}-headless", dependency_name(cfg, kind))
 }
 
-/// Headless Service, client Service and StatefulSet of one managed dependency.
+/// Headless Service, client Service and StatefulSet, running `image`, of one managed
+/// dependency.
 pub(super) fn objects(
     cfg: &ValidatedConfig,
     kind: DependencyKind,
     managed: &ManagedConfig,
+    image: &str,
 ) -> Vec<Resource> {
     vec![
         Resource::Service(service(cfg, kind, true)),
         Resource::Service(service(cfg, kind, false)),
-        Resource::StatefulSet(stateful_set(cfg, kind, managed)),
+        Resource::StatefulSet(stateful_set(cfg, kind, managed, image)),
     ]
 }
 
@@ -212,6 +214,7 @@ fn stateful_set(
     cfg: &ValidatedConfig,
     kind: DependencyKind,
     managed: &ManagedConfig,
+    container_image: &str,
 ) -> StatefulSet {
     let image = image(cfg, kind, managed);
     let client_port = ports(kind)[0].0;
@@ -234,7 +237,7 @@ fn stateful_set(
     };
     let container = Container {
         name: kind.name().into(),
-        image: Some(managed.image.clone()),
+        image: Some(container_image.into()),
         args: image.args,
         env: Some(image.env),
         ports: Some(
@@ -273,7 +276,8 @@ fn stateful_set(
     StatefulSet {
         metadata: meta(cfg, dependency_name(cfg, kind), kind.name()),
         spec: Some(StatefulSetSpec {
-            replicas: Some(1),
+            // Stopped keeps the claim: scaling to zero deletes the pod, never its volume.
+            replicas: Some(if cfg.stopped { 0 } else { 1 }),
             service_name: Some(headless_name(cfg, kind)),
             selector: LabelSelector {
                 match_labels: Some(labels.clone()),

@@ -1,16 +1,19 @@
-//! Build: the pure function from a [`ValidatedConfig`] (and the digests of the Secrets it
-//! reads) to every object the operator applies, in apply order.
+//! Build: the pure function from a [`ValidatedConfig`], the digests of the Secrets it reads
+//! and the [`Versions`] each workload runs now (decided by [`crate::upgrade::plan`]) to every
+//! object the operator applies, in apply order.
 //!
 //! Nothing here does I/O, so golden files pin the output exactly.
 
 mod component;
 mod dependency;
+mod migration;
 mod routing;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -19,7 +22,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{DependencyMode, ValidatedConfig};
 use crate::secrets::SecretDigests;
+use crate::upgrade::Versions;
 
+pub use migration::migration_job;
 pub use routing::url;
 
 /// Field manager of every server-side apply the operator sends.
@@ -28,12 +33,15 @@ pub const FIELD_MANAGER: &str = "chat-operator";
 pub const CONFIG_HASH_ANNOTATION: &str = "chat.scalablechat.dev/config-hash";
 /// Port every `chat-server` role listens on (env `PORT`).
 pub const HTTP_PORT: i32 = 8080;
+/// Name of the `chat-server` container in component pods and the migration Job.
+pub const APP_CONTAINER: &str = "chat-server";
+/// Label with the version a pod template runs.
+pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 const NAME_LABEL: &str = "app.kubernetes.io/name";
 const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-const VERSION_LABEL: &str = "app.kubernetes.io/version";
 
 /// One object the operator owns and applies.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +54,7 @@ pub enum Resource {
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     Ingress(Ingress),
     NetworkPolicy(NetworkPolicy),
+    Job(Job),
 }
 
 impl Resource {
@@ -59,6 +68,7 @@ impl Resource {
             Self::HorizontalPodAutoscaler(o) => &o.metadata,
             Self::Ingress(o) => &o.metadata,
             Self::NetworkPolicy(o) => &o.metadata,
+            Self::Job(o) => &o.metadata,
         }
     }
 
@@ -78,6 +88,7 @@ impl Resource {
             Self::HorizontalPodAutoscaler(_) => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
             Self::Ingress(_) => ApiResource::erase::<Ingress>(&()),
             Self::NetworkPolicy(_) => ApiResource::erase::<NetworkPolicy>(&()),
+            Self::Job(_) => ApiResource::erase::<Job>(&()),
         }
     }
 
@@ -92,16 +103,18 @@ impl Resource {
             Self::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
             Self::Ingress(o) => serde_json::to_value(o),
             Self::NetworkPolicy(o) => serde_json::to_value(o),
+            Self::Job(o) => serde_json::to_value(o),
         };
         value.expect("Kubernetes objects serialise to JSON")
     }
 }
 
 /// Kinds that can stop being desired (a dependency turned external, autoscaling or ingress
-/// removed, replicas dropped to one); the reconciler deletes the ones it owns but no longer
-/// builds. Deployments and the ConfigMap are always desired.
+/// removed, replicas dropped to one, a migration Job that succeeded); the reconciler deletes
+/// the ones it owns but no longer builds. Deployments and the ConfigMap are never deleted.
 pub fn prunable_kinds() -> Vec<ApiResource> {
     vec![
+        ApiResource::erase::<Job>(&()),
         ApiResource::erase::<StatefulSet>(&()),
         ApiResource::erase::<Service>(&()),
         ApiResource::erase::<NetworkPolicy>(&()),
@@ -112,21 +125,38 @@ pub fn prunable_kinds() -> Vec<ApiResource> {
 }
 
 /// Every object for `cfg`, in apply order: shared config, then managed dependencies (with
-/// their Services and NetworkPolicies), then the components in rollout order, then ingress.
-pub fn build(cfg: &ValidatedConfig, secrets: &SecretDigests) -> Vec<Resource> {
+/// their Services and NetworkPolicies), then the migration Job when `versions` asks for it,
+/// then the components `versions` lists, in rollout order, then ingress. Each dependency and
+/// component runs the image `versions` gives it.
+pub fn build(cfg: &ValidatedConfig, secrets: &SecretDigests, versions: &Versions) -> Vec<Resource> {
     let config_map = component::config_map(cfg);
     let mut objects = Vec::new();
     for dependency in &cfg.dependencies {
         if let DependencyMode::Managed(managed) = &dependency.mode {
-            objects.extend(dependency::objects(cfg, dependency.kind, managed));
+            let image = versions
+                .dependencies
+                .get(&dependency.kind)
+                .unwrap_or(&managed.image);
+            objects.extend(dependency::objects(cfg, dependency.kind, managed, image));
             objects.push(Resource::NetworkPolicy(routing::network_policy(
                 cfg,
                 dependency.kind,
             )));
         }
     }
+    if versions.migration {
+        objects.push(Resource::Job(migration_job(cfg)));
+    }
     for component in &cfg.components {
-        objects.extend(component::objects(cfg, component, &config_map, secrets));
+        if let Some(release) = versions.components.get(&component.component) {
+            objects.extend(component::objects(
+                cfg,
+                component,
+                release,
+                &config_map,
+                secrets,
+            ));
+        }
     }
     if let Some(ingress) = &cfg.ingress {
         objects.extend(
@@ -151,6 +181,19 @@ pub fn owned_selector(name: &str) -> String {
     format!("{NAME_LABEL}=scalable-chat,{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={FIELD_MANAGER}")
 }
 
+/// The label selector of the PersistentVolumeClaims of `name`'s managed dependencies: a
+/// StatefulSet copies its selector labels onto the claims it creates.
+pub fn data_selector(name: &str) -> String {
+    let kinds: Vec<&str> = crate::config::DependencyKind::ALL
+        .into_iter()
+        .map(|k| k.name())
+        .collect();
+    format!(
+        "{NAME_LABEL}=scalable-chat,{INSTANCE_LABEL}={name},{COMPONENT_LABEL} in ({})",
+        kinds.join(",")
+    )
+}
+
 /// The immutable subset of [`labels`] that selects pods.
 fn selector_labels(cfg: &ValidatedConfig, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -171,6 +214,21 @@ fn meta(cfg: &ValidatedConfig, name: String, component: &str) -> ObjectMeta {
     }
 }
 
+/// [`meta`] with the version label: the version a workload runs.
+fn versioned_meta(
+    cfg: &ValidatedConfig,
+    name: String,
+    component: &str,
+    version: &str,
+) -> ObjectMeta {
+    let mut metadata = meta(cfg, name, component);
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(VERSION_LABEL.into(), version.into());
+    metadata
+}
+
 /// A short, stable hash of `parts`, for the pod-template annotation.
 fn hash(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -181,3 +239,6 @@ fn hash(parts: &[&str]) -> String {
     let digest = hasher.finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests;

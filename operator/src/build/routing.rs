@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::component::component_name;
 use super::dependency::dependency_name;
+use super::migration::MIGRATION_COMPONENT;
 use super::{meta, selector_labels, COMPONENT_LABEL, INSTANCE_LABEL, NAME_LABEL};
 use crate::config::{Component, DependencyKind, IngressConfig, ValidatedConfig};
 
@@ -116,13 +117,17 @@ pub fn url(ingress: Option<&IngressConfig>) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-/// Admit traffic to a managed dependency's client port only from the components that use it.
+/// Admit traffic to a managed dependency's client port only from the components that use it
+/// (and, for MongoDB, the migration Job).
 pub(super) fn network_policy(cfg: &ValidatedConfig, kind: DependencyKind) -> NetworkPolicy {
-    let users: Vec<String> = Component::ALL
+    let mut users: Vec<String> = Component::ALL
         .into_iter()
         .filter(|c| c.uses().contains(&kind))
         .map(|c| c.role().to_string())
         .collect();
+    if kind == DependencyKind::MongoDb {
+        users.push(MIGRATION_COMPONENT.into());
+    }
     NetworkPolicy {
         metadata: meta(cfg, dependency_name(cfg, kind), kind.name()),
         spec: Some(NetworkPolicySpec {

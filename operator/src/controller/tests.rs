@@ -1,7 +1,10 @@
 //! The reconcile loop against a mocked API server (controller-rs `fixtures.rs` style, with
 //! `tower_test::mock`). The fake answers like a tiny API server (objects by path, SSA as a
-//! replace, 404 for unknown names) and records every call, so each test states the sequence
-//! of writes a user would expect.
+//! replace that bumps `metadata.generation` when the spec changes, merge patches, 404 for
+//! unknown names) and records every call, so each test states the sequence of writes a user
+//! would expect. [`FakeApiServer::settle`] plays the controllers: every workload finishes
+//! rolling and every Job succeeds. Upgrades, scaling, rotation and deletion are in
+//! [`day2`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,13 +18,16 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::crd::{AutoscalingSpec, ChatDeploymentSpec, ComponentSpec, ComponentsSpec};
-use crate::secrets::KeyPairPem;
+use crate::secrets::{key_pair_pem, KeyPairPem};
+
+mod day2;
 
 /// One call the reconciler made.
 #[derive(Clone, Debug)]
 struct Call {
     method: Method,
     path: String,
+    query: String,
     body: Value,
 }
 
@@ -54,10 +60,15 @@ impl FakeApiServer {
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.unwrap();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let merge = parts
+                    .headers
+                    .get("content-type")
+                    .is_some_and(|t| t.as_bytes().starts_with(b"application/merge-patch"));
                 let response = state.lock().unwrap().answer(
                     parts.method,
                     parts.uri.path().to_string(),
                     parts.uri.query().unwrap_or_default(),
+                    merge,
                     body,
                 );
                 send.send_response(response);
@@ -82,9 +93,63 @@ impl FakeApiServer {
         self.0.lock().unwrap().objects.get(path).cloned()
     }
 
+    /// Change a stored object in place.
+    fn edit(&self, path: &str, change: impl FnOnce(&mut Value)) {
+        let mut state = self.0.lock().unwrap();
+        change(state.objects.get_mut(path).expect("the object is stored"));
+    }
+
     /// The stored ChatDeployment, as the next reconcile would receive it.
     fn chat_deployment(&self) -> ChatDeployment {
         serde_json::from_value(self.get(CD_PATH).expect("the ChatDeployment is stored")).unwrap()
+    }
+
+    /// Play the workload controllers: every Deployment and StatefulSet has rolled out its
+    /// latest spec with every replica ready, and every Job has succeeded.
+    fn settle(&self) {
+        let mut state = self.0.lock().unwrap();
+        for (path, object) in state.objects.iter_mut() {
+            let generation = object["metadata"]["generation"].clone();
+            let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            if path.contains("/deployments/") {
+                object["status"] = json!({
+                    "observedGeneration": generation, "replicas": replicas,
+                    "updatedReplicas": replicas, "readyReplicas": replicas,
+                    "availableReplicas": replicas,
+                });
+            } else if path.contains("/statefulsets/") {
+                object["status"] = json!({
+                    "observedGeneration": generation, "replicas": replicas,
+                    "updatedReplicas": replicas, "readyReplicas": replicas,
+                    "availableReplicas": replicas,
+                    "currentRevision": "rev", "updateRevision": "rev",
+                });
+            } else if path.contains("/jobs/") {
+                object["status"] = json!({
+                    "succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}],
+                });
+            }
+        }
+    }
+}
+
+const DEPLOYMENTS_PATH: &str = "/apis/apps/v1/namespaces/default/deployments";
+const STATEFUL_SETS_PATH: &str = "/apis/apps/v1/namespaces/default/statefulsets";
+const JOBS_PATH: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+/// RFC 7386: `patch` merged into `target`.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
     }
 }
 
@@ -109,10 +174,18 @@ fn not_found(path: &str) -> Response<Body> {
 }
 
 impl FakeState {
-    fn answer(&mut self, method: Method, path: String, query: &str, body: Value) -> Response<Body> {
+    fn answer(
+        &mut self,
+        method: Method,
+        path: String,
+        query: &str,
+        merge_patch: bool,
+        body: Value,
+    ) -> Response<Body> {
         self.calls.push(Call {
             method: method.clone(),
             path: path.clone(),
+            query: query.into(),
             body: body.clone(),
         });
         match method {
@@ -141,6 +214,7 @@ impl FakeState {
                     .to_string();
                 object["metadata"]["uid"] = json!(format!("uid-{name}"));
                 object["metadata"]["resourceVersion"] = json!("1");
+                object["metadata"]["generation"] = json!(1);
                 self.objects
                     .insert(format!("{path}/{name}"), object.clone());
                 respond(StatusCode::CREATED, object)
@@ -153,10 +227,31 @@ impl FakeState {
                     object["status"] = body["status"].clone();
                     return respond(StatusCode::OK, object.clone());
                 }
+                if merge_patch {
+                    let Some(object) = self.objects.get_mut(&path) else {
+                        return not_found(&path);
+                    };
+                    merge(object, &body);
+                    return respond(StatusCode::OK, object.clone());
+                }
                 let mut object = body;
+                let mut generation = 1;
                 if let Some(existing) = self.objects.get(&path) {
                     object["status"] = existing["status"].clone();
                     object["metadata"]["uid"] = existing["metadata"]["uid"].clone();
+                    generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);
+                    if existing["spec"] != object["spec"] {
+                        generation += 1;
+                    }
+                }
+                object["metadata"]["generation"] = json!(generation);
+                self.objects.insert(path, object.clone());
+                respond(StatusCode::OK, object)
+            }
+            Method::PUT => {
+                let mut object = body;
+                if let Some(existing) = self.objects.get(&path) {
+                    object["status"] = existing["status"].clone();
                 }
                 self.objects.insert(path, object.clone());
                 respond(StatusCode::OK, object)
@@ -173,18 +268,28 @@ impl FakeState {
     }
 }
 
-/// Predictable secret values.
+/// Predictable secret values; each key pair is a new, real Ed25519 key (a context is made per
+/// reconcile, so the count is shared).
 struct TestGenerator;
+
+static KEYS_GENERATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl SecretGenerator for TestGenerator {
     fn password(&mut self) -> String {
         "test-password".into()
     }
     fn ed25519(&mut self) -> KeyPairPem {
-        KeyPairPem {
-            private_pem: "test-private".into(),
-            public_pem: "test-public".into(),
-        }
+        let n = KEYS_GENERATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_le_bytes());
+        // PKCS#8 v1 (RFC 8410) of an Ed25519 seed.
+        let mut pkcs8 = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        pkcs8.extend_from_slice(&seed);
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).unwrap();
+        key_pair_pem(&pkcs8, ring::signature::KeyPair::public_key(&pair).as_ref())
     }
     fn kafka_cluster_id(&mut self) -> String {
         "test-cluster-id".into()
@@ -208,14 +313,38 @@ fn context(fake: &FakeApiServer) -> Arc<Context> {
     })
 }
 
-/// A ChatDeployment as the API server would store it, also stored in `fake`.
+/// A ChatDeployment as the API server would store it, also stored in `fake`. A stored one's
+/// status, annotations and finalizers are kept, as a spec change keeps them.
 fn stored(fake: &FakeApiServer, spec: ChatDeploymentSpec, generation: i64) -> ChatDeployment {
     let mut cd = ChatDeployment::new("chat", spec);
     cd.metadata.namespace = Some("default".into());
     cd.metadata.uid = Some("cd-uid".into());
     cd.metadata.generation = Some(generation);
+    if fake.get(CD_PATH).is_some() {
+        let old = fake.chat_deployment();
+        cd.status = old.status;
+        cd.metadata.annotations = old.metadata.annotations;
+        cd.metadata.finalizers = old.metadata.finalizers;
+    }
     fake.put(CD_PATH, serde_json::to_value(&cd).unwrap());
     cd
+}
+
+/// Reconcile and settle until the stack is up: every workload rolled, no upgrade under way.
+async fn install(fake: &FakeApiServer, spec: ChatDeploymentSpec, generation: i64) {
+    stored(fake, spec, generation);
+    for _ in 0..12 {
+        run(fake, fake.chat_deployment()).await;
+        fake.settle();
+        let status = fake.chat_deployment().status.unwrap_or_default();
+        if status.upgrade.is_none() && condition_is(&status, READY, "True") {
+            return;
+        }
+    }
+    panic!(
+        "the stack never became ready: {:#?}",
+        fake.chat_deployment().status
+    );
 }
 
 fn minimal() -> ChatDeploymentSpec {
@@ -239,6 +368,31 @@ fn object_writes(fake: &FakeApiServer) -> Vec<String> {
         .map(|c| c.path)
         .collect()
 }
+
+/// Every PATCH of the object at `path`, in order.
+fn patches_to(fake: &FakeApiServer, path: &str) -> Vec<Call> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.method == Method::PATCH && c.path == path)
+        .collect()
+}
+
+const CHAT_HPA: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/chat-chat";
+
+/// Paths of every DELETE, in order.
+fn deleted_paths(fake: &FakeApiServer) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path)
+        .collect()
+}
+
+/// What removing chat's autoscaling (or stopping) deletes.
+const CHAT_PDB_AND_HPA: [&str; 2] = [
+    "/apis/policy/v1/namespaces/default/poddisruptionbudgets/chat-chat",
+    CHAT_HPA,
+];
 
 fn secret_writes(calls: &[Call]) -> Vec<&Call> {
     calls
@@ -273,7 +427,10 @@ async fn first_reconcile_creates_the_generated_secrets() {
     .collect();
     assert_eq!(created, expected);
     let jwt = fake.get(&format!("{SECRETS_PATH}/chat-jwt")).unwrap();
-    assert_eq!(jwt["stringData"]["public.pem"], "test-public");
+    assert!(jwt["stringData"]["public.pem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
     assert!(fake
         .calls()
         .iter()
@@ -304,7 +461,7 @@ async fn second_reconcile_creates_no_secret_and_never_patches_one() {
 #[tokio::test]
 async fn steady_state_reconcile_writes_no_status_and_no_event() {
     let fake = FakeApiServer::default();
-    run(&fake, stored(&fake, minimal(), 1)).await;
+    install(&fake, minimal(), 1).await;
     fake.clear_calls();
 
     run(&fake, fake.chat_deployment()).await;
@@ -338,7 +495,10 @@ async fn status_is_patched_with_observed_generation() {
         .map(|c| c["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["Ready", "Progressing", "Degraded"]);
-    assert_eq!(status["conditions"][1]["reason"], "RollingOut");
+    // A first install is an upgrade from nothing: it starts with the dependencies.
+    assert_eq!(status["conditions"][1]["reason"], "Upgrading");
+    assert_eq!(status["upgrade"]["step"], "dependency/mongodb");
+    assert_eq!(status["targetVersion"], "0.1.0");
     assert!(!patch.body.to_string().contains("test-password"));
 }
 
@@ -368,6 +528,17 @@ async fn pausing_patches_only_the_status_saying_so() {
     assert!(status.conditions.iter().any(|c| c.reason == "Paused"));
 }
 
+/// Record in the Deployment at `path`, as a real API server would, that our field manager
+/// applied its `spec.replicas`.
+fn we_own_replicas(fake: &FakeApiServer, path: &str) {
+    fake.edit(path, |d| {
+        d["metadata"]["managedFields"] = json!([{
+            "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}
+        }]);
+    });
+}
+
 fn autoscaled_chat() -> ChatDeploymentSpec {
     let mut spec = minimal();
     spec.components = Some(ComponentsSpec {
@@ -387,7 +558,7 @@ fn autoscaled_chat() -> ChatDeploymentSpec {
 #[tokio::test]
 async fn hpa_owned_replicas_are_not_sent() {
     let fake = FakeApiServer::default();
-    run(&fake, stored(&fake, autoscaled_chat(), 1)).await;
+    install(&fake, autoscaled_chat(), 1).await;
 
     let deployment_patch = |name: &str| {
         fake.calls()
@@ -401,33 +572,22 @@ async fn hpa_owned_replicas_are_not_sent() {
         .get("replicas")
         .is_none());
     assert_eq!(deployment_patch("chat-gateway").body["spec"]["replicas"], 1);
-    assert!(fake
-        .get("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/chat-chat")
-        .is_some());
+    assert!(fake.get(CHAT_HPA).is_some());
 }
 
 #[tokio::test]
 async fn switching_to_autoscaling_hands_replicas_over_before_dropping_them() {
     let fake = FakeApiServer::default();
-    run(&fake, stored(&fake, minimal(), 1)).await;
+    install(&fake, minimal(), 1).await;
     // As a real API server records it: our manager applied spec.replicas = 3.
     let path = "/apis/apps/v1/namespaces/default/deployments/chat-chat";
-    let mut live = fake.get(path).unwrap();
-    live["spec"]["replicas"] = json!(3);
-    live["metadata"]["managedFields"] = json!([{
-        "manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "apps/v1",
-        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}
-    }]);
-    fake.put(path, live);
+    fake.edit(path, |d| d["spec"]["replicas"] = json!(3));
+    we_own_replicas(&fake, path);
     fake.clear_calls();
 
     run(&fake, stored(&fake, autoscaled_chat(), 2)).await;
 
-    let patches: Vec<Call> = fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.method == Method::PATCH && c.path == path)
-        .collect();
+    let patches = patches_to(&fake, path);
     assert_eq!(patches.len(), 2);
     assert_eq!(patches[0].body["spec"], json!({"replicas": 3}));
     assert!(patches[1].body["spec"].get("replicas").is_none());
@@ -436,24 +596,12 @@ async fn switching_to_autoscaling_hands_replicas_over_before_dropping_them() {
 #[tokio::test]
 async fn removing_autoscaling_deletes_the_hpa_and_pdb() {
     let fake = FakeApiServer::default();
-    run(&fake, stored(&fake, autoscaled_chat(), 1)).await;
+    install(&fake, autoscaled_chat(), 1).await;
     fake.clear_calls();
 
     run(&fake, stored(&fake, minimal(), 2)).await;
 
-    let deleted: Vec<String> = fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.method == Method::DELETE)
-        .map(|c| c.path)
-        .collect();
-    assert_eq!(
-        deleted,
-        [
-            "/apis/policy/v1/namespaces/default/poddisruptionbudgets/chat-chat",
-            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/chat-chat",
-        ]
-    );
+    assert_eq!(deleted_paths(&fake), CHAT_PDB_AND_HPA);
 }
 
 #[tokio::test]
