@@ -68,28 +68,60 @@ pub fn mongodb_server_uri() -> String {
     format!("{scheme}://{host}")
 }
 
-/// A running `chat-server` process, killed when dropped.
+/// The variables that point `chat-server` at the real servers.
+const INFRASTRUCTURE: [&str; 4] = ["MONGODB_URI", "RABBITMQ_URI", "KAFKA_BROKERS", "REDIS_URL"];
+
+/// Whether the black-box tests run against `chat-server all` on its embedded adapters
+/// (`CHAT_TEST_EMBEDDED=1`, the second pass of `scripts/test.sh`) instead of separate roles on
+/// the real servers.
+pub fn embedded_mode() -> bool {
+    std::env::var("CHAT_TEST_EMBEDDED").is_ok_and(|v| v == "1")
+}
+
+/// True (and says so) in embedded mode, for tests about separate processes or the real servers.
+pub fn skip_in_embedded_mode(why: &str) -> bool {
+    let skip = embedded_mode();
+    if skip {
+        eprintln!("not applicable in embedded mode: {why}");
+    }
+    skip
+}
+
+/// A running `chat-server` process, killed when dropped. In embedded mode several roles are
+/// one process: the others are aliases of it (same port, no process of their own).
 pub struct RoleProcess {
     pub role: String,
     pub port: u16,
-    child: Child,
+    child: Option<Child>,
 }
 
 impl RoleProcess {
+    /// Another name for the same process (embedded mode).
+    pub fn alias(&self, role: &str) -> RoleProcess {
+        RoleProcess {
+            role: role.to_string(),
+            port: self.port,
+            child: None,
+        }
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status();
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -110,11 +142,23 @@ pub struct Deployment {
     pub namespace: String,
     pub database: String,
     pub env: Vec<(String, String)>,
+    /// `chat-server all` on its embedded adapters, with its data under `data_dir`.
+    pub embedded: bool,
+    pub data_dir: PathBuf,
 }
 
 impl Deployment {
     /// A fresh namespace and database; `extra` adds or overrides variables.
     pub fn new(extra: &[(&str, &str)]) -> Self {
+        Self::with_mode(extra, embedded_mode())
+    }
+
+    /// A deployment of `chat-server all` on its embedded adapters, whatever the test mode.
+    pub fn embedded(extra: &[(&str, &str)]) -> Self {
+        Self::with_mode(extra, true)
+    }
+
+    fn with_mode(extra: &[(&str, &str)], embedded: bool) -> Self {
         let namespace = unique("t");
         let database = format!("test_{namespace}");
         let mut env = vec![
@@ -141,6 +185,11 @@ impl Deployment {
             ("ARGON2_MEMORY_KIB".to_string(), "4096".to_string()),
             ("ARGON2_ITERATIONS".to_string(), "1".to_string()),
         ];
+        let data_dir = std::env::temp_dir().join(format!("chat-test-{namespace}"));
+        if embedded {
+            env.retain(|(name, _)| !INFRASTRUCTURE.contains(&name.as_str()));
+            env.push(("CHAT_DATA_DIR".to_string(), data_dir.display().to_string()));
+        }
         for (k, v) in extra {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
@@ -149,6 +198,8 @@ impl Deployment {
             namespace,
             database,
             env,
+            embedded,
+            data_dir,
         }
     }
 
@@ -161,10 +212,21 @@ impl Deployment {
     }
 
     /// Starts `chat-server <role>` on a free port and waits until its `/readyz` answers 200.
+    /// In an embedded deployment every role is `chat-server all`.
     pub async fn spawn(&self, role: &str) -> RoleProcess {
         let port = free_port();
-        let child = Command::new(chat_server_bin())
-            .arg(role)
+        let mut command = Command::new(chat_server_bin());
+        command.arg(if self.embedded && role != "migrate" {
+            "all"
+        } else {
+            role
+        });
+        if self.embedded {
+            for name in INFRASTRUCTURE {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
@@ -173,7 +235,7 @@ impl Deployment {
         let mut process = RoleProcess {
             role: role.to_string(),
             port,
-            child,
+            child: Some(child),
         };
         wait_ready(&mut process).await;
         process
@@ -185,7 +247,7 @@ async fn wait_ready(process: &mut RoleProcess) {
     let client = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        if let Ok(Some(status)) = process.child.try_wait() {
+        if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
             panic!(
                 "chat-server {} exited during start-up: {status}",
                 process.role
@@ -328,9 +390,16 @@ pub struct Stack {
 impl Stack {
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let deployment = Deployment::new(extra);
-        let auth = deployment.spawn("auth").await;
-        let group = deployment.spawn("group").await;
-        let gateway = deployment.spawn("gateway").await;
+        let (auth, group, gateway) = if deployment.embedded {
+            let all = deployment.spawn("gateway").await;
+            (all.alias("auth"), all.alias("group"), all)
+        } else {
+            (
+                deployment.spawn("auth").await,
+                deployment.spawn("group").await,
+                deployment.spawn("gateway").await,
+            )
+        };
         Stack {
             api: Api::new(gateway.port),
             deployment,
@@ -447,9 +516,16 @@ pub struct RealtimeStack {
 impl RealtimeStack {
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let stack = Stack::start(extra).await;
-        let message = stack.deployment.spawn("message").await;
-        let chat_a = stack.deployment.spawn("chat").await;
-        let chat_b = stack.deployment.spawn("chat").await;
+        let (message, chat_a, chat_b) = if stack.deployment.embedded {
+            let all = &stack.gateway;
+            (all.alias("message"), all.alias("chat"), all.alias("chat"))
+        } else {
+            (
+                stack.deployment.spawn("message").await,
+                stack.deployment.spawn("chat").await,
+                stack.deployment.spawn("chat").await,
+            )
+        };
         RealtimeStack {
             stack,
             message,

@@ -374,6 +374,9 @@ async fn a_negative_last_seq_replays_from_the_start() {
 
 #[tokio::test]
 async fn killing_the_message_role_mid_stream_loses_no_acknowledged_message() {
+    if chat_tests::skip_in_embedded_mode("the message role is not a separate process (see embedded.rs for SIGKILL of the whole process)") {
+        return;
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     let mut stack = RealtimeStack::start(&[]).await;
@@ -542,6 +545,9 @@ async fn a_socket_flooding_events_is_rate_limited() {
 /// resending them (same `clientMessageId`) through replica B stores each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_replica_stopping_mid_stream_loses_no_message() {
+    if chat_tests::skip_in_embedded_mode("there is one process, not two chat replicas") {
+        return;
+    }
     let mut stack = RealtimeStack::start(&[]).await;
     let [ada, bob] = stack.api().users(["ada", "bob"]).await;
     let group = group_of(&stack, &ada, &[&bob]).await;

@@ -441,7 +441,7 @@ pub async fn load_signing_key(
     let key = SigningKey::from_pkcs8_der(&stored).map_err(|e| e.message)?;
     tracing::warn!(kid = %key.kid(),
         "DEVELOPMENT SIGNING KEY IN USE: JWT_PRIVATE_KEY_FILE is not set, so access tokens are signed with a key \
-         generated once and stored in MongoDB. Never run production like this; the operator mounts a real key.");
+         generated once and stored in the database. Never run production like this; the operator mounts a real key.");
     Ok(key)
 }
 

@@ -28,6 +28,7 @@ use chat_core::contracts::groups::{CallerRef, GroupGet, GroupList, GroupRef};
 use chat_core::contracts::messages::*;
 use chat_core::events::{Envelope, EventLog, COMMANDS, FACTS};
 use chat_core::rpc::{CallContext, RpcClient};
+use chat_core::store::Presence;
 use chat_core::tokens::TokenVerifier;
 use chat_core::{Error, ErrorCode};
 use serde::Deserialize;
@@ -67,8 +68,7 @@ pub struct Chat {
     rpc: RpcClient,
     verifier: Arc<TokenVerifier>,
     events: EventLog,
-    redis: redis::aio::ConnectionManager,
-    namespace: String,
+    presence: Arc<dyn Presence>,
     limits: ChatLimits,
     pending: Pending,
     /// Set on SIGTERM: no new sockets, no new commands (see [`Chat::drain`]).
@@ -149,16 +149,14 @@ impl Chat {
         rpc: RpcClient,
         verifier: Arc<TokenVerifier>,
         events: EventLog,
-        redis: redis::aio::ConnectionManager,
-        namespace: &str,
+        presence: Arc<dyn Presence>,
         limits: ChatLimits,
     ) -> Self {
         Chat {
             rpc,
             verifier,
             events,
-            redis,
-            namespace: namespace.to_string(),
+            presence,
             limits,
             pending: Arc::default(),
             draining: Arc::default(),
@@ -601,11 +599,7 @@ async fn on_delete(
 /// How long a user stays online without a heartbeat: the socket count expires then, so a
 /// crashed replica cannot leave its users online for ever. Clients send `user.heartbeat` at
 /// least every minute.
-const PRESENCE_TTL_SECS: u64 = 120;
-
-fn presence_key(chat: &Chat, user: &str) -> String {
-    format!("{}:presence:{user}", chat.namespace)
-}
+const PRESENCE_TTL: Duration = Duration::from_secs(120);
 
 /// The groups `user` belongs to, for presence announcements.
 async fn group_ids(chat: &Chat, user: &str) -> Vec<String> {
@@ -629,18 +623,7 @@ async fn group_ids(chat: &Chat, user: &str) -> Vec<String> {
 
 /// Counts the user's sockets across replicas; the first one announces `user.online`.
 async fn came_online(chat: &Chat, socket: &SocketRef, user: &str) -> Result<(), Error> {
-    let key = presence_key(chat, user);
-    let mut redis = chat.redis.clone();
-    let (count,): (i64,) = redis::pipe()
-        .cmd("INCR")
-        .arg(&key)
-        .cmd("EXPIRE")
-        .arg(&key)
-        .arg(PRESENCE_TTL_SECS)
-        .ignore()
-        .query_async(&mut redis)
-        .await
-        .map_err(Error::from)?;
+    let count = chat.presence.connected(user, PRESENCE_TTL).await?;
     if count == 1 {
         let group_ids: Vec<String> = socket
             .rooms()
@@ -680,13 +663,9 @@ async fn on_disconnect(socket: SocketRef, State(chat): State<Chat>) {
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return;
     };
-    let key = presence_key(&chat, &user);
-    let mut redis = chat.redis.clone();
-    let count: Result<i64, _> = redis::cmd("DECR").arg(&key).query_async(&mut redis).await;
-    if !matches!(count, Ok(c) if c <= 0) {
+    if !matches!(chat.presence.disconnected(&user).await, Ok(c) if c <= 0) {
         return;
     }
-    let _: Result<(), _> = redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
     // Millisecond precision, as stored: what co-members hear equals what `GET /users` says.
     let now = chrono::Utc::now().timestamp_millis();
     let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
@@ -709,17 +688,11 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
         let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
             return Err(Error::unauthorized("not authenticated"));
         };
-        let mut redis = chat.redis.clone();
-        let refreshed: i64 = redis::cmd("EXPIRE")
-            .arg(presence_key(&chat, &user))
-            .arg(PRESENCE_TTL_SECS)
-            .query_async(&mut redis)
-            .await?;
-        if refreshed == 0 {
+        if !chat.presence.refresh(&user, PRESENCE_TTL).await? {
             // The count expired (no heartbeat for too long): count this socket again.
             came_online(&chat, &socket, &user).await?;
         }
-        Ok(json!({"online": true, "ttlSeconds": PRESENCE_TTL_SECS}))
+        Ok(json!({"online": true, "ttlSeconds": PRESENCE_TTL.as_secs()}))
     }
     .await;
     answer(ack, result);

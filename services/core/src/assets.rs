@@ -237,6 +237,28 @@ pub struct UploadStatus {
 }
 
 impl UploadStatus {
+    /// Whether `complete-upload` with `total_chunks` may assemble this upload: the same total,
+    /// and every chunk there (the error lists the first missing ones).
+    pub fn ready_to_complete(&self, total_chunks: u32) -> Result<(), Error> {
+        if self.total_chunks != total_chunks {
+            return Err(Error::conflict(format!(
+                "this upload has {} chunks, not {total_chunks}",
+                self.total_chunks
+            )));
+        }
+        let missing = self.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+        Err(Error::validation(format!(
+            "{} chunk(s) missing: {}{}",
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > 20 { ", ..." } else { "" }
+        )))
+    }
+
     /// Indices still missing, ascending.
     pub fn missing(&self) -> Vec<u32> {
         let mut have = self.received.iter().peekable();

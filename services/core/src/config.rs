@@ -141,7 +141,17 @@ pub struct Config {
     /// 86400) and `ASSET_ALLOWED_TYPES` (comma-separated content types, sniffed from the bytes;
     /// default [`crate::assets::DEFAULT_ALLOWED_TYPES`]).
     pub assets: AssetLimits,
+    /// Which of `MONGODB_URI`, `RABBITMQ_URI`, `KAFKA_BROKERS` and `REDIS_URL` are set. With none
+    /// set, `chat-server all` runs on its embedded adapters.
+    pub infrastructure_set: Vec<&'static str>,
+    /// `CHAT_DATA_DIR`: where `chat-server all` keeps its embedded database. Default `chat-data`
+    /// (relative to the working directory).
+    pub data_dir: PathBuf,
 }
+
+/// The variables that point at external infrastructure.
+pub const INFRASTRUCTURE_VARIABLES: [&str; 4] =
+    ["MONGODB_URI", "RABBITMQ_URI", "KAFKA_BROKERS", "REDIS_URL"];
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +259,11 @@ impl Config {
                 false,
                 &[("true", true), ("false", false), ("1", true), ("0", false)],
             )?,
+            infrastructure_set: INFRASTRUCTURE_VARIABLES
+                .into_iter()
+                .filter(|v| env.raw(v).is_some_and(|s| !s.is_empty()))
+                .collect(),
+            data_dir: PathBuf::from(env.string("CHAT_DATA_DIR", "chat-data")),
             assets: AssetLimits {
                 max_file_bytes: env.ranged(
                     "ASSET_MAX_FILE_BYTES",

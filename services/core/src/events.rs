@@ -11,7 +11,9 @@
 //!   after the handler succeeded; a failing handler is retried, and a crash re-delivers what was
 //!   not committed.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -68,9 +71,93 @@ impl<T> Envelope<T> {
 /// Produces events; one per process.
 #[derive(Clone)]
 pub struct EventLog {
-    producer: FutureProducer,
-    brokers: String,
+    backend: Backend,
     namespace: String,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Kafka {
+        producer: FutureProducer,
+        brokers: String,
+    },
+    /// `chat-server all` without Kafka: the same semantics in memory (see [`LocalLog`]).
+    Local(Arc<LocalLog>),
+}
+
+/// The in-process event log of `chat-server all` without Kafka. One ordered partition per
+/// topic; consumer groups commit offsets after their handler succeeded, as on Kafka; tails start
+/// at the end. Records that every consumer group has committed are trimmed once a topic holds
+/// more than [`LocalLog::RETAIN`] of them. The log lives in memory: what it loses on a crash is
+/// what no client was told was done (acknowledgements wait for the stores).
+#[derive(Default)]
+pub struct LocalLog {
+    topics: Mutex<HashMap<String, Arc<LocalTopic>>>,
+}
+
+struct LocalTopic {
+    /// (offset of the first record kept, the records).
+    records: Mutex<(u64, VecDeque<Arc<[u8]>>)>,
+    /// The offset after the last record; bumped on every publish.
+    end: watch::Sender<u64>,
+    committed: Mutex<HashMap<String, u64>>,
+}
+
+impl LocalLog {
+    /// Records kept per topic before committed ones are trimmed.
+    pub const RETAIN: usize = 10_000;
+
+    fn topic(&self, name: &str) -> Arc<LocalTopic> {
+        self.topics
+            .lock()
+            .expect("log poisoned")
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(LocalTopic {
+                    records: Mutex::new((0, VecDeque::new())),
+                    end: watch::channel(0).0,
+                    committed: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl LocalTopic {
+    fn append(&self, payload: Vec<u8>) {
+        let mut records = self.records.lock().expect("topic poisoned");
+        records.1.push_back(payload.into());
+        let end = records.0 + records.1.len() as u64;
+        if records.1.len() > LocalLog::RETAIN {
+            let committed = self.committed.lock().expect("topic poisoned");
+            let safe = committed.values().copied().min().unwrap_or(end);
+            while records.1.len() > LocalLog::RETAIN && records.0 < safe {
+                records.1.pop_front();
+                records.0 += 1;
+            }
+        }
+        drop(records);
+        self.end.send_replace(end);
+    }
+
+    /// The record at `offset` or, if it was trimmed, the first one kept.
+    fn at(&self, offset: u64) -> Option<(u64, Arc<[u8]>)> {
+        let records = self.records.lock().expect("topic poisoned");
+        let offset = offset.max(records.0);
+        records
+            .1
+            .get((offset - records.0) as usize)
+            .map(|r| (offset, r.clone()))
+    }
+
+    /// Waits until a record at `offset` exists; false on shutdown.
+    async fn wait_for(&self, offset: u64, shutdown: &CancellationToken) -> bool {
+        let mut end = self.end.subscribe();
+        tokio::select! {
+            r = end.wait_for(|e| *e > offset) => r.is_ok(),
+            _ = shutdown.cancelled() => false,
+        }
+    }
 }
 
 fn kafka_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -89,10 +176,25 @@ impl EventLog {
             .create()
             .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         Ok(EventLog {
-            producer,
-            brokers: brokers.to_string(),
+            backend: Backend::Kafka {
+                producer,
+                brokers: brokers.to_string(),
+            },
             namespace: namespace.to_string(),
         })
+    }
+
+    /// The in-process log (no Kafka).
+    pub fn local(namespace: &str) -> Self {
+        EventLog {
+            backend: Backend::Local(Arc::default()),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// Whether this is the in-process log.
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
     }
 
     /// The namespaced name of a topic.
@@ -102,8 +204,17 @@ impl EventLog {
 
     /// Creates the topics if they do not exist.
     pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> Result<(), Error> {
+        let brokers = match &self.backend {
+            Backend::Kafka { brokers, .. } => brokers,
+            Backend::Local(log) => {
+                for name in names {
+                    log.topic(&self.topic(name));
+                }
+                return Ok(());
+            }
+        };
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+            .set("bootstrap.servers", brokers)
             .create()
             .map_err(|e| kafka_error("admin client", e))?;
         let topics: Vec<String> = names.iter().map(|n| self.topic(n)).collect();
@@ -136,10 +247,17 @@ impl EventLog {
     ) -> Result<(), Error> {
         let payload = serde_json::to_vec(envelope).map_err(Error::internal)?;
         let topic = self.topic(topic);
+        let producer = match &self.backend {
+            Backend::Kafka { producer, .. } => producer,
+            Backend::Local(log) => {
+                log.topic(&topic).append(payload);
+                return Ok(());
+            }
+        };
         let record = FutureRecord::to(&topic)
             .key(&envelope.group_id)
             .payload(&payload);
-        self.producer
+        producer
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
@@ -181,8 +299,51 @@ where
     F: Fn(Record<T>) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
+    let brokers = match &log.backend {
+        Backend::Kafka { brokers, .. } => brokers,
+        Backend::Local(local) => {
+            let topic = local.topic(&log.topic(topic));
+            let group = group.to_string();
+            let mut offset = match start {
+                StartAt::Earliest => 0,
+                StartAt::Latest => *topic.end.borrow(),
+            };
+            offset = *topic
+                .committed
+                .lock()
+                .expect("topic poisoned")
+                .entry(group.clone())
+                .or_insert(offset);
+            loop {
+                if !topic.wait_for(offset, &shutdown).await {
+                    return Ok(());
+                }
+                let Some((at, payload)) = topic.at(offset) else {
+                    continue;
+                };
+                if let Ok(envelope) = serde_json::from_slice::<Envelope<T>>(&payload) {
+                    let record = Record {
+                        envelope,
+                        partition: 0,
+                        offset: at as i64,
+                    };
+                    if !retry_until_handled(&handler, record, &group, &shutdown).await {
+                        return Ok(());
+                    }
+                } else {
+                    tracing::error!(%group, offset = at, "skipping an undecodable event");
+                }
+                offset = at + 1;
+                topic
+                    .committed
+                    .lock()
+                    .expect("topic poisoned")
+                    .insert(group.clone(), offset);
+            }
+        }
+    };
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &log.brokers)
+        .set("bootstrap.servers", brokers)
         .set("group.id", format!("{}.{group}", log.namespace))
         .set("enable.auto.commit", "false")
         .set(
@@ -231,16 +392,8 @@ where
                     partition: message.partition(),
                     offset: message.offset(),
                 };
-                let mut delay = Duration::from_millis(100);
-                // Retry the same record until it is handled: skipping it would break ordering.
-                while let Err(e) = handler(record.clone()).await {
-                    tracing::warn!(%topic, partition = record.partition, offset = record.offset, error = %e,
-                        "event handler failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                if !retry_until_handled(&handler, record, &topic, &shutdown).await {
+                    return Ok(());
                 }
             }
             _ => {
@@ -251,6 +404,32 @@ where
             tracing::warn!(%topic, error = %e, "offset commit failed; the record may be delivered again");
         }
     }
+}
+
+/// Hands `record` to `handler` until it succeeds, backing off between attempts: skipping it would
+/// break ordering. False when `shutdown` came first.
+async fn retry_until_handled<T, F, Fut>(
+    handler: &F,
+    record: Record<T>,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> bool
+where
+    T: Clone,
+    F: Fn(Record<T>) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut delay = Duration::from_millis(100);
+    while let Err(e) = handler(record.clone()).await {
+        tracing::warn!(%topic, partition = record.partition, offset = record.offset, error = %e,
+            "event handler failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    true
 }
 
 /// Follows every partition of `topic` from its end, without a consumer group or commits: how
@@ -268,8 +447,31 @@ where
     Fut: Future<Output = ()>,
 {
     let topic = log.topic(topic);
+    let brokers = match &log.backend {
+        Backend::Kafka { brokers, .. } => brokers,
+        Backend::Local(local) => {
+            let local = local.topic(&topic);
+            let mut offset = *local.end.borrow();
+            loop {
+                if !local.wait_for(offset, &shutdown).await {
+                    return Ok(());
+                }
+                let Some((at, payload)) = local.at(offset) else {
+                    continue;
+                };
+                if at > offset {
+                    tracing::warn!(%topic, skipped = at - offset, "the tail fell behind the log's retention");
+                }
+                match serde_json::from_slice::<Envelope<T>>(&payload) {
+                    Ok(envelope) => handler(envelope).await,
+                    Err(_) => tracing::error!(%topic, offset = at, "skipping an undecodable event"),
+                }
+                offset = at + 1;
+            }
+        }
+    };
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &log.brokers)
+        .set("bootstrap.servers", brokers)
         .set(
             "group.id",
             format!("{}.tail.{}", log.namespace, uuid::Uuid::new_v4().simple()),
@@ -329,7 +531,10 @@ impl Probe for KafkaProbe {
         "kafka"
     }
     async fn check(&self) -> Result<(), String> {
-        let producer = self.0.producer.clone();
+        let producer = match &self.0.backend {
+            Backend::Kafka { producer, .. } => producer.clone(),
+            Backend::Local(_) => return Ok(()),
+        };
         tokio::task::spawn_blocking(move || {
             producer
                 .client()

@@ -360,23 +360,9 @@ impl AssetStore for MongoAssetStore {
                 .await?
                 .ok_or_else(|| Error::not_found("no upload of that file is in progress"));
         }
-        let status = self.status_of(&session).await?;
-        if status.total_chunks != total_chunks {
-            return Err(Error::conflict(format!(
-                "this upload has {} chunks, not {total_chunks}",
-                status.total_chunks
-            )));
-        }
-        let missing = status.missing();
-        if !missing.is_empty() {
-            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
-            return Err(Error::validation(format!(
-                "{} chunk(s) missing: {}{}",
-                missing.len(),
-                shown.join(", "),
-                if missing.len() > 20 { ", ..." } else { "" }
-            )));
-        }
+        self.status_of(&session)
+            .await?
+            .ready_to_complete(total_chunks)?;
         let session_id = session.get_object_id("_id").map_err(|_| corrupt())?;
         let first = self
             .chunks

@@ -14,7 +14,8 @@ use mongodb::bson::{
 };
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
-use mongodb::{Client, Collection, Database, IndexModel};
+pub use mongodb::Database;
+use mongodb::{Client, Collection, IndexModel};
 
 use crate::config::Secret;
 use crate::domain::{Email, PageRequest};

@@ -7,7 +7,7 @@ use redis::aio::ConnectionManager;
 use crate::config::Secret;
 use crate::error::Error;
 use crate::health::Probe;
-use crate::store::RateLimiter;
+use crate::store::{Presence, RateLimiter};
 
 /// Connects, retrying until `timeout`; the returned manager reconnects by itself afterwards.
 pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, String> {
@@ -78,5 +78,58 @@ impl RateLimiter for RedisRateLimiter {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Socket counts in Redis: `INCR` + `EXPIRE`, `DECR`, and `EXPIRE` as the heartbeat.
+pub struct RedisPresence {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisPresence {
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+        RedisPresence {
+            conn,
+            prefix: format!("{namespace}:presence:"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Presence for RedisPresence {
+    async fn connected(&self, user: &str, ttl: Duration) -> Result<i64, Error> {
+        let key = format!("{}{user}", self.prefix);
+        let mut conn = self.conn.clone();
+        let (count,): (i64,) = redis::pipe()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(ttl.as_secs().max(1))
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(count)
+    }
+
+    async fn disconnected(&self, user: &str) -> Result<i64, Error> {
+        let key = format!("{}{user}", self.prefix);
+        let mut conn = self.conn.clone();
+        let count: i64 = redis::cmd("DECR").arg(&key).query_async(&mut conn).await?;
+        if count <= 0 {
+            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+        }
+        Ok(count)
+    }
+
+    async fn refresh(&self, user: &str, ttl: Duration) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        let refreshed: i64 = redis::cmd("EXPIRE")
+            .arg(format!("{}{user}", self.prefix))
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(refreshed == 1)
     }
 }

@@ -230,6 +230,30 @@ pub struct RpcClient {
     channel: watch::Receiver<Option<Channel>>,
     pending: Pending,
     status: BusStatus,
+    /// Set for the in-process bus of `chat-server all` without RabbitMQ.
+    local: Option<LocalBus>,
+}
+
+/// The in-process RPC bus (`chat-server all` with no RabbitMQ): servers register their handlers
+/// and clients call them directly, with the same request and reply encoding, the same timeout
+/// and the same "nobody serves this pattern" answer as over RabbitMQ.
+#[derive(Clone, Default)]
+pub struct LocalBus {
+    handlers: Arc<std::sync::RwLock<HashMap<&'static str, Handler>>>,
+}
+
+impl LocalBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn handler(&self, pattern: &str) -> Option<Handler> {
+        self.handlers
+            .read()
+            .expect("bus poisoned")
+            .get(pattern)
+            .cloned()
+    }
 }
 
 impl RpcClient {
@@ -259,6 +283,22 @@ impl RpcClient {
             channel: rx,
             pending,
             status,
+            local: None,
+        }
+    }
+
+    /// A client of the in-process bus.
+    pub fn local(bus: &LocalBus, timeout: Duration) -> Self {
+        let (_, rx) = watch::channel(None);
+        let status = BusStatus::default();
+        status.set(true);
+        RpcClient {
+            namespace: String::new(),
+            timeout,
+            channel: rx,
+            pending: Arc::default(),
+            status,
+            local: Some(bus.clone()),
         }
     }
 
@@ -313,6 +353,22 @@ impl RpcClient {
     ) -> Result<P::Response, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         let body = serde_json::to_vec(request).map_err(Error::internal)?;
+        if let Some(bus) = &self.local {
+            let handler = bus.handler(P::NAME).ok_or_else(|| {
+                Error::unavailable(format!("the service answering {} is unavailable", P::NAME))
+            })?;
+            // Spawned, as over RabbitMQ: a caller that gives up does not cancel the handler.
+            let call = tokio::spawn(handler(body, ctx.clone()));
+            return match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok((reply, _))) => decode_reply::<P::Response>(P::NAME, &reply),
+                Ok(Err(e)) => Err(Error::internal(e)),
+                Err(_) => Err(Error::timeout(format!(
+                    "{} did not answer within {} ms",
+                    P::NAME,
+                    timeout.as_millis()
+                ))),
+            };
+        }
         let channel = self.wait_for_channel(deadline).await?;
 
         let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -564,6 +620,24 @@ impl RpcServer {
         });
         self.handlers.insert(P::NAME, erased);
         self
+    }
+
+    /// Serves the registered patterns on the in-process bus instead of RabbitMQ.
+    /// At most `prefetch` requests run at once, as over RabbitMQ.
+    pub fn serve_local(self, bus: &LocalBus) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(self.prefetch)));
+        let mut handlers = bus.handlers.write().expect("bus poisoned");
+        for (pattern, handler) in self.handlers {
+            let permits = permits.clone();
+            let bounded: Handler = Arc::new(move |body: Vec<u8>, ctx: CallContext| {
+                let (permits, handler) = (permits.clone(), handler.clone());
+                Box::pin(async move {
+                    let _permit = permits.acquire_owned().await;
+                    handler(body, ctx).await
+                })
+            });
+            handlers.insert(pattern, bounded);
+        }
     }
 
     /// The patterns this server answers.

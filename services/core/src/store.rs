@@ -116,6 +116,18 @@ pub trait SigningKeyStore: Send + Sync {
     async fn development_key(&self, candidate: &[u8]) -> Result<Vec<u8>, Error>;
 }
 
+/// Who is online: a count of each user's sockets across every chat replica, expiring after a
+/// time-to-live unless refreshed (so a crashed replica cannot keep its users online).
+#[async_trait::async_trait]
+pub trait Presence: Send + Sync {
+    /// One more socket of `user`; returns how many there are now.
+    async fn connected(&self, user: &str, ttl: Duration) -> Result<i64, Error>;
+    /// One socket fewer; returns how many remain (at 0 or below the count is removed).
+    async fn disconnected(&self, user: &str) -> Result<i64, Error>;
+    /// Keeps the count alive for `ttl` more; false when it had already expired.
+    async fn refresh(&self, user: &str, ttl: Duration) -> Result<bool, Error>;
+}
+
 /// Counts attempts in fixed windows.
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync {

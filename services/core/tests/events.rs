@@ -1,17 +1,48 @@
 //! The Kafka event log against the real Kafka-protocol broker started by `scripts/infra.sh`
-//! (Tansu): per-key order, and commit-after-processing semantics.
+//! (Tansu): per-key order, and commit-after-processing semantics. The same contract runs on the
+//! in-process log of `chat-server all`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_core::events::{consume, Envelope, EventLog, StartAt};
+use chat_core::events::{consume, tail, Envelope, EventLog, StartAt};
 use tokio_util::sync::CancellationToken;
 
-fn log() -> EventLog {
+/// Which log a test runs on: Kafka, or the in-process log of `chat-server all`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Kafka,
+    InProcess,
+}
+
+fn log(kind: Kind) -> EventLog {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    EventLog::new(&brokers, &namespace).unwrap()
+    match kind {
+        Kind::Kafka => EventLog::new(&brokers, &namespace).unwrap(),
+        Kind::InProcess => EventLog::local(&namespace),
+    }
 }
+
+/// The log's contract, on Kafka and on the in-process log alike.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_kafka {
+            $(#[tokio::test] async fn $name() { super::$name(super::Kind::Kafka).await })*
+        }
+        mod in_process {
+            $(#[tokio::test] async fn $name() { super::$name(super::Kind::InProcess).await })*
+        }
+    };
+}
+
+conformance!(
+    events_of_one_group_arrive_in_order,
+    what_was_not_committed_is_delivered_again,
+    a_failing_handler_is_retried_without_skipping,
+    a_consumer_that_starts_first_receives_later_events,
+    a_tail_receives_what_is_published_after_it_starts,
+);
 
 async fn wait_for(seen: &Arc<Mutex<Vec<u32>>>, n: usize) {
     for _ in 0..300 {
@@ -23,9 +54,8 @@ async fn wait_for(seen: &Arc<Mutex<Vec<u32>>>, n: usize) {
     panic!("only {} of {n} events arrived", seen.lock().unwrap().len());
 }
 
-#[tokio::test]
-async fn events_of_one_group_arrive_in_order() {
-    let log = log();
+async fn events_of_one_group_arrive_in_order(kind: Kind) {
+    let log = log(kind);
     log.ensure_topics(&["orders"], 3).await.unwrap();
     log.ensure_topics(&["orders"], 3).await.unwrap(); // idempotent
     for i in 0..30u32 {
@@ -52,9 +82,8 @@ async fn events_of_one_group_arrive_in_order() {
     assert_eq!(*seen.lock().unwrap(), (0..30).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn what_was_not_committed_is_delivered_again() {
-    let log = log();
+async fn what_was_not_committed_is_delivered_again(kind: Kind) {
+    let log = log(kind);
     log.ensure_topics(&["work"], 1).await.unwrap();
     for i in 0..5u32 {
         log.publish("work", &Envelope::new("test", "g", i))
@@ -103,9 +132,8 @@ async fn what_was_not_committed_is_delivered_again() {
     assert_eq!(*second.lock().unwrap(), vec![3, 4]);
 }
 
-#[tokio::test]
-async fn a_failing_handler_is_retried_without_skipping() {
-    let log = log();
+async fn a_failing_handler_is_retried_without_skipping(kind: Kind) {
+    let log = log(kind);
     log.ensure_topics(&["flaky"], 1).await.unwrap();
     for i in 0..3u32 {
         log.publish("flaky", &Envelope::new("test", "g", i))
@@ -142,9 +170,8 @@ async fn a_failing_handler_is_retried_without_skipping() {
     assert_eq!(*failures.lock().unwrap(), 2);
 }
 
-#[tokio::test]
-async fn a_consumer_that_starts_first_receives_later_events() {
-    let log = log();
+async fn a_consumer_that_starts_first_receives_later_events(kind: Kind) {
+    let log = log(kind);
     log.ensure_topics(&["later"], 6).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
@@ -169,4 +196,37 @@ async fn a_consumer_that_starts_first_receives_later_events() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2]);
+}
+
+async fn a_tail_receives_what_is_published_after_it_starts(kind: Kind) {
+    let log = log(kind);
+    log.ensure_topics(&["facts"], 3).await.unwrap();
+    log.publish("facts", &Envelope::new("test", "g", 0u32))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let (s, token, l) = (seen.clone(), shutdown.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        tail::<u32, _, _>(&l, "facts", token, |e| {
+            let s = s.clone();
+            async move { s.lock().unwrap().push(e.event) }
+        })
+        .await
+    });
+    // The tail starts at the end: give it a moment to attach before publishing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 1..=5u32 {
+        log.publish("facts", &Envelope::new("test", "g", i))
+            .await
+            .unwrap();
+    }
+    wait_for(&seen, 5).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1, 2, 3, 4, 5],
+        "from the end, in order"
+    );
 }

@@ -1,12 +1,13 @@
 //! RPC over the real RabbitMQ started by `scripts/infra.sh`: round trip, errors, timeouts,
-//! bounded concurrency, and recovery when the broker drops connections or restarts.
+//! bounded concurrency, and recovery when the broker drops connections or restarts. The contract
+//! tests run on the in-process bus of `chat-server all` too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_core::config::Secret;
-use chat_core::rpc::{CallContext, RpcClient, RpcServer};
+use chat_core::rpc::{CallContext, LocalBus, RpcClient, RpcServer};
 use chat_core::{Error, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
@@ -35,8 +36,20 @@ impl Drop for Bus {
     }
 }
 
-/// A server answering the test patterns and a client, in a fresh namespace.
+/// Which bus a test runs on: RabbitMQ, or the in-process bus of `chat-server all`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    RabbitMq,
+    InProcess,
+}
+
+/// A RabbitMQ server and client (the tests about the broker itself).
 async fn bus(prefetch: u16, timeout: Duration) -> Bus {
+    bus_on(Transport::RabbitMq, prefetch, timeout).await
+}
+
+/// A server answering the test patterns and a client, in a fresh namespace.
+async fn bus_on(transport: Transport, prefetch: u16, timeout: Duration) -> Bus {
     let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let shutdown = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -56,6 +69,16 @@ async fn bus(prefetch: u16, timeout: Duration) -> Bus {
             }
         });
     let server_name = format!("{namespace}-server");
+    if transport == Transport::InProcess {
+        let local = LocalBus::new();
+        server.serve_local(&local);
+        return Bus {
+            client: RpcClient::local(&local, timeout),
+            server_name,
+            in_flight_max,
+            shutdown,
+        };
+    }
     let status = server.status();
     let (token, name) = (shutdown.clone(), server_name.clone());
     tokio::spawn(async move {
@@ -81,6 +104,27 @@ async fn bus(prefetch: u16, timeout: Duration) -> Bus {
         shutdown,
     }
 }
+
+/// The bus contract, on RabbitMQ and on the in-process bus alike.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_rabbitmq {
+            $(#[tokio::test] async fn $name() { super::$name(super::Transport::RabbitMq).await })*
+        }
+        mod in_process {
+            $(#[tokio::test] async fn $name() { super::$name(super::Transport::InProcess).await })*
+        }
+    };
+}
+
+conformance!(
+    a_call_returns_the_handlers_answer,
+    handler_errors_arrive_with_their_code_and_status,
+    a_slow_handler_times_out_with_504,
+    a_pattern_nobody_serves_fails_fast_as_unavailable,
+    prefetch_bounds_concurrent_handlers,
+    malformed_requests_get_a_bad_request_reply,
+);
 
 async fn wait_until(limit: Duration, ready: impl Fn() -> bool) {
     let start = Instant::now();
@@ -127,9 +171,8 @@ fn broker_closes_connection(name: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_call_returns_the_handlers_answer() {
-    let bus = bus(8, Duration::from_secs(5)).await;
+async fn a_call_returns_the_handlers_answer(transport: Transport) {
+    let bus = bus_on(transport, 8, Duration::from_secs(5)).await;
     let ctx = CallContext::internal();
     let reply = bus
         .client
@@ -150,9 +193,8 @@ async fn a_call_returns_the_handlers_answer() {
     );
 }
 
-#[tokio::test]
-async fn handler_errors_arrive_with_their_code_and_status() {
-    let bus = bus(8, Duration::from_secs(5)).await;
+async fn handler_errors_arrive_with_their_code_and_status(transport: Transport) {
+    let bus = bus_on(transport, 8, Duration::from_secs(5)).await;
     let err = bus
         .client
         .call::<Fail>(&(), &CallContext::internal())
@@ -163,9 +205,8 @@ async fn handler_errors_arrive_with_their_code_and_status() {
     assert_eq!(err.code.status().as_u16(), 409);
 }
 
-#[tokio::test]
-async fn a_slow_handler_times_out_with_504() {
-    let bus = bus(8, Duration::from_millis(300)).await;
+async fn a_slow_handler_times_out_with_504(transport: Transport) {
+    let bus = bus_on(transport, 8, Duration::from_millis(300)).await;
     let start = Instant::now();
     let err = bus
         .client
@@ -181,9 +222,8 @@ async fn a_slow_handler_times_out_with_504() {
     );
 }
 
-#[tokio::test]
-async fn a_pattern_nobody_serves_fails_fast_as_unavailable() {
-    let bus = bus(8, Duration::from_secs(5)).await;
+async fn a_pattern_nobody_serves_fails_fast_as_unavailable(transport: Transport) {
+    let bus = bus_on(transport, 8, Duration::from_secs(5)).await;
     let start = Instant::now();
     let err = bus
         .client
@@ -198,9 +238,8 @@ async fn a_pattern_nobody_serves_fails_fast_as_unavailable() {
     );
 }
 
-#[tokio::test]
-async fn prefetch_bounds_concurrent_handlers() {
-    let bus = bus(2, Duration::from_secs(10)).await;
+async fn prefetch_bounds_concurrent_handlers(transport: Transport) {
+    let bus = bus_on(transport, 2, Duration::from_secs(10)).await;
     let calls = (0..8).map(|_| {
         let client = bus.client.clone();
         async move { client.call::<Slow>(&100, &CallContext::internal()).await }
@@ -212,11 +251,10 @@ async fn prefetch_bounds_concurrent_handlers() {
     assert!((1..=2).contains(&max), "max concurrent handlers {max}");
 }
 
-#[tokio::test]
-async fn malformed_requests_get_a_bad_request_reply() {
+async fn malformed_requests_get_a_bad_request_reply(transport: Transport) {
     // A caller with a different idea of the contract: sends a number where a string is expected.
     chat_core::rpc_pattern!(EchoNumber, "test.echo", u64 => String);
-    let bus = bus(8, Duration::from_secs(5)).await;
+    let bus = bus_on(transport, 8, Duration::from_secs(5)).await;
     let err = bus
         .client
         .call::<EchoNumber>(&5, &CallContext::internal())

@@ -6,11 +6,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use chat_core::assets::AssetStore;
-use chat_core::config::Config;
+use chat_core::config::{Config, INFRASTRUCTURE_VARIABLES};
 use chat_core::events::{consume, tail, EventLog, KafkaProbe, StartAt, COMMANDS, FACTS};
 use chat_core::gridfs::MongoAssetStore;
 use chat_core::health::{Health, Probe};
-use chat_core::rpc::{RpcClient, RpcServer};
+use chat_core::memory::{MemoryPresence, MemoryRateLimiter};
+use chat_core::rpc::{LocalBus, RpcClient, RpcServer};
+use chat_core::sqlite::{SqliteProbe, SqliteStore};
+use chat_core::store::{
+    GroupStore, MessageStore, Presence, RateLimiter, RefreshTokenStore, SigningKeyStore, UserStore,
+};
 
 /// Partitions of the commands and facts topics (groups are spread over them by id).
 const KAFKA_PARTITIONS: i32 = 6;
@@ -151,7 +156,76 @@ fn main() -> ExitCode {
     }
 }
 
+/// The stores every role may use, on MongoDB or on the embedded database.
+#[derive(Clone)]
+struct Stores {
+    users: Arc<dyn UserStore>,
+    refresh_tokens: Arc<dyn RefreshTokenStore>,
+    signing_keys: Arc<dyn SigningKeyStore>,
+    groups: Arc<dyn GroupStore>,
+    messages: Arc<dyn MessageStore>,
+    assets: Arc<dyn AssetStore>,
+}
+
+impl Stores {
+    fn mongo(db: &mongo::Database, config: &Config) -> Self {
+        Stores {
+            users: Arc::new(mongo::MongoUserStore::new(db)),
+            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(db)),
+            signing_keys: Arc::new(mongo::MongoSigningKeyStore::new(db)),
+            groups: Arc::new(mongo::MongoGroupStore::new(db)),
+            messages: Arc::new(mongo::MongoMessageStore::new(db)),
+            assets: Arc::new(MongoAssetStore::new(db, config.assets.clone())),
+        }
+    }
+
+    fn embedded(db: SqliteStore) -> Self {
+        let db = Arc::new(db);
+        Stores {
+            users: db.clone(),
+            refresh_tokens: db.clone(),
+            signing_keys: db.clone(),
+            groups: db.clone(),
+            messages: db.clone(),
+            assets: db,
+        }
+    }
+}
+
+/// Rate limits and presence, on Redis or in memory.
+#[derive(Clone)]
+struct Cache {
+    limiter: Arc<dyn RateLimiter>,
+    presence: Arc<dyn Presence>,
+}
+
+/// `chat-server all` with no infrastructure variables runs on its embedded adapters; a partial
+/// set is a mistake worth stopping for.
+fn embedded_mode(role: Role, config: &Config) -> Result<bool, String> {
+    if role != Role::All || config.infrastructure_set.len() == INFRASTRUCTURE_VARIABLES.len() {
+        return Ok(false);
+    }
+    if config.infrastructure_set.is_empty() {
+        return Ok(true);
+    }
+    let missing: Vec<&str> = INFRASTRUCTURE_VARIABLES
+        .into_iter()
+        .filter(|v| !config.infrastructure_set.contains(v))
+        .collect();
+    Err(format!(
+        "set all of MONGODB_URI, RABBITMQ_URI, KAFKA_BROKERS and REDIS_URL, or none of them for \
+         the embedded mode; missing: {}",
+        missing.join(", ")
+    ))
+}
+
 async fn run(role: Role, config: Config) -> Result<(), String> {
+    let embedded = embedded_mode(role, &config)?;
+    if embedded {
+        tracing::info!(data = %config.data_dir.display(),
+            "embedded mode: no MONGODB_URI, RABBITMQ_URI, KAFKA_BROKERS or REDIS_URL set, so every \
+             role runs in this process on an embedded database; set all four to use the real servers");
+    }
     tracing::info!(role = role.name(), version = chat_core::VERSION, namespace = %config.namespace, "starting");
     let shutdown = shutdown::on_signal();
     let app_name = format!("chat-server-{}", role.name());
@@ -181,7 +255,11 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     let mut socket_layer = None;
     let mut chat_to_drain = None;
     let stop_tail = CancellationToken::new();
-    let events = if role.uses_kafka() {
+    let events = if !role.uses_kafka() {
+        None
+    } else if embedded {
+        Some(EventLog::local(&config.namespace))
+    } else {
         let log = EventLog::new(&config.kafka_brokers, &config.namespace)?;
         let ensure = || log.ensure_topics(&[COMMANDS, FACTS], KAFKA_PARTITIONS);
         chat_core::startup::wait_for(
@@ -193,60 +271,78 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         .await?;
         probes.push(Arc::new(KafkaProbe(log.clone())));
         Some(log)
-    } else {
-        None
     };
     // The gateway reads and writes file bytes itself (GridFS), so it needs MongoDB too.
-    let db = if role.runs_auth() || role.runs_group() || role.runs_message() || role.runs_gateway()
-    {
+    let stores = if embedded {
+        let file = config.data_dir.join("chat.db");
+        let db = SqliteStore::open(&file, config.assets.clone())?;
+        probes.push(Arc::new(SqliteProbe(db.clone())));
+        Some(Stores::embedded(db))
+    } else if role.runs_auth() || role.runs_group() || role.runs_message() || role.runs_gateway() {
         let db = connect_mongo().await?;
         probes.push(Arc::new(mongo::MongoProbe(db.clone())));
-        Some(db)
+        Some(Stores::mongo(&db, &config))
     } else {
         None
     };
-    let assets = db
-        .as_ref()
-        .map(|db| Arc::new(MongoAssetStore::new(db, config.assets.clone())) as Arc<dyn AssetStore>);
+    let stores = || stores.clone().ok_or("internal: this role has no stores");
+    let cache = if embedded {
+        Some(Cache {
+            limiter: Arc::new(MemoryRateLimiter::default()),
+            presence: Arc::new(MemoryPresence::default()),
+        })
+    } else if role.runs_auth() || role.runs_chat() {
+        let conn = redis::connect(&config.redis_url, config.startup_timeout).await?;
+        probes.push(Arc::new(redis::RedisProbe(conn.clone())));
+        Some(Cache {
+            limiter: Arc::new(redis::RedisRateLimiter::new(
+                conn.clone(),
+                &config.namespace,
+            )),
+            presence: Arc::new(redis::RedisPresence::new(conn, &config.namespace)),
+        })
+    } else {
+        None
+    };
+    let cache = || cache.clone().ok_or("internal: this role has no cache");
+    let bus = embedded.then(LocalBus::new);
     // Every RPC-serving role of this process shares one consumer connection.
     let mut rpc_server = RpcServer::new(&config.namespace, config.rpc_prefetch);
 
-    if let (true, Some(db)) = (role.runs_auth(), &db) {
-        let cache = redis::connect(&config.redis_url, config.startup_timeout).await?;
-        let signer =
-            chat_auth::load_signing_key(&config, &mongo::MongoSigningKeyStore::new(db)).await?;
+    if role.runs_auth() {
+        let stores = stores()?;
+        let signer = chat_auth::load_signing_key(&config, stores.signing_keys.as_ref()).await?;
         let extra_keys =
             chat_core::tokens::public_keys_from_file(config.jwt_public_key_file.as_deref())?;
-        let stores = chat_auth::AuthStores {
-            users: Arc::new(mongo::MongoUserStore::new(db)),
-            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(db)),
-            limiter: Arc::new(redis::RedisRateLimiter::new(
-                cache.clone(),
-                &config.namespace,
-            )),
-            assets: asset_store(&assets)?,
+        let auth_stores = chat_auth::AuthStores {
+            users: stores.users,
+            refresh_tokens: stores.refresh_tokens,
+            limiter: cache()?.limiter,
+            assets: stores.assets,
         };
-        let service = chat_auth::AuthService::new(stores, signer, extra_keys, (&config).into())
-            .map_err(|e| e.message)?;
+        let service =
+            chat_auth::AuthService::new(auth_stores, signer, extra_keys, (&config).into())
+                .map_err(|e| e.message)?;
         rpc_server = chat_auth::rpc_handlers(Arc::new(service), rpc_server);
-        probes.push(Arc::new(redis::RedisProbe(cache)));
     }
 
-    if let (true, Some(db), Some(events)) = (role.runs_group(), &db, &events) {
+    if let (true, Some(events)) = (role.runs_group(), &events) {
+        let stores = stores()?;
         let service = chat_group::GroupService::new(
-            Arc::new(mongo::MongoGroupStore::new(db)),
-            Arc::new(mongo::MongoUserStore::new(db)),
-            asset_store(&assets)?,
+            stores.groups,
+            stores.users,
+            stores.assets,
             events.clone(),
         );
         rpc_server = chat_group::rpc_handlers(Arc::new(service), rpc_server);
     }
 
-    if let (true, Some(db), Some(events)) = (role.runs_message(), &db, &events) {
+    if let (true, Some(events)) = (role.runs_message(), &events) {
+        let stores = stores()?;
         let service = Arc::new(chat_message::MessageService::new(
-            Arc::new(mongo::MongoMessageStore::new(db)),
-            Arc::new(mongo::MongoGroupStore::new(db)),
-            asset_store(&assets)?,
+            stores.messages,
+            stores.groups,
+            stores.assets,
             events.clone(),
         ));
         rpc_server = chat_message::rpc_handlers(service.clone(), rpc_server);
@@ -264,7 +360,9 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
         });
     }
 
-    if !rpc_server.patterns().is_empty() {
+    if let Some(bus) = &bus {
+        rpc_server.serve_local(bus);
+    } else if !rpc_server.patterns().is_empty() {
         probes.push(Arc::new(rpc_server.status()));
         let (uri, grace, token) = (
             config.rabbitmq_uri.clone(),
@@ -276,39 +374,43 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     }
 
     if role.runs_gateway() || role.runs_chat() {
-        let rpc = RpcClient::start(
-            config.rabbitmq_uri.clone(),
-            &config.namespace,
-            config.rpc_timeout,
-            &format!("{app_name}-rpc-client"),
-            shutdown.clone(),
-        );
+        let rpc = match &bus {
+            Some(bus) => RpcClient::local(bus, config.rpc_timeout),
+            None => {
+                let rpc = RpcClient::start(
+                    config.rabbitmq_uri.clone(),
+                    &config.namespace,
+                    config.rpc_timeout,
+                    &format!("{app_name}-rpc-client"),
+                    shutdown.clone(),
+                );
+                probes.push(Arc::new(rpc.status()));
+                rpc
+            }
+        };
         let verifier = Arc::new(chat_core::contracts::auth::verifier(&config, &rpc)?);
-        probes.push(Arc::new(rpc.status()));
         if role.runs_gateway() {
+            let assets = stores()?.assets;
             let state = chat_gateway::Gateway {
                 rpc: rpc.clone(),
                 verifier: verifier.clone(),
                 trust_forwarded_for: config.trust_forwarded_for,
-                assets: asset_store(&assets)?,
+                assets: assets.clone(),
                 asset_limits: config.assets.clone(),
             };
+            router = router.merge(chat_gateway::router(state));
             background.spawn(sweep_expired_uploads(
-                asset_store(&assets)?,
+                assets,
                 config.assets.sweep_interval(),
                 shutdown.clone(),
             ));
-            router = router.merge(chat_gateway::router(state));
         }
         if let (true, Some(events)) = (role.runs_chat(), &events) {
-            let cache = redis::connect(&config.redis_url, config.startup_timeout).await?;
-            probes.push(Arc::new(redis::RedisProbe(cache.clone())));
             let chat = chat_chat::Chat::new(
                 rpc,
                 verifier,
                 events.clone(),
-                cache,
-                &config.namespace,
+                cache()?.presence,
                 Default::default(),
             );
             let (layer, io) = chat.clone().layer();
@@ -370,12 +472,6 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     while background.join_next().await.is_some() {}
     tracing::info!(role = role.name(), "stopped");
     Ok(())
-}
-
-fn asset_store(assets: &Option<Arc<dyn AssetStore>>) -> Result<Arc<dyn AssetStore>, String> {
-    assets
-        .clone()
-        .ok_or_else(|| "internal: the asset store needs MongoDB".to_string())
 }
 
 /// Deletes uploads that stopped receiving chunks, with their chunks.

@@ -1,0 +1,184 @@
+//! `chat-server all` with nothing installed: the embedded adapters keep their data across a
+//! restart, and a SIGKILL during a stream of sends loses no acknowledged message. These run in
+//! every test pass (they start their own embedded deployment).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_tests::{Api, ChatClient, Deployment};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
+    let deployment = Deployment::embedded(&[]);
+    let mut all = deployment.spawn("all").await;
+    let api = Api::new(all.port);
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let r = api
+        .send(
+            api.authed(Method::POST, "/groups", &ada)
+                .json(&json!({"name": "Durable", "memberIds": [bob.id]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let group = r.body["id"].as_str().unwrap().to_string();
+
+    let a = ChatClient::connect(all.port, json!({"token": ada.token})).await;
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (ids, g) = (acknowledged.clone(), group.clone());
+    let sender = tokio::spawn(async move {
+        for n in 0..500 {
+            let data = json!({"groupId": g, "content": format!("m{n}"), "clientMessageId": format!("c{n}")});
+            match a.try_request("chat.message.send", data).await {
+                Some(ack) if ack["ok"] == true => ids
+                    .lock()
+                    .unwrap()
+                    .push(ack["message"]["id"].as_str().unwrap().to_string()),
+                Some(ack) if ack["error"]["code"] == "rate_limited" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                _ => break, // the server is gone
+            }
+        }
+    });
+    while acknowledged.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::task::block_in_place(|| all.kill());
+    sender.await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // Same data directory, new process: the account, the signing key and the messages are there.
+    let all = deployment.spawn("all").await;
+    let api = Api::new(all.port);
+    let me = api.get("/auth/me", Some(&ada.token)).await;
+    assert_eq!(
+        me.status,
+        StatusCode::OK,
+        "the old token still verifies: {}",
+        me.text
+    );
+    let page = api
+        .send(api.authed(
+            Method::GET,
+            &format!("/groups/{group}/messages?after=0&limit=100"),
+            &ada,
+        ))
+        .await;
+    let data = page.body["data"].as_array().unwrap().clone();
+    let mut stored: Vec<String> = data
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut page_after = data.last().map(|m| m["seq"].as_i64().unwrap()).unwrap_or(0);
+    // More than one page may have been stored.
+    loop {
+        let next = api
+            .send(api.authed(
+                Method::GET,
+                &format!("/groups/{group}/messages?after={page_after}&limit=100"),
+                &ada,
+            ))
+            .await;
+        let more = next.body["data"].as_array().unwrap().clone();
+        if more.is_empty() {
+            break;
+        }
+        page_after = more.last().unwrap()["seq"].as_i64().unwrap();
+        stored.extend(more.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+    }
+    for id in &acknowledged {
+        assert_eq!(
+            stored.iter().filter(|s| *s == id).count(),
+            1,
+            "acknowledged message {id} is not stored exactly once"
+        );
+    }
+    assert_eq!(
+        page_after as usize,
+        stored.len(),
+        "sequence numbers have gaps"
+    );
+    println!(
+        "{} acknowledged before SIGKILL, {} stored after the restart",
+        acknowledged.len(),
+        stored.len()
+    );
+    let _ = std::fs::remove_dir_all(&deployment.data_dir);
+}
+
+#[tokio::test]
+async fn all_without_infrastructure_says_so_and_keeps_data_across_restarts() {
+    let deployment = Deployment::embedded(&[]);
+    let mut first = deployment.spawn("all").await;
+    let api = Api::new(first.port);
+    let session = api
+        .register("Grace", "Hopper", "grace@example.com", "correct horse")
+        .await;
+    assert!(session["accessToken"].is_string());
+    let status = first
+        .terminate(Duration::from_secs(15))
+        .expect("stops on SIGTERM");
+    assert!(status.success());
+    let second = deployment.spawn("all").await;
+    let api = Api::new(second.port);
+    let login = api
+        .post(
+            "/auth/login",
+            json!({"email": "grace@example.com", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let ready = api.get("/readyz", None).await;
+    assert_eq!(ready.body["checks"]["database"], "ok", "{}", ready.text);
+    assert!(deployment.data_dir.join("chat.db").is_file());
+    drop(second);
+    let _ = std::fs::remove_dir_all(&deployment.data_dir);
+}
+
+#[test]
+fn a_partial_infrastructure_setting_is_refused_by_name() {
+    let output = std::process::Command::new(chat_tests::chat_server_bin())
+        .arg("all")
+        .env_remove("RABBITMQ_URI")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("REDIS_URL")
+        .env("MONGODB_URI", "mongodb://127.0.0.1:27017/partial")
+        .output()
+        .expect("chat-server runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("missing: RABBITMQ_URI, KAFKA_BROKERS, REDIS_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_first_log_line_names_the_embedded_mode() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(chat_tests::unique("chat-first-line-"));
+    let mut child = std::process::Command::new(chat_tests::chat_server_bin())
+        .arg("all")
+        .env_remove("MONGODB_URI")
+        .env_remove("RABBITMQ_URI")
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("REDIS_URL")
+        .env("CHAT_DATA_DIR", &dir)
+        .env("PORT", chat_tests::free_port().to_string())
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("chat-server runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON log line");
+    let message = line["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("embedded mode"), "{first}");
+}
