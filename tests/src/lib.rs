@@ -335,8 +335,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(port: u16) -> Self {
+        Self::at(&format!("http://127.0.0.1:{port}"))
+    }
+
+    /// A client of the API at `base` (an ingress, say).
+    pub fn at(base: &str) -> Self {
         Api {
-            base: format!("http://127.0.0.1:{port}"),
+            base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
         }
     }
@@ -562,13 +567,25 @@ pub const SERVER_EVENTS: [&str; 10] = [
 impl ChatClient {
     /// Connects to the chat replica on `port` with `auth` as the handshake payload.
     pub async fn connect(port: u16, auth: Value) -> Self {
+        Self::connect_url(&format!("http://127.0.0.1:{port}"), auth).await
+    }
+
+    /// Connects to the chat server at `url` (an ingress, say).
+    pub async fn connect_url(url: &str, auth: Value) -> Self {
+        Self::try_connect_url(url, auth)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`ChatClient::connect_url`], but says why instead of panicking, for callers that
+    /// retry while servers come and go.
+    pub async fn try_connect_url(url: &str, auth: Value) -> Result<Self, String> {
         use futures_util::FutureExt;
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let mut builder =
-            rust_socketio::asynchronous::ClientBuilder::new(format!("http://127.0.0.1:{port}"))
-                .transport_type(rust_socketio::TransportType::Websocket)
-                .reconnect(false)
-                .auth(auth);
+        let mut builder = rust_socketio::asynchronous::ClientBuilder::new(url)
+            .transport_type(rust_socketio::TransportType::Websocket)
+            .reconnect(false)
+            .auth(auth);
         for name in SERVER_EVENTS {
             let tx = tx.clone();
             builder = builder.on(name, move |payload, _| {
@@ -591,12 +608,14 @@ impl ChatClient {
             }
             async {}.boxed()
         });
-        let client = builder.connect().await.expect("socket connects");
-        tokio::time::timeout(Duration::from_secs(10), connected)
+        let client = builder
+            .connect()
             .await
-            .expect("namespace joined in time")
-            .expect("connected");
-        ChatClient { client, events }
+            .map_err(|e| format!("socket does not connect: {e}"))?;
+        match tokio::time::timeout(Duration::from_secs(10), connected).await {
+            Ok(Ok(())) => Ok(ChatClient { client, events }),
+            _ => Err("namespace not joined in time".to_string()),
+        }
     }
 
     /// Emits `event` and waits for its acknowledgement.
