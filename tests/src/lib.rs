@@ -458,6 +458,36 @@ impl Api {
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&user.token)
     }
+
+    /// Every message of `group` as `user` sees it, oldest first, following the `after` cursor
+    /// page by page.
+    pub async fn all_messages(&self, group: &str, user: &User) -> Vec<Value> {
+        let (mut all, mut after) = (Vec::new(), 0);
+        loop {
+            let path = format!("/groups/{group}/messages?after={after}&limit=100");
+            let page = self
+                .send(self.authed(reqwest::Method::GET, &path, user))
+                .await;
+            assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.text);
+            let data = page.body["data"].as_array().cloned().unwrap_or_default();
+            let Some(last) = data.last() else {
+                return all;
+            };
+            after = last["seq"].as_i64().expect("seq");
+            all.extend(data);
+        }
+    }
+}
+
+/// Asserts that each acknowledged message id is stored exactly once.
+pub fn assert_stored_once(acknowledged: &[String], stored: &[Value]) {
+    for id in acknowledged {
+        let copies = stored.iter().filter(|m| m["id"] == id.as_str()).count();
+        assert_eq!(
+            copies, 1,
+            "acknowledged message {id} is stored {copies} times"
+        );
+    }
 }
 
 /// An Ed25519 key pair written to PEM files, for deployments configured with real keys.

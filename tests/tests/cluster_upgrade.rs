@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_tests::{unique, Api, ChatClient};
+use chat_tests::{assert_stored_once, unique, Api, ChatClient};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -141,30 +141,8 @@ async fn upgrading_while_a_client_sends_loses_no_acknowledged_message() {
     sender.await.unwrap();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let mut stored = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = api
-            .send(api.authed(
-                Method::GET,
-                &format!("/groups/{group}/messages?after={after}&limit=100"),
-                &ada,
-            ))
-            .await;
-        let data = page.body["data"].as_array().cloned().unwrap_or_default();
-        if data.is_empty() {
-            break;
-        }
-        after = data.last().unwrap()["seq"].as_i64().unwrap();
-        stored.extend(data.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-    }
-    for id in &acknowledged {
-        assert_eq!(
-            stored.iter().filter(|s| *s == id).count(),
-            1,
-            "{id} not stored exactly once"
-        );
-    }
+    let stored = api.all_messages(&group, &ada).await;
+    assert_stored_once(&acknowledged, &stored);
     println!(
         "upgraded {from} -> {target} in {:?}; {} messages acknowledged, all in history",
         start.elapsed(),

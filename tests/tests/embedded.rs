@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_tests::{Api, ChatClient, Deployment};
+use chat_tests::{assert_stored_once, Api, ChatClient, Deployment};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -59,44 +59,14 @@ async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
         "the old token still verifies: {}",
         me.text
     );
-    let page = api
-        .send(api.authed(
-            Method::GET,
-            &format!("/groups/{group}/messages?after=0&limit=100"),
-            &ada,
-        ))
-        .await;
-    let data = page.body["data"].as_array().unwrap().clone();
-    let mut stored: Vec<String> = data
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
-    let mut page_after = data.last().map(|m| m["seq"].as_i64().unwrap()).unwrap_or(0);
-    // More than one page may have been stored.
-    loop {
-        let next = api
-            .send(api.authed(
-                Method::GET,
-                &format!("/groups/{group}/messages?after={page_after}&limit=100"),
-                &ada,
-            ))
-            .await;
-        let more = next.body["data"].as_array().unwrap().clone();
-        if more.is_empty() {
-            break;
-        }
-        page_after = more.last().unwrap()["seq"].as_i64().unwrap();
-        stored.extend(more.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-    }
-    for id in &acknowledged {
-        assert_eq!(
-            stored.iter().filter(|s| *s == id).count(),
-            1,
-            "acknowledged message {id} is not stored exactly once"
-        );
-    }
+    let stored = api.all_messages(&group, &ada).await;
+    assert_stored_once(&acknowledged, &stored);
+    let last_seq = stored
+        .last()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .unwrap_or(0);
     assert_eq!(
-        page_after as usize,
+        last_seq as usize,
         stored.len(),
         "sequence numbers have gaps"
     );
