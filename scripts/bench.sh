@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks: builds chat-server and the bench driver in release mode, starts the local
 # infrastructure, and prints figures (RPC round trip, login, /auth/me, real-time delivery,
-# 50 MB upload and download). Nothing is asserted; compare the figures with the README's.
-# Arguments name sections to run alone: rpc login realtime attachments.
+# 50 MB upload and download, embedded mode start-up and memory). Nothing is asserted; compare
+# the figures with the README's.
+# Arguments name sections to run alone: rpc login realtime attachments embedded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}

@@ -105,6 +105,11 @@ impl RoleProcess {
         }
     }
 
+    /// The process id; `None` for an alias.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGKILL and waits.
     pub fn kill(&mut self) {
         if let Some(child) = &mut self.child {

@@ -39,26 +39,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use tokio::sync::oneshot;
 
-/// Limits a client is held to.
-#[derive(Debug, Clone)]
-pub struct ChatLimits {
-    /// Events one socket may send per second (burst and sustained).
-    pub events_per_second: u32,
-    /// How long a send waits for the message role before acknowledging `timeout`.
-    pub ack_timeout: Duration,
-    /// Most missed messages replayed per group on reconnect before `chat.resync` instead.
-    pub replay_limit: u32,
-}
-
-impl Default for ChatLimits {
-    fn default() -> Self {
-        ChatLimits {
-            events_per_second: 20,
-            ack_timeout: Duration::from_secs(10),
-            replay_limit: 100,
-        }
-    }
-}
+pub use chat_core::config::ChatLimits;
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
 

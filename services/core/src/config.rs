@@ -141,6 +141,11 @@ pub struct Config {
     /// 86400) and `ASSET_ALLOWED_TYPES` (comma-separated content types, sniffed from the bytes;
     /// default [`crate::assets::DEFAULT_ALLOWED_TYPES`]).
     pub assets: AssetLimits,
+    /// Socket clients: `CHAT_EVENTS_PER_SECOND` (events one socket may send per second, burst
+    /// and sustained; default 20), `CHAT_ACK_TIMEOUT_SECONDS` (how long a send waits to be
+    /// stored before acknowledging `timeout`; default 10) and `CHAT_REPLAY_LIMIT` (most missed
+    /// messages replayed per group on reconnect before `chat.resync`; default 100, at most 100).
+    pub chat: ChatLimits,
     /// Which of `MONGODB_URI`, `RABBITMQ_URI`, `KAFKA_BROKERS` and `REDIS_URL` are set. With none
     /// set, `chat-server all` runs on its embedded adapters.
     pub infrastructure_set: Vec<&'static str>,
@@ -152,6 +157,27 @@ pub struct Config {
 /// The variables that point at external infrastructure.
 pub const INFRASTRUCTURE_VARIABLES: [&str; 4] =
     ["MONGODB_URI", "RABBITMQ_URI", "KAFKA_BROKERS", "REDIS_URL"];
+
+/// Limits the chat role holds socket clients to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatLimits {
+    /// Events one socket may send per second (burst and sustained).
+    pub events_per_second: u32,
+    /// How long a send waits for the message role before acknowledging `timeout`.
+    pub ack_timeout: Duration,
+    /// Most missed messages replayed per group on reconnect before `chat.resync` instead.
+    pub replay_limit: u32,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        ChatLimits {
+            events_per_second: 20,
+            ack_timeout: Duration::from_secs(10),
+            replay_limit: 100,
+        }
+    }
+}
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +290,11 @@ impl Config {
                 .filter(|v| env.raw(v).is_some_and(|s| !s.is_empty()))
                 .collect(),
             data_dir: PathBuf::from(env.string("CHAT_DATA_DIR", "chat-data")),
+            chat: ChatLimits {
+                events_per_second: env.ranged("CHAT_EVENTS_PER_SECOND", 20u32, 1..=100_000)?,
+                ack_timeout: env.seconds("CHAT_ACK_TIMEOUT_SECONDS", 10, 1..=300)?,
+                replay_limit: env.ranged("CHAT_REPLAY_LIMIT", 100u32, 1..=100)?,
+            },
             assets: AssetLimits {
                 max_file_bytes: env.ranged(
                     "ASSET_MAX_FILE_BYTES",
@@ -547,6 +578,28 @@ mod tests {
             Some("chat_x")
         );
         assert_eq!(database_from_uri("mongodb://h:1/?x=1"), None);
+    }
+
+    #[test]
+    fn chat_limits_are_configurable_and_bounded() {
+        assert_eq!(
+            Config::from_lookup(&HashMap::new()).unwrap().chat,
+            ChatLimits::default()
+        );
+        let c = Config::from_lookup(&vars(&[
+            ("CHAT_EVENTS_PER_SECOND", "500"),
+            ("CHAT_ACK_TIMEOUT_SECONDS", "30"),
+            ("CHAT_REPLAY_LIMIT", "50"),
+        ]))
+        .unwrap();
+        assert_eq!(c.chat.events_per_second, 500);
+        assert_eq!(c.chat.ack_timeout, Duration::from_secs(30));
+        assert_eq!(c.chat.replay_limit, 50);
+        // Replays are one history page, and a page holds at most 100 messages.
+        let err = Config::from_lookup(&vars(&[("CHAT_REPLAY_LIMIT", "101")])).unwrap_err();
+        assert_eq!(err.variable, "CHAT_REPLAY_LIMIT");
+        let err = Config::from_lookup(&vars(&[("CHAT_EVENTS_PER_SECOND", "0")])).unwrap_err();
+        assert_eq!(err.variable, "CHAT_EVENTS_PER_SECOND");
     }
 
     #[test]

@@ -193,11 +193,21 @@ pub async fn bind(address: std::net::IpAddr, port: u16) -> std::io::Result<TcpLi
 
 /// Serves `app` until `shutdown` is cancelled, then stops accepting connections and lets
 /// in-flight requests finish.
+///
+/// Connections get `TCP_NODELAY`: a Socket.IO acknowledgement is one small WebSocket frame, and
+/// with Nagle's algorithm it waited for the client's delayed ACK (about 40 ms on Linux) before
+/// leaving.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

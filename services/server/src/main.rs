@@ -411,7 +411,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
                 verifier,
                 events.clone(),
                 cache()?.presence,
-                Default::default(),
+                config.chat.clone(),
             );
             let (layer, io) = chat.clone().layer();
             socket_layer = Some(layer);

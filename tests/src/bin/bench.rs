@@ -5,14 +5,17 @@
 //!   argon2 cost (m=19 MiB, t=2, p=1).
 //! - Real-time delivery across two chat replicas.
 //! - Attachments: a 50 MB file uploaded in 5 MiB chunks, completed into GridFS and downloaded.
+//! - Embedded mode: `chat-server all` with nothing installed, from start to a first message,
+//!   its memory idle and after a burst, and its send rate.
 //!
-//! `bench <section>...` runs only the named sections (rpc, login, realtime, attachments).
+//! `bench <section>...` runs only the named sections (rpc, login, realtime, attachments,
+//! embedded).
 
 use std::time::{Duration, Instant};
 
 use chat_core::config::Secret;
 use chat_core::rpc::{CallContext, RpcClient, RpcServer};
-use chat_tests::{Api, Deployment};
+use chat_tests::{Api, ChatClient, Deployment};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -138,11 +141,8 @@ async fn login_latency() {
     summary("GET /auth/me (JWT check + RPC + MongoDB)", me);
 }
 
-/// Two chat replicas and every other role as release processes; Ada sends on replica A, Bob
-/// listens on replica B.
-async fn realtime() {
-    let stack = chat_tests::RealtimeStack::start(&[]).await;
-    let api = stack.api();
+/// Ada and Bob in a new group, Ada's socket on `port_a`, Bob's on `port_b`.
+async fn ada_and_bob(api: &Api, port_a: u16, port_b: u16) -> (ChatClient, ChatClient, String) {
     let (ada, bob) = (api.user("ada").await, api.user("bob").await);
     let group = api
         .send(
@@ -154,20 +154,19 @@ async fn realtime() {
         .as_str()
         .unwrap()
         .to_string();
-    let a = chat_tests::ChatClient::connect(stack.chat_a.port, json!({"token": ada.token})).await;
-    let mut b =
-        chat_tests::ChatClient::connect(stack.chat_b.port, json!({"token": bob.token})).await;
-    for n in 0..20 {
-        a.send(&group, "warm-up", &format!("w{n}")).await;
-        b.next("chat.message.incoming", Duration::from_secs(10))
-            .await;
-    }
+    let a = ChatClient::connect(port_a, json!({"token": ada.token})).await;
+    let b = ChatClient::connect(port_b, json!({"token": bob.token})).await;
+    (a, b, group)
+}
+
+/// `a` sends `n` messages one after the other, each after `b` received the previous one, and
+/// prints acknowledgement and delivery times and the rate under `label`.
+async fn send_and_receive(a: &ChatClient, b: &mut ChatClient, group: &str, n: usize, label: &str) {
     let (mut acks, mut deliveries) = (Vec::new(), Vec::new());
-    let n = 500;
     let start = Instant::now();
     for i in 0..n {
         let sent = Instant::now();
-        let ack = a.send(&group, "hello", &format!("m{i}")).await;
+        let ack = a.send(group, "hello", &format!("m{i}")).await;
         assert_eq!(ack["ok"], true, "{ack}");
         acks.push(sent.elapsed());
         b.next("chat.message.incoming", Duration::from_secs(10))
@@ -175,13 +174,28 @@ async fn realtime() {
         deliveries.push(sent.elapsed());
     }
     let elapsed = start.elapsed();
-    summary("send ack (stored), replica A", acks);
-    summary("send on A -> received on B", deliveries);
+    summary(&format!("{label}: send ack (stored)"), acks);
+    summary(&format!("{label}: sent -> received"), deliveries);
     println!(
-        "{:<40} {n} messages in {:.1} s, all delivered in order",
-        "2-replica run (sequential sender)",
-        elapsed.as_secs_f64()
+        "{:<40} {n} messages in {:.1} s ({:.0}/s, one sender), all delivered in order",
+        format!("{label}: rate"),
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// Two chat replicas and every other role as release processes; Ada sends on replica A, Bob
+/// listens on replica B.
+async fn realtime() {
+    let stack = chat_tests::RealtimeStack::start(&[("CHAT_EVENTS_PER_SECOND", "100000")]).await;
+    let api = stack.api();
+    let (a, mut b, group) = ada_and_bob(api, stack.chat_a.port, stack.chat_b.port).await;
+    for n in 0..20 {
+        a.send(&group, "warm-up", &format!("w{n}")).await;
+        b.next("chat.message.incoming", Duration::from_secs(10))
+            .await;
+    }
+    send_and_receive(&a, &mut b, &group, 500, "2 replicas, A to B").await;
 }
 
 /// A 50 MB file through `chat-server all`: chunked upload, assembly, whole download.
@@ -263,6 +277,56 @@ async fn attachments() {
     );
 }
 
+/// Resident memory of a process, from `/proc`.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// `chat-server all` on its embedded adapters (a fresh data directory, production argon2 cost):
+/// what a newcomer gets from the README's first command.
+async fn embedded() {
+    let deployment = Deployment::embedded(&[
+        ("ARGON2_MEMORY_KIB", "19456"),
+        ("ARGON2_ITERATIONS", "2"),
+        // One socket sends as fast as it is acknowledged, beyond the default per-socket limit.
+        ("CHAT_EVENTS_PER_SECOND", "100000"),
+    ]);
+    let start = Instant::now();
+    let all = deployment.spawn("all").await;
+    let ready = start.elapsed();
+    let api = Api::new(all.port);
+    let (a, mut b, group) = ada_and_bob(&api, all.port, all.port).await;
+    let ack = a.send(&group, "hello", "first").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    b.next("chat.message.incoming", Duration::from_secs(10))
+        .await;
+    let first = start.elapsed();
+    println!(
+        "{:<40} ready in {:.2} s; first message received {:.2} s after start",
+        "embedded: start to first message",
+        ready.as_secs_f64(),
+        first.as_secs_f64()
+    );
+    let pid = all.pid().expect("a process");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_mib(pid);
+
+    send_and_receive(&a, &mut b, &group, 1000, "embedded").await;
+    println!(
+        "{:<40} {idle:.1} MiB idle after start; {:.1} MiB after 1000 messages",
+        "embedded: resident memory",
+        rss_mib(pid)
+    );
+    drop((a, b, all));
+    let _ = std::fs::remove_dir_all(&deployment.data_dir);
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -284,5 +348,8 @@ async fn main() {
     }
     if run("attachments") {
         attachments().await;
+    }
+    if run("embedded") {
+        embedded().await;
     }
 }
