@@ -26,9 +26,13 @@ eval "$infra_env"
 tools_env=$(scripts/infra.sh tools)
 eval "$tools_env"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# librdkafka and SQLite are compiled from source by their crates.
+if ! command -v cmake >/dev/null || ! command -v cc >/dev/null; then
+  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential cmake
+fi
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
 if ! command -v npm >/dev/null; then
-  sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 [ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund
