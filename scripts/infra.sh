@@ -9,6 +9,8 @@
 #   scripts/infra.sh env                 print the connection variables (for `eval`)
 #   scripts/infra.sh tools               install the test tools into the cache: kubernetes-validate
 #                                        and helm-python-sdk (Python venv)
+#   scripts/infra.sh toolchain           install a C compiler and CMake if missing (librdkafka,
+#                                        SQLite and Tansu are compiled from source)
 #
 # Services: redis rabbitmq mongodb kafka (default: all four).
 # Progress goes to stderr and the variables to stdout, so `eval "$(scripts/infra.sh up)"` works.
@@ -63,6 +65,11 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 }
 
+toolchain() {
+  command -v cc >/dev/null && command -v cmake >/dev/null && return 0
+  apt_install build-essential cmake
+}
+
 # supervise <name> <command...>: run a stand-in server in the background, in a process group of
 # its own, and start it again if it dies (the exit status goes to its log), so that one crash of
 # a development stand-in costs a test run seconds rather than every later test.
@@ -79,6 +86,8 @@ supervise() {
       sleep 1
     done' supervise "$STATE/$name.log" "$@" </dev/null >/dev/null 2>&1 &
   echo $! >"$STATE/$name.pid"
+  # Marked at once: if the server never answers, `down` must still stop the restart loop.
+  mark_started "$name" "$!"
 }
 
 mark_started() { echo "$2" >"$STATE/$1.started"; }
@@ -147,7 +156,6 @@ mongodb_up() {
   supervise mongodb "$VENV/bin/python" -m secantus --host 127.0.0.1 --port "$MONGODB_PORT" \
     --storage-path "$STATE/mongodb-data" --log-level WARNING
   wait_until 60 mongodb mongo_ping
-  mark_started mongodb "$(cat "$STATE/mongodb.pid")"
   log "mongodb: SecantusDB started on 127.0.0.1:$MONGODB_PORT"
 }
 
@@ -160,7 +168,8 @@ kafka_up() {
   if port_open "$KAFKA_PORT"; then log "kafka: reusing the broker on 127.0.0.1:$KAFKA_PORT"; return; fi
   local bin; bin=$(tansu_bin)
   if [ -z "$bin" ]; then
-    apt_install cmake libcurl4-openssl-dev
+    toolchain
+    apt_install libcurl4-openssl-dev
     log "building Tansu $TANSU_VERSION into $CACHE/tansu (once; 15-20 minutes on 2 cores)"
     CARGO_TARGET_DIR=$CACHE/tansu-build cargo install tansu --version "$TANSU_VERSION" --locked \
       --features dynostore,libsql --root "$CACHE/tansu" >&2
@@ -170,7 +179,6 @@ kafka_up() {
   supervise kafka "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine "$KAFKA_STORAGE"
   wait_until 60 kafka port_open "$KAFKA_PORT"
-  mark_started kafka "$(cat "$STATE/kafka.pid")"
   log "kafka: Tansu started on 127.0.0.1:$KAFKA_PORT"
 }
 
@@ -219,11 +227,12 @@ case "$cmd" in
       printf '%-9s %-5s 127.0.0.1:%-6s %s\n' "$s" "$state" "$p" "$who"
     done ;;
   env) print_env ;;
+  toolchain) toolchain ;;
   tools)
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" - <<'PY' 2>/dev/null || { log "installing kubernetes-validate and helm-python-sdk into $VENV"; "$VENV/bin/pip" install -q kubernetes-validate helm-python-sdk >&2; }
 import kubernetes_validate, helm_python
 PY
     echo "export CHAT_TOOLS_VENV=$VENV" ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

@@ -20,19 +20,18 @@ show_infra_logs() {
 }
 trap show_infra_logs EXIT
 
+# A C compiler and CMake first: building Tansu, cargo-nextest and the workspace all need them.
+scripts/infra.sh toolchain
 # Assign first, then eval: a failing `infra.sh up` must stop the run here.
 infra_env=$(scripts/infra.sh up)
 eval "$infra_env"
 tools_env=$(scripts/infra.sh tools)
 eval "$tools_env"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
-sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-# librdkafka and SQLite are compiled from source by their crates.
-if ! command -v cmake >/dev/null || ! command -v cc >/dev/null; then
-  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential cmake
-fi
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
 if ! command -v npm >/dev/null; then
+  sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
 [ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chat_core::config::INFRASTRUCTURE_VARIABLES;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -68,9 +69,6 @@ pub fn mongodb_server_uri() -> String {
     format!("{scheme}://{host}")
 }
 
-/// The variables that point `chat-server` at the real servers.
-const INFRASTRUCTURE: [&str; 4] = ["MONGODB_URI", "RABBITMQ_URI", "KAFKA_BROKERS", "REDIS_URL"];
-
 /// Whether the black-box tests run against `chat-server all` on its embedded adapters
 /// (`CHAT_TEST_EMBEDDED=1`, the second pass of `scripts/test.sh`) instead of separate roles on
 /// the real servers.
@@ -124,15 +122,20 @@ impl RoleProcess {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        wait_at_most(child, limit)
     }
+}
+
+/// Waits up to `limit` for `child` to exit; its status, or `None` if it still runs.
+pub fn wait_at_most(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 impl Drop for RoleProcess {
@@ -141,8 +144,8 @@ impl Drop for RoleProcess {
     }
 }
 
-/// The environment of one isolated test deployment.
-#[derive(Clone)]
+/// The environment of one isolated test deployment. An embedded deployment's data directory is
+/// removed when it is dropped (declare it before its processes, so they stop first).
 pub struct Deployment {
     pub namespace: String,
     pub database: String,
@@ -150,6 +153,14 @@ pub struct Deployment {
     /// `chat-server all` on its embedded adapters, with its data under `data_dir`.
     pub embedded: bool,
     pub data_dir: PathBuf,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.embedded {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
 }
 
 impl Deployment {
@@ -192,7 +203,7 @@ impl Deployment {
         ];
         let data_dir = std::env::temp_dir().join(format!("chat-test-{namespace}"));
         if embedded {
-            env.retain(|(name, _)| !INFRASTRUCTURE.contains(&name.as_str()));
+            env.retain(|(name, _)| !INFRASTRUCTURE_VARIABLES.contains(&name.as_str()));
             env.push(("CHAT_DATA_DIR".to_string(), data_dir.display().to_string()));
         }
         for (k, v) in extra {
@@ -227,7 +238,7 @@ impl Deployment {
             role
         });
         if self.embedded {
-            for name in INFRASTRUCTURE {
+            for name in INFRASTRUCTURE_VARIABLES {
                 command.env_remove(name);
             }
         }
@@ -390,11 +401,12 @@ impl Api {
 
 /// Gateway, auth and group as separate processes of one deployment.
 pub struct Stack {
-    pub deployment: Deployment,
     pub api: Api,
     pub gateway: RoleProcess,
     pub auth: RoleProcess,
     pub group: RoleProcess,
+    /// Last, so the processes stop before an embedded data directory is removed.
+    pub deployment: Deployment,
 }
 
 impl Stack {
@@ -462,6 +474,19 @@ impl Api {
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&user.token)
+    }
+
+    /// Creates a group named `name` with `admin` and `members`; returns its id.
+    pub async fn group(&self, admin: &User, name: &str, members: &[&User]) -> String {
+        let ids: Vec<&str> = members.iter().map(|u| u.id.as_str()).collect();
+        let r = self
+            .send(
+                self.authed(reqwest::Method::POST, "/groups", admin)
+                    .json(&serde_json::json!({"name": name, "memberIds": ids})),
+            )
+            .await;
+        assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().expect("group id").to_string()
     }
 
     /// Every message of `group` as `user` sees it, oldest first, following the `after` cursor

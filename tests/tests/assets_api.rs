@@ -487,13 +487,7 @@ async fn profile_and_group_pictures_come_from_uploaded_images() {
     // A group picture is readable by the group's members, not by others.
     let logo = upload(api, &ada, "logo.png", &png(3000, 10), 4096).await;
     let logo_url = logo["url"].as_str().unwrap();
-    let group = api
-        .send(
-            api.authed(Method::POST, "/groups", &ada)
-                .json(&json!({"name": "Team", "memberIds": [bob.id]})),
-        )
-        .await;
-    let group_id = group.body["id"].as_str().unwrap();
+    let group_id = &api.group(&ada, "Team", &[&bob]).await;
     let r = api
         .send(
             api.authed(Method::PATCH, &format!("/groups/{group_id}"), &ada)
@@ -513,13 +507,7 @@ async fn attachments_reach_members_and_only_members_download_them() {
     let bytes = png(600 * KIB, 11);
     let asset = upload(api, &ada, "holiday.png", &bytes, 256 * KIB).await;
     let url = asset["url"].as_str().unwrap();
-    let group = api
-        .send(
-            api.authed(Method::POST, "/groups", &ada)
-                .json(&json!({"name": "Trip", "memberIds": [bob.id]})),
-        )
-        .await;
-    let group_id = group.body["id"].as_str().unwrap().to_string();
+    let group_id = api.group(&ada, "Trip", &[&bob]).await;
     assert_eq!(download(api, &bob, url, &[]).await.status(), 404);
 
     let a = ChatClient::connect(stack.chat_a.port, json!({"token": ada.token})).await;

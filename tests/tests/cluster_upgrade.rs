@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_tests::{assert_stored_once, unique, Api, ChatClient};
-use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 fn env_or(name: &str, default: &str) -> String {
@@ -74,14 +73,7 @@ async fn upgrading_while_a_client_sends_loses_no_acknowledged_message() {
     let api = Api::at(&base);
     let ada = api.user(&unique("ada")).await;
     let bob = api.user(&unique("bob")).await;
-    let r = api
-        .send(
-            api.authed(Method::POST, "/groups", &ada)
-                .json(&json!({"name": "Upgrade", "memberIds": [bob.id]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let group = r.body["id"].as_str().unwrap().to_string();
+    let group = api.group(&ada, "Upgrade", &[&bob]).await;
 
     // The sender resends what was not acknowledged, with the same clientMessageId, after
     // reconnecting: what a real client does when its chat pod goes away.

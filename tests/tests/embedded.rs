@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_tests::{assert_stored_once, Api, ChatClient, Deployment};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,14 +15,7 @@ async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
     let mut all = deployment.spawn("all").await;
     let api = Api::new(all.port);
     let [ada, bob] = api.users(["ada", "bob"]).await;
-    let r = api
-        .send(
-            api.authed(Method::POST, "/groups", &ada)
-                .json(&json!({"name": "Durable", "memberIds": [bob.id]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let group = r.body["id"].as_str().unwrap().to_string();
+    let group = api.group(&ada, "Durable", &[&bob]).await;
 
     let a = ChatClient::connect(all.port, json!({"token": ada.token})).await;
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -42,7 +35,12 @@ async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
             }
         }
     });
+    let start = std::time::Instant::now();
     while acknowledged.lock().unwrap().len() < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30) && !sender.is_finished(),
+            "40 sends were not acknowledged"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::task::block_in_place(|| all.kill());
@@ -75,7 +73,6 @@ async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
         acknowledged.len(),
         stored.len()
     );
-    let _ = std::fs::remove_dir_all(&deployment.data_dir);
 }
 
 #[tokio::test]
@@ -104,21 +101,21 @@ async fn all_without_infrastructure_says_so_and_keeps_data_across_restarts() {
     assert_eq!(ready.body["checks"]["database"], "ok", "{}", ready.text);
     assert!(deployment.data_dir.join("chat.db").is_file());
     drop(second);
-    let _ = std::fs::remove_dir_all(&deployment.data_dir);
 }
 
 #[test]
 fn a_partial_infrastructure_setting_is_refused_by_name() {
-    let output = std::process::Command::new(chat_tests::chat_server_bin())
-        .arg("all")
-        .env_remove("RABBITMQ_URI")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("REDIS_URL")
+    let mut command = without_infrastructure();
+    command
         .env("MONGODB_URI", "mongodb://127.0.0.1:27017/partial")
-        .output()
-        .expect("chat-server runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+        .env("PORT", chat_tests::free_port().to_string())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("chat-server runs");
+    let status = chat_tests::wait_at_most(&mut child, Duration::from_secs(30));
+    let _ = child.kill();
+    assert!(status.is_some_and(|s| !s.success()), "refused and exited");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(
         stderr.contains("missing: RABBITMQ_URI, KAFKA_BROKERS, REDIS_URL"),
         "{stderr}"
@@ -129,26 +126,37 @@ fn a_partial_infrastructure_setting_is_refused_by_name() {
 fn the_first_log_line_names_the_embedded_mode() {
     use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(chat_tests::unique("chat-first-line-"));
-    let mut child = std::process::Command::new(chat_tests::chat_server_bin())
-        .arg("all")
-        .env_remove("MONGODB_URI")
-        .env_remove("RABBITMQ_URI")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("REDIS_URL")
+    let mut child = without_infrastructure()
         .env("CHAT_DATA_DIR", &dir)
         .env("PORT", chat_tests::free_port().to_string())
         .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("chat-server runs");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Read on a thread, so a server that prints nothing fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    let first = first.expect("a first log line within 30 s");
     let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON log line");
     let message = line["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("embedded mode"), "{first}");
+}
+
+/// `chat-server all` with none of the infrastructure variables set.
+fn without_infrastructure() -> std::process::Command {
+    let mut command = std::process::Command::new(chat_tests::chat_server_bin());
+    command.arg("all");
+    for name in chat_core::config::INFRASTRUCTURE_VARIABLES {
+        command.env_remove(name);
+    }
+    command
 }

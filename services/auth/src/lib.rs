@@ -18,7 +18,7 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chat_core::assets::{check_image_url, owned_image, AssetStore};
+use chat_core::assets::{owned_image, AssetStore};
 use chat_core::config::{Argon2Params, Config};
 use chat_core::contracts::auth::*;
 use chat_core::contracts::Page;
@@ -320,11 +320,10 @@ impl AuthService {
             .map(|n| PersonName::parse("lastName", &n).map(PersonName::into_inner))
             .transpose()?;
         if let Some(Some(url)) = &body.profile_url {
-            check_image_url("profileUrl", url)?;
-            if let Some(asset) =
-                owned_image(self.stores.assets.as_ref(), &request.user_id, url).await?
-            {
-                self.stores.assets.make_public(&asset.id).await?;
+            let assets = self.stores.assets.as_ref();
+            match owned_image(assets, "profileUrl", &request.user_id, url).await? {
+                Some(asset) if !asset.public => assets.make_public(&asset.id).await?,
+                _ => {}
             }
         }
         self.stores

@@ -24,13 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_core::contracts::auth::{LastSeen, UserLastSeen};
-use chat_core::contracts::groups::{CallerRef, GroupGet, GroupList, GroupRef};
+use chat_core::contracts::groups::{is_member, CallerRef, GroupList};
 use chat_core::contracts::messages::*;
 use chat_core::events::{Envelope, EventLog, COMMANDS, FACTS};
 use chat_core::rpc::{CallContext, RpcClient};
 use chat_core::store::Presence;
 use chat_core::tokens::TokenVerifier;
-use chat_core::{Error, ErrorCode};
+use chat_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
@@ -472,23 +472,11 @@ async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<Str
     if socket.rooms().iter().any(|r| r.as_ref() == room) {
         return Ok(user);
     }
-    let request = GroupRef {
-        caller: user.clone(),
-        group_id: group_id.to_owned(),
-    };
-    match chat
-        .rpc
-        .call::<GroupGet>(&request, &CallContext::internal())
-        .await
-    {
-        Ok(_) => {
-            socket.join(room);
-            Ok(user)
-        }
-        Err(e) if e.code == ErrorCode::NotFound => {
-            Err(Error::forbidden("you are not a member of this group"))
-        }
-        Err(e) => Err(e),
+    if is_member(&chat.rpc, &user, group_id, &CallContext::internal()).await? {
+        socket.join(room);
+        Ok(user)
+    } else {
+        Err(Error::forbidden("you are not a member of this group"))
     }
 }
 

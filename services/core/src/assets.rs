@@ -59,6 +59,11 @@ impl AssetLimits {
         (self.session_ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
     }
 
+    /// The largest upload request body: one chunk plus room for the form's other fields.
+    pub fn max_upload_request_bytes(&self) -> usize {
+        self.max_chunk_bytes + 64 * 1024
+    }
+
     /// The checks a chunk passes before anything is stored.
     pub fn check_chunk(&self, chunk: &ChunkUpload) -> Result<(), Error> {
         check_filename(&chunk.filename)?;
@@ -435,26 +440,41 @@ pub fn check_image_url(field: &str, url: &str) -> Result<(), Error> {
     }
 }
 
-/// An uploaded image the caller owns, for a profile picture or a group image. Other URLs pass
-/// through unchanged (`None`).
-pub async fn owned_image(
+/// The stored file at `url` (as `complete-upload` returned it) if `owner_id` uploaded it; `None`
+/// for a URL that names no asset of this server, or someone else's.
+pub async fn owned_asset(
     store: &dyn AssetStore,
     owner_id: &str,
     url: &str,
 ) -> Result<Option<AssetRecord>, Error> {
     let Some(id) = asset_id_from_url(url) else {
-        if url.contains("/assets/") {
+        return Ok(None);
+    };
+    Ok(store.get(id).await?.filter(|a| a.owner_id == owner_id))
+}
+
+/// A picture URL for `field` (`profileUrl`, `imageUrl`), checked with [`check_image_url`]: an
+/// uploaded image the caller owns, or a URL elsewhere, which passes through unchanged (`None`).
+pub async fn owned_image(
+    store: &dyn AssetStore,
+    field: &str,
+    owner_id: &str,
+    url: &str,
+) -> Result<Option<AssetRecord>, Error> {
+    check_image_url(field, url)?;
+    if asset_id_from_url(url).is_none() {
+        if url.starts_with("/assets/") {
             return Err(Error::validation("that asset does not exist"));
         }
         return Ok(None);
-    };
-    match store.get(id).await? {
-        Some(asset) if asset.owner_id == owner_id && asset.is_image() => Ok(Some(asset)),
-        Some(asset) if asset.owner_id == owner_id => Err(Error::validation(format!(
+    }
+    match owned_asset(store, owner_id, url).await? {
+        Some(asset) if asset.is_image() => Ok(Some(asset)),
+        Some(asset) => Err(Error::validation(format!(
             "that file is {}, not an image",
             asset.content_type
         ))),
-        _ => Err(Error::validation("use an image you uploaded")),
+        None => Err(Error::validation("use an image you uploaded")),
     }
 }
 
@@ -559,6 +579,32 @@ mod tests {
         );
         assert_eq!(asset_id_from_url("/assets/../etc"), None);
         assert_eq!(asset_id_from_url("https://cdn.example.com/a.png"), None);
+    }
+
+    #[test]
+    fn image_urls_must_be_web_addresses() {
+        assert!(check_image_url("imageUrl", "https://cdn.example.com/a.png").is_ok());
+        assert!(check_image_url("imageUrl", "/assets/665f1f77bcf86cd799439011").is_ok());
+        assert!(check_image_url("imageUrl", "javascript:alert(1)").is_err());
+        assert!(check_image_url("imageUrl", "https://a b").is_err());
+    }
+
+    #[tokio::test]
+    async fn pictures_elsewhere_pass_and_unknown_assets_here_do_not() {
+        let store = crate::sqlite::SqliteStore::in_memory(AssetLimits::default()).unwrap();
+        let image = |url: &'static str| owned_image(&store, "imageUrl", "ada", url);
+        // A CDN path that happens to contain /assets/ is not ours.
+        assert_eq!(
+            image("https://cdn.example.com/assets/logo.png")
+                .await
+                .unwrap(),
+            None
+        );
+        let unknown = image("/assets/logo.png").await.unwrap_err();
+        assert_eq!(unknown.message, "that asset does not exist");
+        let nobody = image("/assets/665f1f77bcf86cd799439011").await.unwrap_err();
+        assert_eq!(nobody.message, "use an image you uploaded");
+        assert!(image("javascript:alert(1)").await.is_err());
     }
 
     #[test]

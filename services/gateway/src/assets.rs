@@ -17,7 +17,7 @@ use chat_core::assets::{
     check_filename, parse_range, AssetRecord, ByteRange, ChunkUpload, RangeRequest,
 };
 use chat_core::contracts::assets::*;
-use chat_core::contracts::groups::{CallerRef, GroupList};
+use chat_core::contracts::groups::is_member;
 use chat_core::error::ErrorBody;
 use chat_core::http::{Json, Query};
 use chat_core::rpc::CallContext;
@@ -87,7 +87,7 @@ pub async fn upload_chunk(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     if !is_multipart {
-        let limit = gw.asset_limits.max_chunk_bytes + 64 * 1024;
+        let limit = gw.asset_limits.max_upload_request_bytes();
         let _ = axum::body::to_bytes(request.into_body(), limit).await;
         return Err(not_multipart());
     }
@@ -310,19 +310,13 @@ async fn may_read(
     if asset.owner_id == caller || asset.public {
         return Ok(true);
     }
-    if asset.groups.is_empty() {
-        return Ok(false);
+    // Usually one group: ask about each rather than list every group of the caller.
+    for group in &asset.groups {
+        if is_member(&gw.rpc, caller, group, ctx).await? {
+            return Ok(true);
+        }
     }
-    let groups = gw
-        .rpc
-        .call::<GroupList>(
-            &CallerRef {
-                caller: caller.to_string(),
-            },
-            ctx,
-        )
-        .await?;
-    Ok(groups.iter().any(|g| asset.groups.contains(&g.id)))
+    Ok(false)
 }
 
 fn content_type(asset: &AssetRecord) -> HeaderValue {

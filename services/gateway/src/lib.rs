@@ -516,7 +516,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// or preflight requests would meet the method-not-allowed fallback first.
 pub fn router(state: Gateway) -> Router {
     let openapi = ApiDoc::openapi();
-    let chunk_body_limit = state.asset_limits.max_chunk_bytes + 64 * 1024;
+    let chunk_body_limit = state.asset_limits.max_upload_request_bytes();
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))

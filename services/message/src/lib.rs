@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use chat_core::assets::{asset_id_from_url, AssetRecord, AssetStore};
+use chat_core::assets::{owned_asset, AssetStore};
 use chat_core::contracts::groups::MemberRole;
 use chat_core::contracts::messages::*;
 use chat_core::events::{Envelope, EventLog, Record, FACTS};
@@ -78,17 +78,6 @@ impl MessageService {
         }
     }
 
-    /// The stored file an attachment points at, which the sender must have uploaded.
-    async fn own_asset(&self, sender: &str, url: &str) -> Result<AssetRecord, Error> {
-        let refused =
-            || Error::validation("attach a file you uploaded (its url from complete-upload)");
-        let id = asset_id_from_url(url).ok_or_else(refused)?;
-        match self.assets.get(id).await? {
-            Some(asset) if asset.owner_id == sender => Ok(asset),
-            _ => Err(refused()),
-        }
-    }
-
     async fn publish(&self, group_id: &str, fact: Fact) -> Result<(), Error> {
         self.events
             .publish(FACTS, &Envelope::new(PRODUCER, group_id, fact))
@@ -142,7 +131,15 @@ impl MessageService {
                     .await?
                     .ok_or_else(not_a_member)?;
                 let asset = match attachment {
-                    Some(a) => Some(self.own_asset(user_id, &a.url).await?),
+                    Some(a) => Some(
+                        owned_asset(self.assets.as_ref(), user_id, &a.url)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::validation(
+                                    "attach a file you uploaded (its url from complete-upload)",
+                                )
+                            })?,
+                    ),
                     None => None,
                 };
                 let (message, created) = self
@@ -157,7 +154,7 @@ impl MessageService {
                     })
                     .await?;
                 // The group's members may now download the file.
-                if let Some(asset) = &asset {
+                if let Some(asset) = asset.filter(|a| !a.groups.iter().any(|g| g == group_id)) {
                     self.assets.grant_group(&asset.id, group_id).await?;
                 }
                 if !created {

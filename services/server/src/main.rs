@@ -254,7 +254,9 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     let mut background = tokio::task::JoinSet::new();
     let mut socket_layer = None;
     let mut chat_to_drain = None;
-    let stop_tail = CancellationToken::new();
+    // Cancelled once the chat sockets are drained (at once without chat): what answers the
+    // sends under way, the command consumer and the facts tail, runs until then.
+    let after_drain = CancellationToken::new();
     let events = if !role.uses_kafka() {
         None
     } else if embedded {
@@ -346,7 +348,8 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             events.clone(),
         ));
         rpc_server = chat_message::rpc_handlers(service.clone(), rpc_server);
-        let (log, token) = (events.clone(), shutdown.clone());
+        // In `all`, the sends the drain waits for are stored by this consumer.
+        let (log, token) = (events.clone(), after_drain.clone());
         background.spawn(async move {
             let handle = |record| {
                 let service = service.clone();
@@ -417,7 +420,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             socket_layer = Some(layer);
             chat_to_drain = Some((chat.clone(), io.clone()));
             // The facts tail outlives SIGTERM until the drain is over: it answers in-flight sends.
-            let (log, token) = (events.clone(), stop_tail.clone());
+            let (log, token) = (events.clone(), after_drain.clone());
             background.spawn(async move {
                 let on_fact = |envelope| {
                     let (chat, io) = (chat.clone(), io.clone());
@@ -461,7 +464,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
             if let Some((chat, io)) = chat_to_drain {
                 chat.drain(&io, grace).await;
             }
-            stop_tail.cancel();
+            after_drain.cancel();
             stop_http.cancel();
         });
     }

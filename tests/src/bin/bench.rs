@@ -144,16 +144,7 @@ async fn login_latency() {
 /// Ada and Bob in a new group, Ada's socket on `port_a`, Bob's on `port_b`.
 async fn ada_and_bob(api: &Api, port_a: u16, port_b: u16) -> (ChatClient, ChatClient, String) {
     let (ada, bob) = (api.user("ada").await, api.user("bob").await);
-    let group = api
-        .send(
-            api.authed(reqwest::Method::POST, "/groups", &ada)
-                .json(&json!({"name": "bench", "memberIds": [bob.id]})),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let group = api.group(&ada, "bench", &[&bob]).await;
     let a = ChatClient::connect(port_a, json!({"token": ada.token})).await;
     let b = ChatClient::connect(port_b, json!({"token": bob.token})).await;
     (a, b, group)
@@ -324,7 +315,6 @@ async fn embedded() {
         rss_mib(pid)
     );
     drop((a, b, all));
-    let _ = std::fs::remove_dir_all(&deployment.data_dir);
 }
 
 #[tokio::main]

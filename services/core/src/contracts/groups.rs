@@ -156,6 +156,25 @@ pattern!(/// The caller's groups, most recently updated first.
     GroupList, "group.list", CallerRef => Vec<GroupView>);
 pattern!(/// One group, to its members (404 to everyone else).
     GroupGet, "group.get", GroupRef => GroupView);
+/// Whether `caller` is a member of `group_id`, asked of the group role (`group.get`: not found
+/// means not a member, or no such group).
+pub async fn is_member(
+    rpc: &crate::rpc::RpcClient,
+    caller: &str,
+    group_id: &str,
+    ctx: &crate::rpc::CallContext,
+) -> Result<bool, crate::error::Error> {
+    let request = GroupRef {
+        caller: caller.to_string(),
+        group_id: group_id.to_string(),
+    };
+    match rpc.call::<GroupGet>(&request, ctx).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.code == crate::error::ErrorCode::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pattern!(/// Rename or change the image (admins).
     GroupUpdate, "group.update", UpdateGroup => GroupView);
 pattern!(/// Add members (admins).
