@@ -230,6 +230,13 @@ pub struct ChunkUpload {
     pub bytes: Bytes,
 }
 
+/// Where an upload stands after a chunk was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkProgress {
+    pub total_chunks: u32,
+    pub received_chunks: u32,
+}
+
 /// Where an upload stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -320,6 +327,21 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
+    /// The numbers of the first and last stored pieces ([`FILE_PIECE_BYTES`]) the range touches.
+    pub fn pieces(&self) -> (i64, i64) {
+        let piece = FILE_PIECE_BYTES as u64;
+        ((self.start / piece) as i64, (self.end / piece) as i64)
+    }
+
+    /// The part of stored piece `n`, holding `data`, inside the range; `None` when the piece is
+    /// shorter than the file's recorded size says.
+    pub fn slice_of<'a>(&self, n: i64, data: &'a [u8]) -> Option<&'a [u8]> {
+        let offset = n as u64 * FILE_PIECE_BYTES as u64;
+        let from = self.start.saturating_sub(offset) as usize;
+        let to = ((self.end + 1).saturating_sub(offset) as usize).min(data.len());
+        (from < to).then(|| &data[from..to])
+    }
+
     pub fn len(&self) -> u64 {
         self.end - self.start + 1
     }
@@ -394,6 +416,41 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
     range.map_or(RangeRequest::Whole, RangeRequest::Partial)
 }
 
+/// Bytes per piece of a stored file: GridFS's default chunk size, used by both stores.
+pub const FILE_PIECE_BYTES: usize = 255 * 1024;
+
+/// Cuts an upload's chunks, taken in order, into the pieces of the stored file, hashing and
+/// counting the bytes on the way: the part of `complete` both stores share.
+#[derive(Default)]
+pub struct Assembler {
+    hasher: Sha256,
+    length: u64,
+    pending: Vec<u8>,
+    pieces: i64,
+}
+
+impl Assembler {
+    /// Takes the next chunk; returns the pieces it completes, numbered from 0.
+    pub fn push(&mut self, data: &[u8]) -> Vec<(i64, Vec<u8>)> {
+        self.hasher.update(data);
+        self.length += data.len() as u64;
+        self.pending.extend_from_slice(data);
+        let mut done = Vec::new();
+        while self.pending.len() >= FILE_PIECE_BYTES {
+            let rest = self.pending.split_off(FILE_PIECE_BYTES);
+            done.push((self.pieces, std::mem::replace(&mut self.pending, rest)));
+            self.pieces += 1;
+        }
+        done
+    }
+
+    /// The last, shorter piece if there is one, the file's length and its SHA-256 (hex).
+    pub fn finish(self) -> (Option<(i64, Vec<u8>)>, u64, String) {
+        let last = (!self.pending.is_empty()).then_some((self.pieces, self.pending));
+        (last, self.length, hex(&self.hasher.finalize()))
+    }
+}
+
 /// File bytes as they are read from the store.
 pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
 
@@ -402,7 +459,7 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
 pub trait AssetStore: Send + Sync {
     /// Stores one chunk (after [`AssetLimits::check_chunk`]). The same bytes again are accepted;
     /// other bytes for a received index are a conflict, as is another `total_chunks`.
-    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<UploadStatus, Error>;
+    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<ChunkProgress, Error>;
     /// The caller's upload of `filename`, if one is in progress.
     async fn status(&self, owner_id: &str, filename: &str) -> Result<Option<UploadStatus>, Error>;
     /// Drops an upload in progress and its chunks; false when there was none.
@@ -605,6 +662,45 @@ mod tests {
         let nobody = image("/assets/665f1f77bcf86cd799439011").await.unwrap_err();
         assert_eq!(nobody.message, "use an image you uploaded");
         assert!(image("javascript:alert(1)").await.is_err());
+    }
+
+    #[test]
+    fn files_are_cut_into_pieces_and_ranges_read_back_from_them() {
+        let file: Vec<u8> = (0..FILE_PIECE_BYTES * 2 + 1000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut assembler = Assembler::default();
+        let mut pieces = Vec::new();
+        for chunk in file.chunks(100_000) {
+            pieces.extend(assembler.push(chunk));
+        }
+        let (last, length, sha) = assembler.finish();
+        pieces.extend(last);
+        assert_eq!((length, sha), (file.len() as u64, sha256_hex(&file)));
+        assert_eq!(
+            pieces
+                .iter()
+                .map(|(n, p)| (*n, p.len()))
+                .collect::<Vec<_>>(),
+            vec![(0, FILE_PIECE_BYTES), (1, FILE_PIECE_BYTES), (2, 1000)]
+        );
+        let range = ByteRange {
+            start: FILE_PIECE_BYTES as u64 - 10,
+            end: FILE_PIECE_BYTES as u64 * 2 + 9,
+        };
+        assert_eq!(range.pieces(), (0, 2));
+        let read: Vec<u8> = pieces
+            .iter()
+            .filter_map(|(n, p)| range.slice_of(*n, p))
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(read, file[range.start as usize..=range.end as usize]);
+        assert_eq!(
+            range.slice_of(2, &[]),
+            None,
+            "a piece shorter than recorded"
+        );
     }
 
     #[test]

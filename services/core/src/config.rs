@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::assets::{AssetLimits, DEFAULT_ALLOWED_TYPES};
+use crate::assets::AssetLimits;
 
 /// A configuration value that must never be printed (connection strings with passwords).
 #[derive(Clone, PartialEq, Eq)]
@@ -179,6 +179,42 @@ impl Default for ChatLimits {
     }
 }
 
+/// The `ASSET_*` and `UPLOAD_SESSION_TTL_SECONDS` variables, defaulting to
+/// [`AssetLimits::default`].
+fn asset_limits(env: &Env<'_>) -> Result<AssetLimits, ConfigError> {
+    let d = AssetLimits::default();
+    let types = env.checked(
+        "ASSET_ALLOWED_TYPES",
+        &d.allowed_types.join(","),
+        "a comma-separated list of content types such as image/png",
+        |v| {
+            v.split(',').all(|t| {
+                let t = t.trim();
+                t.split_once('/')
+                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            })
+        },
+    )?;
+    Ok(AssetLimits {
+        max_file_bytes: env.ranged("ASSET_MAX_FILE_BYTES", d.max_file_bytes, 1..=1 << 40)?,
+        max_chunk_bytes: env.ranged(
+            "ASSET_MAX_CHUNK_BYTES",
+            d.max_chunk_bytes,
+            16..=15 * 1024 * 1024,
+        )?,
+        max_chunks: env.ranged("ASSET_MAX_CHUNKS", d.max_chunks, 1..=1_000_000)?,
+        session_ttl: env.seconds(
+            "UPLOAD_SESSION_TTL_SECONDS",
+            d.session_ttl.as_secs(),
+            1..=2_592_000,
+        )?,
+        allowed_types: types
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect(),
+    })
+}
+
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
@@ -196,6 +232,7 @@ impl Config {
     /// Reads configuration from a map of variables (the process environment in production).
     pub fn from_lookup(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(vars);
+        let chat = ChatLimits::default();
         let config = Config {
             port: env.optional("PORT", "a TCP port number (1-65535)", |v| {
                 v.parse::<u16>().ok().filter(|p| *p > 0)
@@ -290,40 +327,19 @@ impl Config {
                 .filter(|v| env.raw(v).is_some_and(|s| !s.is_empty()))
                 .collect(),
             data_dir: PathBuf::from(env.string("CHAT_DATA_DIR", "chat-data")),
+            assets: asset_limits(&env)?,
             chat: ChatLimits {
-                events_per_second: env.ranged("CHAT_EVENTS_PER_SECOND", 20u32, 1..=100_000)?,
-                ack_timeout: env.seconds("CHAT_ACK_TIMEOUT_SECONDS", 10, 1..=300)?,
-                replay_limit: env.ranged("CHAT_REPLAY_LIMIT", 100u32, 1..=100)?,
-            },
-            assets: AssetLimits {
-                max_file_bytes: env.ranged(
-                    "ASSET_MAX_FILE_BYTES",
-                    100 * 1024 * 1024u64,
-                    1..=1 << 40,
+                events_per_second: env.ranged(
+                    "CHAT_EVENTS_PER_SECOND",
+                    chat.events_per_second,
+                    1..=100_000,
                 )?,
-                max_chunk_bytes: env.ranged(
-                    "ASSET_MAX_CHUNK_BYTES",
-                    5 * 1024 * 1024usize,
-                    16..=15 * 1024 * 1024,
+                ack_timeout: env.seconds(
+                    "CHAT_ACK_TIMEOUT_SECONDS",
+                    chat.ack_timeout.as_secs(),
+                    1..=300,
                 )?,
-                max_chunks: env.ranged("ASSET_MAX_CHUNKS", 10_000u32, 1..=1_000_000)?,
-                session_ttl: env.seconds("UPLOAD_SESSION_TTL_SECONDS", 86_400, 1..=2_592_000)?,
-                allowed_types: env
-                    .checked(
-                        "ASSET_ALLOWED_TYPES",
-                        DEFAULT_ALLOWED_TYPES,
-                        "a comma-separated list of content types such as image/png",
-                        |v| {
-                            v.split(',').all(|t| {
-                                let t = t.trim();
-                                t.split_once('/')
-                                    .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-                            })
-                        },
-                    )?
-                    .split(',')
-                    .map(|t| t.trim().to_ascii_lowercase())
-                    .collect(),
+                replay_limit: env.ranged("CHAT_REPLAY_LIMIT", chat.replay_limit, 1..=100)?,
             },
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
@@ -524,6 +540,8 @@ mod tests {
         assert_eq!(c.mongodb_database(), "scalable_chat");
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.cors_allowed_origins.is_empty());
+        assert_eq!(c.assets, AssetLimits::default());
+        assert_eq!(c.chat, ChatLimits::default());
     }
 
     #[test]
@@ -582,10 +600,6 @@ mod tests {
 
     #[test]
     fn chat_limits_are_configurable_and_bounded() {
-        assert_eq!(
-            Config::from_lookup(&HashMap::new()).unwrap().chat,
-            ChatLimits::default()
-        );
         let c = Config::from_lookup(&vars(&[
             ("CHAT_EVENTS_PER_SECOND", "500"),
             ("CHAT_ACK_TIMEOUT_SECONDS", "30"),

@@ -101,6 +101,17 @@ impl PageRequest {
     }
 }
 
+/// Most words of a user search that count; the rest are ignored.
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// The words of a user search (`GET /users?search=`): every one must match the name or email.
+pub fn search_words(search: Option<&str>) -> impl Iterator<Item = &str> {
+    search
+        .unwrap_or("")
+        .split_whitespace()
+        .take(MAX_SEARCH_WORDS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

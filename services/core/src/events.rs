@@ -192,11 +192,6 @@ impl EventLog {
         }
     }
 
-    /// Whether this is the in-process log.
-    pub fn is_local(&self) -> bool {
-        matches!(self.backend, Backend::Local(_))
-    }
-
     /// The namespaced name of a topic.
     pub fn topic(&self, name: &str) -> String {
         format!("{}.{name}", self.namespace)
@@ -302,7 +297,8 @@ where
     let brokers = match &log.backend {
         Backend::Kafka { brokers, .. } => brokers,
         Backend::Local(local) => {
-            let topic = local.topic(&log.topic(topic));
+            let name = log.topic(topic);
+            let topic = local.topic(&name);
             let group = group.to_string();
             let mut offset = match start {
                 StartAt::Earliest => 0,
@@ -327,7 +323,7 @@ where
                         partition: 0,
                         offset: at as i64,
                     };
-                    if !retry_until_handled(&handler, record, &group, &shutdown).await {
+                    if !retry_until_handled(&handler, record, &name, &shutdown).await {
                         return Ok(());
                     }
                 } else {

@@ -15,11 +15,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
-use sha2::{Digest, Sha256};
 
 use crate::assets::{
-    hex, sha256_hex, AssetLimits, AssetRecord, AssetStore, ByteRange, ByteStream, ChunkUpload,
-    UploadStatus,
+    sha256_hex, Assembler, AssetLimits, AssetRecord, AssetStore, ByteRange, ByteStream,
+    ChunkProgress, ChunkUpload, UploadStatus, FILE_PIECE_BYTES,
 };
 use crate::error::Error;
 use crate::mongo::{from_bson_time, is_duplicate_key, to_bson_time};
@@ -28,8 +27,6 @@ const SESSIONS: &str = "upload_sessions";
 const CHUNKS: &str = "upload_chunks";
 const FILES: &str = "assets.files";
 const FILE_CHUNKS: &str = "assets.chunks";
-/// The GridFS default chunk size.
-pub const GRIDFS_CHUNK_BYTES: usize = 255 * 1024;
 
 /// The indexes of the asset collections (applied by `chat-server migrate` with the others).
 pub fn indexes() -> Vec<(&'static str, IndexModel)> {
@@ -215,27 +212,21 @@ impl MongoAssetStore {
             .sort(doc! {"index": 1})
             .batch_size(2)
             .await?;
-        let (mut hasher, mut length, mut n) = (Sha256::new(), 0u64, 0i64);
-        let mut pending: Vec<u8> = Vec::with_capacity(GRIDFS_CHUNK_BYTES * 2);
+        let mut assembler = Assembler::default();
         while let Some(chunk) = source.try_next().await? {
             let data = match chunk.get("data") {
                 Some(Bson::Binary(b)) => &b.bytes,
                 _ => return Err(corrupt()),
             };
-            hasher.update(data);
-            length += data.len() as u64;
-            pending.extend_from_slice(data);
-            while pending.len() >= GRIDFS_CHUNK_BYTES {
-                let rest = pending.split_off(GRIDFS_CHUNK_BYTES);
-                self.write_file_chunk(file_id, n, std::mem::replace(&mut pending, rest))
-                    .await?;
-                n += 1;
+            for (n, piece) in assembler.push(data) {
+                self.write_file_chunk(file_id, n, piece).await?;
             }
         }
-        if !pending.is_empty() {
-            self.write_file_chunk(file_id, n, pending).await?;
+        let (last, length, sha) = assembler.finish();
+        if let Some((n, piece)) = last {
+            self.write_file_chunk(file_id, n, piece).await?;
         }
-        Ok((length, hex(&hasher.finalize())))
+        Ok((length, sha))
     }
 
     async fn write_file_chunk(
@@ -257,13 +248,21 @@ fn binary(bytes: Vec<u8>) -> Binary {
     }
 }
 
+/// What a session document counts (no need to read its chunks).
+fn progress(session: &Document) -> ChunkProgress {
+    ChunkProgress {
+        total_chunks: session.get_i64("totalChunks").unwrap_or_default() as u32,
+        received_chunks: session.get_i64("receivedChunks").unwrap_or_default() as u32,
+    }
+}
+
 fn corrupt() -> Error {
     Error::internal("an asset document has an unexpected shape")
 }
 
 #[async_trait::async_trait]
 impl AssetStore for MongoAssetStore {
-    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<UploadStatus, Error> {
+    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<ChunkProgress, Error> {
         let session = self.open_session(&chunk).await?;
         let total = session.get_i64("totalChunks").unwrap_or_default() as u32;
         if total != chunk.total_chunks {
@@ -297,7 +296,7 @@ impl AssetStore for MongoAssetStore {
                             doc! {"$set": {"expiresAt": to_bson_time(self.expiry())}},
                         )
                         .await?;
-                    return self.status_of(&session).await;
+                    return Ok(progress(&session));
                 }
                 return Err(Error::conflict(format!(
                     "chunk {} was already received with different bytes",
@@ -324,7 +323,7 @@ impl AssetStore for MongoAssetStore {
             self.drop_session(&updated).await?;
             return Err(self.limits.file_too_large());
         }
-        self.status_of(&updated).await
+        Ok(progress(&updated))
     }
 
     async fn status(&self, owner_id: &str, filename: &str) -> Result<Option<UploadStatus>, Error> {
@@ -394,7 +393,7 @@ impl AssetStore for MongoAssetStore {
         let file = doc! {
             "_id": file_id,
             "length": length as i64,
-            "chunkSize": GRIDFS_CHUNK_BYTES as i32,
+            "chunkSize": FILE_PIECE_BYTES as i32,
             "uploadDate": to_bson_time(now),
             "filename": filename,
             "metadata": {
@@ -430,8 +429,7 @@ impl AssetStore for MongoAssetStore {
 
     async fn read(&self, asset: &AssetRecord, range: ByteRange) -> Result<ByteStream, Error> {
         let id = ObjectId::parse_str(&asset.id).map_err(|_| corrupt())?;
-        let chunk = GRIDFS_CHUNK_BYTES as u64;
-        let (first, last) = ((range.start / chunk) as i32, (range.end / chunk) as i32);
+        let (first, last) = range.pieces();
         let cursor = self
             .file_chunks
             .find(doc! {"files_id": id, "n": {"$gte": first, "$lte": last}})
@@ -440,17 +438,12 @@ impl AssetStore for MongoAssetStore {
             .await?;
         let stream = cursor.map(move |item| {
             let doc = item?;
-            let n = doc.get_i32("n").map_err(|_| corrupt())? as u64;
+            let n = doc.get_i32("n").map_err(|_| corrupt())?;
             let Some(Bson::Binary(data)) = doc.get("data") else {
                 return Err(corrupt());
             };
-            let offset = n * chunk;
-            let from = range.start.saturating_sub(offset) as usize;
-            let to = ((range.end + 1 - offset) as usize).min(data.bytes.len());
-            if from >= to {
-                return Err(corrupt());
-            }
-            Ok(axum::body::Bytes::copy_from_slice(&data.bytes[from..to]))
+            let part = range.slice_of(n.into(), &data.bytes).ok_or_else(corrupt)?;
+            Ok(axum::body::Bytes::copy_from_slice(part))
         });
         Ok(stream.boxed())
     }

@@ -5,6 +5,7 @@
 //! what users expect from a people picker): it uses anchored-nowhere, escaped, case-insensitive
 //! regular expressions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,13 +19,13 @@ pub use mongodb::Database;
 use mongodb::{Client, Collection, IndexModel};
 
 use crate::config::Secret;
-use crate::domain::{Email, PageRequest};
+use crate::domain::{search_words, Email, PageRequest};
 use crate::error::Error;
 use crate::health::Probe;
 use crate::store::{
     Attachment, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore, MessageView,
     NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
-    SigningKeyStore, UserRecord, UserStore,
+    SigningKeyStore, Stores, UserRecord, UserStore,
 };
 
 /// Connects and pings, retrying until `timeout`.
@@ -353,10 +354,7 @@ impl UserStore for MongoUserStore {
         search: Option<&str>,
         page: PageRequest,
     ) -> Result<(Vec<UserRecord>, u64), Error> {
-        let words: Vec<Bson> = search
-            .unwrap_or("")
-            .split_whitespace()
-            .take(8)
+        let words: Vec<Bson> = search_words(search)
             .map(|word| {
                 let pattern = doc! {"$regex": escape_regex(word), "$options": "i"};
                 Bson::Document(doc! {"$or": [
@@ -519,6 +517,29 @@ impl MongoGroupStore {
             pairs: db.collection(DIRECT_PAIRS),
         }
     }
+
+    /// The conversation the direct pair `key` was claimed for. Its creator may still be writing
+    /// it: wait up to 2 s. If it never appears (the creator died in between), the claim is
+    /// released and `None` lets the caller claim the pair again.
+    async fn claimed_conversation(&self, key: &str) -> Result<Option<GroupRecord>, Error> {
+        let Some(pair) = self.pairs.find_one(doc! {"_id": key}).await? else {
+            return Ok(None);
+        };
+        let owner = pair
+            .get_object_id("groupId")
+            .map_err(|_| Error::internal("a direct pair without its group id"))?;
+        for _ in 0..40 {
+            if let Some(group) = self.get(&owner.to_hex()).await? {
+                return Ok(Some(group));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::warn!(group = %owner, "releasing a direct pair whose conversation was never written");
+        self.pairs
+            .delete_one(doc! {"_id": key, "groupId": owner})
+            .await?;
+        Ok(None)
+    }
 }
 
 fn role_str(role: MemberRole) -> &'static str {
@@ -579,26 +600,21 @@ impl GroupStore for MongoGroupStore {
             document.insert("directKey", key);
         }
         if let Some(key) = &group.direct_key {
-            match self
+            // The pair document claims the conversation; whoever inserts it first creates it.
+            while let Err(e) = self
                 .pairs
                 .insert_one(doc! {"_id": key, "groupId": id})
                 .await
             {
-                Ok(_) => {}
-                Err(e) if is_duplicate_key(&e) => {
-                    let pair = self.pairs.find_one(doc! {"_id": key}).await?;
-                    let existing = pair
-                        .and_then(|p| p.get_object_id("groupId").ok())
-                        .ok_or_else(|| Error::internal("direct pair without its group"))?;
-                    let group = self.get(&existing.to_hex()).await?;
-                    let group =
-                        group.ok_or_else(|| Error::internal("direct conversation vanished"))?;
-                    return Ok((group, false));
+                if !is_duplicate_key(&e) {
+                    return Err(e.into());
                 }
-                Err(e) => return Err(e.into()),
+                if let Some(existing) = self.claimed_conversation(key).await? {
+                    return Ok((existing, false));
+                }
             }
         }
-        self.groups.insert_one(document.clone()).await?;
+        // Members first, the group document last: a group that can be read has its members.
         let gid = id.to_hex();
         let members: Vec<Document> = group
             .members
@@ -606,6 +622,7 @@ impl GroupStore for MongoGroupStore {
             .map(|(user, role)| member_doc(&gid, user, *role, now))
             .collect();
         self.members.insert_many(members).await?;
+        self.groups.insert_one(document.clone()).await?;
         Ok((group_from_doc(&document)?, true))
     }
 
@@ -1000,6 +1017,20 @@ impl MessageStore for MongoMessageStore {
         };
         self.many(filter, doc! {"createdAt": -1, "_id": -1}, limit)
             .await
+    }
+}
+
+impl Stores {
+    /// Every store on MongoDB, files in its GridFS bucket.
+    pub fn mongo(db: &Database, asset_limits: crate::assets::AssetLimits) -> Self {
+        Stores {
+            users: Arc::new(MongoUserStore::new(db)),
+            refresh_tokens: Arc::new(MongoRefreshTokenStore::new(db)),
+            signing_keys: Arc::new(MongoSigningKeyStore::new(db)),
+            groups: Arc::new(MongoGroupStore::new(db)),
+            messages: Arc::new(MongoMessageStore::new(db)),
+            assets: Arc::new(crate::gridfs::MongoAssetStore::new(db, asset_limits)),
+        }
     }
 }
 

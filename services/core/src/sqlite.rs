@@ -17,15 +17,15 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::assets::{
-    sha256_hex, AssetLimits, AssetRecord, AssetStore, ByteRange, ByteStream, ChunkUpload,
-    UploadStatus,
+    sha256_hex, Assembler, AssetLimits, AssetRecord, AssetStore, ByteRange, ByteStream,
+    ChunkProgress, ChunkUpload, UploadStatus,
 };
-use crate::domain::{Email, PageRequest};
+use crate::domain::{search_words, Email, PageRequest};
 use crate::error::Error;
 use crate::store::{
     Attachment, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore, MessageView,
     NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
-    SigningKeyStore, UserRecord, UserStore,
+    SigningKeyStore, Stores, UserRecord, UserStore,
 };
 
 const SCHEMA: &str = r#"
@@ -66,9 +66,6 @@ CREATE TABLE IF NOT EXISTS asset_chunks (
   asset_id TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (asset_id, n));
 "#;
 
-/// Bytes per stored file chunk (as GridFS's default).
-const FILE_CHUNK_BYTES: usize = 255 * 1024;
-
 /// The embedded database. Cheap to clone; every store port is implemented on it.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -101,11 +98,6 @@ fn time(ms: i64) -> DateTime<Utc> {
 
 fn new_id() -> String {
     ObjectId::new().to_hex()
-}
-
-/// `%`-free pattern for `instr(ulower(x), ?)`: the lower-cased needle.
-fn needle(text: &str) -> String {
-    text.to_lowercase()
 }
 
 impl SqliteStore {
@@ -160,6 +152,21 @@ impl SqliteStore {
         })
         .await
         .map_err(Error::internal)?
+    }
+}
+
+impl Stores {
+    /// Every store on the embedded database.
+    pub fn embedded(db: SqliteStore) -> Self {
+        let db = Arc::new(db);
+        Stores {
+            users: db.clone(),
+            refresh_tokens: db.clone(),
+            signing_keys: db.clone(),
+            groups: db.clone(),
+            messages: db.clone(),
+            assets: db,
+        }
     }
 }
 
@@ -324,12 +331,7 @@ impl UserStore for SqliteStore {
         search: Option<&str>,
         page: PageRequest,
     ) -> Result<(Vec<UserRecord>, u64), Error> {
-        let words: Vec<String> = search
-            .unwrap_or("")
-            .split_whitespace()
-            .take(8)
-            .map(needle)
-            .collect();
+        let words: Vec<String> = search_words(search).map(str::to_lowercase).collect();
         self.run(move |conn| {
             let clause = if words.is_empty() {
                 "1".to_string()
@@ -776,15 +778,26 @@ impl MessageStore for SqliteStore {
                 .map(serde_json::to_string)
                 .transpose()
                 .map_err(Error::internal)?;
+            let created_at = millis(Utc::now());
             tx.execute(
                 "INSERT INTO messages (id, group_id, seq, sender_id, client_message_id, content, attachment, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![id, message.group_id, seq, message.sender_id, message.client_message_id,
-                    message.content, attachment, millis(Utc::now())],
+                    message.content, attachment, created_at],
             )?;
-            let stored = first_message(&tx, "WHERE id = ?1", &[&id])?
-                .ok_or_else(|| Error::internal("message vanished"))?;
             tx.commit()?;
+            // What was just written, as a read would return it (times in milliseconds).
+            let stored = MessageView {
+                id,
+                group_id: message.group_id,
+                seq,
+                sender_id: message.sender_id,
+                client_message_id: message.client_message_id,
+                content: message.content,
+                attachment: message.attachment,
+                deleted: false,
+                created_at: time(created_at),
+            };
             Ok((stored, true))
         })
         .await
@@ -862,7 +875,7 @@ impl MessageStore for SqliteStore {
         text: &str,
         limit: u32,
     ) -> Result<Vec<MessageView>, Error> {
-        let (groups, text) = (group_ids.to_vec(), needle(text));
+        let (groups, text) = (group_ids.to_vec(), text.to_lowercase());
         self.run(move |conn| {
             let mut found = Vec::new();
             for group in groups {
@@ -955,7 +968,7 @@ fn asset_by_id(conn: &Connection, id: &str) -> Result<Option<AssetRecord>, Error
 
 #[async_trait::async_trait]
 impl AssetStore for SqliteStore {
-    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<UploadStatus, Error> {
+    async fn put_chunk(&self, chunk: ChunkUpload) -> Result<ChunkProgress, Error> {
         let limits = self.limits.clone();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -1030,11 +1043,16 @@ impl AssetStore for SqliteStore {
                 "UPDATE upload_sessions SET expires_at = ?2 WHERE id = ?1",
                 params![session.0, expires],
             )?;
-            let session = session_row(&tx, &chunk.owner_id, &chunk.filename)?
-                .ok_or_else(|| Error::internal("upload vanished"))?;
-            let status = status_of(&tx, &chunk.filename, &session)?;
+            let received_chunks: u32 = tx.query_row(
+                "SELECT count(*) FROM upload_chunks WHERE session_id = ?1",
+                [session.0],
+                |r| r.get(0),
+            )?;
             tx.commit()?;
-            Ok(status)
+            Ok(ChunkProgress {
+                total_chunks: session.1,
+                received_chunks,
+            })
         })
         .await
     }
@@ -1093,32 +1111,25 @@ impl AssetStore for SqliteStore {
                 }
             };
             let id = new_id();
-            let (mut hasher, mut length, mut n, mut pending) =
-                (sha2::Sha256::new(), 0u64, 0i64, Vec::new());
-            {
-                use sha2::Digest;
+            let (length, sha) = {
                 let mut statement = tx
                     .prepare("SELECT data FROM upload_chunks WHERE session_id = ?1 ORDER BY idx")?;
                 let mut rows = statement.query([session.0])?;
                 let mut insert =
                     tx.prepare("INSERT INTO asset_chunks (asset_id, n, data) VALUES (?1, ?2, ?3)")?;
+                let mut assembler = Assembler::default();
                 while let Some(row) = rows.next()? {
                     let data: Vec<u8> = row.get(0)?;
-                    hasher.update(&data);
-                    length += data.len() as u64;
-                    pending.extend_from_slice(&data);
-                    while pending.len() >= FILE_CHUNK_BYTES {
-                        let rest = pending.split_off(FILE_CHUNK_BYTES);
-                        insert.execute(params![id, n, std::mem::replace(&mut pending, rest)])?;
-                        n += 1;
+                    for (n, piece) in assembler.push(&data) {
+                        insert.execute(params![id, n, piece])?;
                     }
                 }
-                if !pending.is_empty() {
-                    insert.execute(params![id, n, pending])?;
+                let (last, length, sha) = assembler.finish();
+                if let Some((n, piece)) = last {
+                    insert.execute(params![id, n, piece])?;
                 }
-            }
-            use sha2::Digest;
-            let sha = crate::assets::hex(&hasher.finalize());
+                (length, sha)
+            };
             tx.execute(
                 "INSERT INTO assets (id, owner_id, filename, content_type, size, sha256, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1145,8 +1156,7 @@ impl AssetStore for SqliteStore {
     }
 
     async fn read(&self, asset: &AssetRecord, range: ByteRange) -> Result<ByteStream, Error> {
-        let chunk = FILE_CHUNK_BYTES as u64;
-        let (first, last) = ((range.start / chunk) as i64, (range.end / chunk) as i64);
+        let (first, last) = range.pieces();
         let store = self.clone();
         let id = asset.id.clone();
         // One chunk per step, so a large download never sits in memory whole.
@@ -1162,13 +1172,10 @@ impl AssetStore for SqliteStore {
                         )?)
                     })
                     .await?;
-                let offset = n as u64 * chunk;
-                let from = range.start.saturating_sub(offset) as usize;
-                let to = ((range.end + 1 - offset) as usize).min(data.len());
-                if from >= to {
-                    return Err(Error::internal("a stored file is shorter than recorded"));
-                }
-                Ok(axum::body::Bytes::copy_from_slice(&data[from..to]))
+                let part = range
+                    .slice_of(n, &data)
+                    .ok_or_else(|| Error::internal("a stored file is shorter than recorded"))?;
+                Ok(axum::body::Bytes::copy_from_slice(part))
             }
         });
         Ok(stream.boxed())

@@ -1,13 +1,29 @@
 //! Ports: the storage and rate-limit operations services depend on. Services hold these as trait
-//! objects; [`crate::mongo`] and [`crate::redis`] are the production adapters.
+//! objects; [`crate::mongo`], [`crate::gridfs`] and [`crate::redis`] are the production adapters,
+//! [`crate::sqlite`] and [`crate::memory`] the embedded ones of `chat-server all`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::assets::AssetStore;
 use crate::contracts::auth::UserView;
 use crate::domain::{Email, PageRequest};
 use crate::error::Error;
+
+/// Every storage port, from one adapter family: MongoDB with GridFS
+/// ([`Stores::mongo`](crate::mongo)) or the embedded database
+/// ([`Stores::embedded`](crate::sqlite)).
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    pub signing_keys: Arc<dyn SigningKeyStore>,
+    pub groups: Arc<dyn GroupStore>,
+    pub messages: Arc<dyn MessageStore>,
+    pub assets: Arc<dyn AssetStore>,
+}
 
 /// A user to create.
 pub struct NewUser {
@@ -55,7 +71,6 @@ pub trait UserStore: Send + Sync {
     async fn by_email(&self, email: &Email) -> Result<Option<UserRecord>, Error>;
     /// `None` for an unknown or malformed id.
     async fn by_id(&self, id: &str) -> Result<Option<UserRecord>, Error>;
-    /// Records when the user was last online (never moves backwards).
     /// Changes the fields given (`Some(None)` removes the profile picture); `None` when the user
     /// does not exist.
     async fn update_profile(
@@ -65,6 +80,7 @@ pub trait UserStore: Send + Sync {
         last_name: Option<String>,
         profile_url: Option<Option<String>>,
     ) -> Result<Option<UserRecord>, Error>;
+    /// Records when the user was last online (never moves backwards).
     async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error>;
     /// Which of `ids` are existing users.
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error>;

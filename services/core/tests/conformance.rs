@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use chat_core::assets::{AssetLimits, AssetStore, ByteRange, ChunkUpload};
 use chat_core::config::Secret;
 use chat_core::domain::{Email, PageRequest};
-use chat_core::gridfs::MongoAssetStore;
 use chat_core::memory::{MemoryPresence, MemoryRateLimiter};
 use chat_core::mongo::{self, Database};
 use chat_core::sqlite::SqliteStore;
@@ -26,16 +25,19 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Every storage port, from one adapter family.
+/// Every port, from one adapter family: the stores as `chat-server` builds them, plus rate
+/// limits and presence.
 struct Ports {
-    users: Arc<dyn UserStore>,
-    refresh_tokens: Arc<dyn RefreshTokenStore>,
-    signing_keys: Arc<dyn SigningKeyStore>,
-    groups: Arc<dyn GroupStore>,
-    messages: Arc<dyn MessageStore>,
-    assets: Arc<dyn AssetStore>,
+    stores: Stores,
     limiter: Arc<dyn RateLimiter>,
     presence: Arc<dyn Presence>,
+}
+
+impl std::ops::Deref for Ports {
+    type Target = Stores;
+    fn deref(&self) -> &Stores {
+        &self.stores
+    }
 }
 
 fn limits() -> AssetLimits {
@@ -70,12 +72,7 @@ async fn mongodb_and_redis() -> Ports {
         .expect("Redis is running (scripts/infra.sh up)");
     let namespace = unique("t");
     Ports {
-        users: Arc::new(mongo::MongoUserStore::new(&db)),
-        refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(&db)),
-        signing_keys: Arc::new(mongo::MongoSigningKeyStore::new(&db)),
-        groups: Arc::new(mongo::MongoGroupStore::new(&db)),
-        messages: Arc::new(mongo::MongoMessageStore::new(&db)),
-        assets: Arc::new(MongoAssetStore::new(&db, limits())),
+        stores: Stores::mongo(&db, limits()),
         limiter: Arc::new(chat_core::redis::RedisRateLimiter::new(
             conn.clone(),
             &namespace,
@@ -85,14 +82,8 @@ async fn mongodb_and_redis() -> Ports {
 }
 
 async fn embedded() -> Ports {
-    let db = Arc::new(SqliteStore::in_memory(limits()).unwrap());
     Ports {
-        users: db.clone(),
-        refresh_tokens: db.clone(),
-        signing_keys: db.clone(),
-        groups: db.clone(),
-        messages: db.clone(),
-        assets: db,
+        stores: Stores::embedded(SqliteStore::in_memory(limits()).unwrap()),
         limiter: Arc::new(MemoryRateLimiter::default()),
         presence: Arc::new(MemoryPresence::default()),
     }
@@ -145,7 +136,7 @@ fn new_user(first: &str, last: &str, email: &str) -> NewUser {
 }
 
 async fn a_registered_email_cannot_be_registered_again(p: Ports) {
-    let users = p.users;
+    let users = &p.users;
     let created = users
         .insert(new_user("Ada", "Lovelace", "ada@example.com"))
         .await
@@ -175,7 +166,7 @@ async fn a_registered_email_cannot_be_registered_again(p: Ports) {
 }
 
 async fn listing_pages_and_searches_case_insensitively(p: Ports) {
-    let users = p.users;
+    let users = &p.users;
     for i in 0..25 {
         users
             .insert(new_user(
@@ -233,7 +224,7 @@ fn refresh_record(hash: &str, family: &str) -> RefreshTokenRecord {
 }
 
 async fn of_two_concurrent_spends_exactly_one_is_fresh(p: Ports) {
-    let tokens = p.refresh_tokens;
+    let tokens = &p.refresh_tokens;
     tokens.insert(refresh_record("h1", "f1")).await.unwrap();
     let spends = (0..6).map(|_| {
         let tokens = tokens.clone();
@@ -256,7 +247,7 @@ async fn of_two_concurrent_spends_exactly_one_is_fresh(p: Ports) {
 }
 
 async fn revoking_a_family_spends_all_its_tokens(p: Ports) {
-    let tokens = p.refresh_tokens;
+    let tokens = &p.refresh_tokens;
     tokens.insert(refresh_record("a", "fam")).await.unwrap();
     tokens.insert(refresh_record("b", "fam")).await.unwrap();
     tokens.insert(refresh_record("c", "other")).await.unwrap();
@@ -272,7 +263,7 @@ async fn revoking_a_family_spends_all_its_tokens(p: Ports) {
 }
 
 async fn every_replica_gets_the_same_development_key(p: Ports) {
-    let keys = p.signing_keys;
+    let keys = &p.signing_keys;
     let first = keys.development_key(b"candidate-one").await.unwrap();
     let second = keys.development_key(b"candidate-two").await.unwrap();
     assert_eq!(first, b"candidate-one");
@@ -280,7 +271,7 @@ async fn every_replica_gets_the_same_development_key(p: Ports) {
 }
 
 async fn the_rate_limiter_allows_the_limit_then_says_when_to_retry(p: Ports) {
-    let limiter = p.limiter;
+    let limiter = &p.limiter;
     let window = Duration::from_secs(60);
     for _ in 0..3 {
         assert_eq!(
@@ -662,11 +653,13 @@ async fn read_all(
 async fn uploads_resume_refuse_other_bytes_and_assemble(p: Ports) {
     let file = png(700_000, 1);
     let parts: Vec<&[u8]> = file.chunks(300_000).collect();
-    let status = p
+    let progress = p
         .assets
         .put_chunk(chunk("ada", "f.png", 2, 3, parts[2]))
         .await
         .unwrap();
+    assert_eq!((progress.total_chunks, progress.received_chunks), (3, 1));
+    let status = p.assets.status("ada", "f.png").await.unwrap().unwrap();
     assert_eq!(
         (status.received.clone(), status.missing()),
         (vec![2], vec![0, 1])
@@ -675,11 +668,14 @@ async fn uploads_resume_refuse_other_bytes_and_assemble(p: Ports) {
         .put_chunk(chunk("ada", "f.png", 0, 3, parts[0]))
         .await
         .unwrap();
-    // The same bytes again are fine; other bytes are a conflict; so is another total.
-    p.assets
+    // The same bytes again are fine (and not counted twice); other bytes are a conflict; so is
+    // another total.
+    let again = p
+        .assets
         .put_chunk(chunk("ada", "f.png", 0, 3, parts[0]))
         .await
         .unwrap();
+    assert_eq!(again.received_chunks, 2);
     let err = p
         .assets
         .put_chunk(chunk("ada", "f.png", 0, 3, &png(300_000, 9)))

@@ -105,13 +105,13 @@ pub async fn upload_chunk(
     };
     gw.asset_limits.check_chunk(&chunk)?;
     let (filename, chunk_index) = (chunk.filename.clone(), chunk.index);
-    let status = gw.assets.put_chunk(chunk).await?;
+    let progress = gw.assets.put_chunk(chunk).await?;
     Ok(axum::Json(ChunkReceipt {
         filename,
         chunk_index,
-        total_chunks: status.total_chunks,
-        received_chunks: status.received.len() as u32,
-        ready: status.received.len() as u32 == status.total_chunks,
+        total_chunks: progress.total_chunks,
+        received_chunks: progress.received_chunks,
+        ready: progress.received_chunks == progress.total_chunks,
     }))
 }
 

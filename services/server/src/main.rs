@@ -8,14 +8,11 @@ use axum::Router;
 use chat_core::assets::AssetStore;
 use chat_core::config::{Config, INFRASTRUCTURE_VARIABLES};
 use chat_core::events::{consume, tail, EventLog, KafkaProbe, StartAt, COMMANDS, FACTS};
-use chat_core::gridfs::MongoAssetStore;
 use chat_core::health::{Health, Probe};
 use chat_core::memory::{MemoryPresence, MemoryRateLimiter};
 use chat_core::rpc::{LocalBus, RpcClient, RpcServer};
 use chat_core::sqlite::{SqliteProbe, SqliteStore};
-use chat_core::store::{
-    GroupStore, MessageStore, Presence, RateLimiter, RefreshTokenStore, SigningKeyStore, UserStore,
-};
+use chat_core::store::{Presence, RateLimiter, Stores};
 
 /// Partitions of the commands and facts topics (groups are spread over them by id).
 const KAFKA_PARTITIONS: i32 = 6;
@@ -156,42 +153,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The stores every role may use, on MongoDB or on the embedded database.
-#[derive(Clone)]
-struct Stores {
-    users: Arc<dyn UserStore>,
-    refresh_tokens: Arc<dyn RefreshTokenStore>,
-    signing_keys: Arc<dyn SigningKeyStore>,
-    groups: Arc<dyn GroupStore>,
-    messages: Arc<dyn MessageStore>,
-    assets: Arc<dyn AssetStore>,
-}
-
-impl Stores {
-    fn mongo(db: &mongo::Database, config: &Config) -> Self {
-        Stores {
-            users: Arc::new(mongo::MongoUserStore::new(db)),
-            refresh_tokens: Arc::new(mongo::MongoRefreshTokenStore::new(db)),
-            signing_keys: Arc::new(mongo::MongoSigningKeyStore::new(db)),
-            groups: Arc::new(mongo::MongoGroupStore::new(db)),
-            messages: Arc::new(mongo::MongoMessageStore::new(db)),
-            assets: Arc::new(MongoAssetStore::new(db, config.assets.clone())),
-        }
-    }
-
-    fn embedded(db: SqliteStore) -> Self {
-        let db = Arc::new(db);
-        Stores {
-            users: db.clone(),
-            refresh_tokens: db.clone(),
-            signing_keys: db.clone(),
-            groups: db.clone(),
-            messages: db.clone(),
-            assets: db,
-        }
-    }
-}
-
 /// Rate limits and presence, on Redis or in memory.
 #[derive(Clone)]
 struct Cache {
@@ -283,7 +244,7 @@ async fn run(role: Role, config: Config) -> Result<(), String> {
     } else if role.runs_auth() || role.runs_group() || role.runs_message() || role.runs_gateway() {
         let db = connect_mongo().await?;
         probes.push(Arc::new(mongo::MongoProbe(db.clone())));
-        Some(Stores::mongo(&db, &config))
+        Some(Stores::mongo(&db, config.assets.clone()))
     } else {
         None
     };
