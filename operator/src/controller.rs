@@ -46,8 +46,6 @@ const REQUEUE_PROGRESSING: Duration = Duration::from_secs(30);
 const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// Requeue after an error or while a referenced Secret is missing.
 const REQUEUE_ERROR: Duration = Duration::from_secs(30);
-/// Requeue after deleting a failed migration Job, to create it again.
-const REQUEUE_RETRY: Duration = Duration::from_secs(5);
 
 /// Finalizer on a ChatDeployment whose `deletionPolicy` is `Delete`: the data outlives owner
 /// references (claims are not owned), so the operator deletes it before letting go.
@@ -197,11 +195,6 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
         migration_job: &job,
         now,
     });
-    if plan.delete_migration_job {
-        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-        delete_if_present(&jobs, &job).await?;
-        info!(job = %job, "deleted the failed migration Job to run it again");
-    }
 
     let objects = build(&cfg, &digests, &plan.versions);
     let applied = match apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await {
@@ -243,7 +236,6 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
         report_transitions(&ctx, &cd, &status).await;
     }
     let requeue = match &plan.state {
-        _ if plan.delete_migration_job => REQUEUE_RETRY,
         State::Upgrading { .. } => REQUEUE_PROGRESSING,
         _ if ready => REQUEUE_READY,
         State::Halted { .. } | State::Refused(_) | State::Stopped => REQUEUE_READY,
@@ -321,7 +313,7 @@ async fn create_missing_secrets(
             continue;
         }
         let stored = match secrets.create(&PostParams::default(), &secret).await {
-            Ok(_) => {
+            Ok(created) => {
                 info!(secret = %name, "generated Secret created");
                 publish(
                     ctx,
@@ -331,7 +323,8 @@ async fn create_missing_secrets(
                     &format!("generated Secret {name}"),
                 )
                 .await;
-                secret
+                // As the server has it (with its resourceVersion), like the one read later.
+                created
             }
             // Another writer created it since we looked: use theirs, never overwrite.
             Err(kube::Error::Api(e)) if e.code == 409 => secrets.get(&name).await?,
@@ -433,11 +426,7 @@ async fn observe(
         }
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    observed.migration = jobs
-        .list(&selector)
-        .await?
-        .into_iter()
-        .find(|j| j.name_any() == job);
+    observed.migration = jobs.get_opt(job).await?;
     Ok(observed)
 }
 
@@ -644,10 +633,16 @@ async fn finalize(
 async fn delete_data(ctx: &Context, cd: &ChatDeployment, namespace: &str) -> Result<(), Error> {
     let name = cd.name_any();
     let mut deleted = Vec::new();
+    // Only the operator's own: a user's StatefulSet that happens to share a name is left alone.
+    let uid = cd.uid().unwrap_or_default();
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
-    for kind in DependencyKind::ALL {
-        let set = format!("{name}-{}", kind.name());
-        if delete_if_present(&sets, &set).await? {
+    for set in sets
+        .list_metadata(&ListParams::default().labels(&owned_selector(&name)))
+        .await?
+    {
+        let ours = set.owner_references().iter().any(|o| o.uid == uid);
+        let set = set.name_any();
+        if ours && delete_if_present(&sets, &set).await? {
             deleted.push(format!("StatefulSet {set}"));
         }
     }

@@ -443,10 +443,6 @@ pub struct ChatDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 
-    /// The version the operator is rolling out: `spec.version`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_version: Option<String>,
-
     /// The upgrade in progress, absent when every workload runs what the spec asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeStatus>,

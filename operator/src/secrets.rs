@@ -503,13 +503,21 @@ mod tests {
 
     #[test]
     fn key_ids_are_the_ones_the_services_compute() {
-        // chat_core::tokens::key_id: base64url(SHA-256(raw key))[..16].
-        let raw = [9u8; 32];
-        let pair = key_pair_pem(&[], &raw);
-        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(raw))
-            [..16]
-            .to_string();
-        assert_eq!(key_id_of_pem(&pair.public_pem), expected);
+        // The services' own code reads the generated keys: same key ids, signing and verifying.
+        let mut generator = SystemGenerator::default();
+        let (a, b) = (generator.ed25519(), generator.ed25519());
+        let signer = chat_core::tokens::SigningKey::from_pem(&a.private_pem).unwrap();
+        assert_eq!(signer.kid(), key_id_of_pem(&a.public_pem));
+        let bundle = format!("{}{}", a.public_pem, b.public_pem);
+        let kids: Vec<String> = chat_core::tokens::VerifyingKey::from_pem_bundle(&bundle)
+            .unwrap()
+            .iter()
+            .map(|k| k.kid().to_string())
+            .collect();
+        assert_eq!(
+            kids,
+            [key_id_of_pem(&a.public_pem), key_id_of_pem(&b.public_pem)]
+        );
     }
 
     #[test]

@@ -228,7 +228,6 @@ pub fn rolled_out(
         })
         .collect();
     status.url = url(cfg.ingress.as_ref());
-    status.target_version = Some(cfg.version.clone());
     status.upgrade = plan.upgrade.clone();
     status.migrated_image = plan.migrated_image.clone();
     status.jwt_keys = jwt_keys;

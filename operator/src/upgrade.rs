@@ -73,7 +73,9 @@ impl Versions {
         }
     }
 
-    /// What runs now, unchanged: nothing moves. Absent components stay absent.
+    /// What runs now, unchanged: nothing moves. Absent components stay absent. The migration
+    /// Job is kept when `migration` asks and it still exists (for its logs); one deleted by hand
+    /// is not created again.
     fn frozen(cfg: &ValidatedConfig, observed: &Observed, migration: bool) -> Self {
         Self {
             components: observed
@@ -91,7 +93,7 @@ impl Versions {
                 .iter()
                 .filter_map(|(k, s)| Some((*k, stateful_set_image(s)?)))
                 .collect(),
-            migration,
+            migration: migration && observed.migration.is_some(),
         }
     }
 }
@@ -167,9 +169,6 @@ pub struct Plan {
     pub upgrade: Option<UpgradeStatus>,
     /// `status.migratedImage` to write.
     pub migrated_image: Option<String>,
-    /// The failed migration Job must be deleted (the sequence resumed after it failed); it is
-    /// created again on the next reconcile.
-    pub delete_migration_job: bool,
     /// Events marking the steps, in order.
     pub events: Vec<PlanEvent>,
 }
@@ -197,7 +196,6 @@ pub fn plan(input: &PlanInput) -> Plan {
         state: State::Steady,
         upgrade: None,
         migrated_image: input.previous.and_then(|s| s.migrated_image.clone()),
-        delete_migration_job: false,
         events: Vec::new(),
     };
 
@@ -269,8 +267,8 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     let halt = if walk.migration_failed && resumed {
-        // Run it again: delete the failed Job now, create it on the next reconcile.
-        result.delete_migration_job = true;
+        // Run it again: the failed Job is no longer wanted, so it is pruned now and created
+        // again on the next reconcile.
         result.versions.migration = false;
         None
     } else if walk.migration_failed {

@@ -248,7 +248,6 @@ fn the_migration_job_runs_migrate_of_the_target_with_the_mongodb_wiring() {
     assert_eq!(container.env.clone().unwrap(), mongodb_env);
     assert_eq!(container.env_from, app_container(&message).env_from);
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
-    assert!(job.metadata.name.as_ref().unwrap().len() <= 63);
 
     let newer = cfg_with_version("0.2.0");
     assert_ne!(migration_job(&newer).metadata.name, job.metadata.name);

