@@ -27,6 +27,14 @@ infra_env=$(scripts/infra.sh up)
 eval "$infra_env"
 tools_env=$(scripts/infra.sh tools)
 eval "$tools_env"
+# The real Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler 1.25;
+# no kubelet) for the operator suite `operator/tests/control_plane`. It is found through
+# CHAT_CONTROL_PLANE_KUBECONFIG, never KUBECONFIG: the kind-only tests (cluster_e2e,
+# cluster_upgrade) keep skipping unless a developer points KUBECONFIG at a real cluster.
+control_plane=${CHAT_CONTROL_PLANE_SCRIPT:-../shared/k8s/control-plane.sh}
+[ -x "$control_plane" ] || { echo "no control-plane script at $control_plane (set CHAT_CONTROL_PLANE_SCRIPT)" >&2; exit 1; }
+"$control_plane" up >/dev/null
+export CHAT_CONTROL_PLANE_KUBECONFIG=${K8S_STATE:-$HOME/.cache/k8s-control-plane}/kubeconfig
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
 if ! command -v npm >/dev/null; then

@@ -12,7 +12,7 @@
 //! model of every server-side default; SSA gives the same result with one field manager and
 //! also repairs drift when someone edits an owned field by hand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +64,13 @@ pub enum Error {
         code: u16,
         reason: String,
     },
+    /// One object could not be applied; the others were still applied.
+    #[error("applying {kind} {name} failed: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
     #[error("the ChatDeployment has no namespace")]
     MissingNamespace,
 }
@@ -74,7 +81,21 @@ impl Error {
         match self {
             Self::Kube(_) => "kube",
             Self::WriteSecret { .. } => "write_secret",
+            Self::Apply { .. } => "apply",
             Self::MissingNamespace => "missing_namespace",
+        }
+    }
+
+    /// The condition reason and event reason that report it on the ChatDeployment.
+    pub fn reason(&self) -> &'static str {
+        let forbidden = |e: &kube::Error| matches!(e, kube::Error::Api(a) if a.code == 403);
+        match self {
+            Self::Kube(e) | Self::Apply { source: e, .. } if forbidden(e) => "Forbidden",
+            Self::Kube(_) => "ApiError",
+            Self::WriteSecret { code: 403, .. } => "Forbidden",
+            Self::WriteSecret { .. } => "SecretWriteFailed",
+            Self::Apply { .. } => "ApplyFailed",
+            Self::MissingNamespace => "InvalidSpec",
         }
     }
 
@@ -95,7 +116,8 @@ impl Error {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Publishes Events on ChatDeployments.
+    pub events: EventPublisher,
     pub metrics: Arc<Metrics>,
     /// Source of generated secret values; tests pass a deterministic one.
     pub generator: Mutex<Box<dyn SecretGenerator + Send>>,
@@ -111,7 +133,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), reporter),
             client,
             metrics,
             generator: Mutex::new(Box::new(SystemGenerator::default())),
@@ -124,6 +146,31 @@ impl Context {
 #[instrument(skip(cd, ctx), fields(name = %cd.name_any(), namespace = cd.namespace().unwrap_or_default()))]
 pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
+    let result = reconcile_stack(&cd, &ctx).await;
+    if let Err(error) = &result {
+        report_failure(&ctx, &cd, error).await;
+    }
+    result
+}
+
+/// Say why a reconcile failed where users look: the `Degraded` condition and a Warning event.
+/// Best effort: when the status cannot be written either (the same RBAC gap, an API server
+/// away), the log and the failure metric still say it.
+async fn report_failure(ctx: &Context, cd: &ChatDeployment, error: &Error) {
+    let Some(namespace) = cd.namespace() else {
+        return;
+    };
+    let api: Api<ChatDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let message = error.to_string();
+    let status = status::blocked(cd, error.reason(), message.clone(), (ctx.clock)());
+    match write_status(&api, cd, &status).await {
+        Ok(true) => publish(ctx, cd, EventType::Warning, error.reason(), &message).await,
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "could not report the failure in the status"),
+    }
+}
+
+async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, Error> {
     let namespace = cd.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<ChatDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = (ctx.clock)();
@@ -197,23 +244,7 @@ pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Act
     });
 
     let objects = build(&cfg, &digests, &plan.versions);
-    let applied = match apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await {
-        Ok(applied) => applied,
-        Err(error) => {
-            let status = status::blocked(&cd, "ApplyFailed", error.to_string(), now);
-            if write_status(&api, &cd, &status).await.unwrap_or(false) {
-                publish(
-                    &ctx,
-                    &cd,
-                    EventType::Warning,
-                    "ApplyFailed",
-                    &error.to_string(),
-                )
-                .await;
-            }
-            return Err(error);
-        }
-    };
+    let applied = apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await?;
     prune(&ctx, &cd, &namespace, &objects).await?;
 
     let next_retirement = jwt_keys
@@ -440,15 +471,33 @@ async fn apply_all(
 ) -> Result<Workloads, Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut workloads = Workloads::default();
+    let mut first_error = None;
     for object in objects {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &object.api_resource());
-        if let Resource::Deployment(deployment) = object {
-            hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
+        let applied = async {
+            if let Resource::Deployment(deployment) = object {
+                hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
+            }
+            api.patch(object.name(), &params, &Patch::Apply(object.to_json()))
+                .await
         }
-        let applied = api
-            .patch(object.name(), &params, &Patch::Apply(object.to_json()))
-            .await?;
+        .await;
+        // One object's failure must not block the others (a later spec change could never
+        // reach them): apply the rest, then report the first failure.
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(source) => {
+                let kind = object.api_resource().kind;
+                warn!(%kind, name = object.name(), error = %source, "apply failed");
+                first_error.get_or_insert(Error::Apply {
+                    kind,
+                    name: object.name().to_owned(),
+                    source,
+                });
+                continue;
+            }
+        };
         debug!(kind = %object.api_resource().kind, name = object.name(), "applied");
         let component = applied
             .labels()
@@ -477,7 +526,7 @@ async fn apply_all(
             _ => {}
         }
     }
-    Ok(workloads)
+    first_error.map_or(Ok(workloads), Err)
 }
 
 /// Field manager that takes `spec.replicas` off our hands when an autoscaler takes over.
@@ -496,7 +545,7 @@ async fn hand_replicas_over(
     cfg: &ValidatedConfig,
     observed: &Observed,
     desired: &Deployment,
-) -> Result<(), Error> {
+) -> Result<(), kube::Error> {
     if desired.spec.as_ref().is_some_and(|s| s.replicas.is_some()) {
         return Ok(());
     }
@@ -767,15 +816,59 @@ async fn report_transitions(ctx: &Context, cd: &ChatDeployment, new: &ChatDeploy
 
 /// Publish an event on the ChatDeployment; a failure to publish is logged, not fatal.
 async fn publish(ctx: &Context, cd: &ChatDeployment, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &cd.object_ref(&())).await {
-        warn!(%error, reason, "publishing event failed");
+    ctx.events.publish(cd, type_, reason, note).await;
+}
+
+/// Events on ChatDeployments, one series per distinct message.
+///
+/// kube's [`Recorder`] folds every event with the same type, reason and action on one object
+/// into one series that keeps the *first* note: five generated Secrets would show as one event
+/// "generated Secret chat-jwt" with count 5. So each distinct (reason, note) gets a recorder of
+/// its own: the same event repeated is still one series with a count, while different
+/// messages stay different events.
+pub struct EventPublisher {
+    client: Client,
+    reporter: Reporter,
+    recorders: Mutex<HashMap<(String, String), Recorder>>,
+}
+
+impl EventPublisher {
+    /// Most distinct messages remembered; past it the memory starts again (a repeat then
+    /// starts a new series, which is harmless).
+    const MAX_SERIES: usize = 1024;
+
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self {
+            client,
+            reporter,
+            recorders: Mutex::default(),
+        }
+    }
+
+    async fn publish(&self, cd: &ChatDeployment, type_: EventType, reason: &str, note: &str) {
+        let recorder = {
+            let mut recorders = self
+                .recorders
+                .lock()
+                .expect("recorder lock is not poisoned");
+            if recorders.len() >= Self::MAX_SERIES {
+                recorders.clear();
+            }
+            recorders
+                .entry((reason.to_owned(), note.to_owned()))
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &cd.object_ref(&())).await {
+            warn!(%error, reason, "publishing event failed");
+        }
     }
 }
 

@@ -108,8 +108,8 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "batch",
         "jobs",
-        &["create", "patch", "list", "watch", "delete"],
-        "the migration Job: apply_all, observe, prune once it succeeded, delete to retry after \
+        &["get", "create", "patch", "list", "watch", "delete"],
+        "the migration Job: apply_all, observe reads it by name, prune once it succeeded, delete to retry after \
          a failure; the controller watches them",
     ),
     watched(

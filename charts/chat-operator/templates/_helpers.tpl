@@ -91,7 +91,7 @@ is not covered. No wildcards.
 # The migration Job of an upgrade; deleted once it succeeded, or to retry after a failure.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, patch, list, watch, delete]
+  verbs: [get, create, patch, list, watch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [create, patch, list, delete]

@@ -12,10 +12,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
-    LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
+    LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -37,8 +37,10 @@ const APP_USER: i64 = 10001;
 const JWT_DIR: &str = "/etc/chat/jwt";
 /// How long a stopping pod keeps serving before it gets SIGTERM: time for the endpoint
 /// removal to reach kube-proxy and the ingress controller, so no new request or Socket.IO
-/// connection is sent to a pod that is shutting down. A `sleep` handler, because the
-/// distroless image has no shell to `exec` one (Kubernetes 1.30, `PodLifecycleSleepAction`).
+/// connection is sent to a pod that is shutting down. An `exec` of the image's `sleep`
+/// (coreutils in the Debian runtime image), not the `sleep` handler: that one exists only from
+/// Kubernetes 1.30 on, and an older API server refuses the whole Deployment for it
+/// (`field not declared in schema`). `exec` works on every version the chart supports.
 const PRE_STOP_SLEEP_SECONDS: i64 = 5;
 
 /// The settings every component shares.
@@ -318,8 +320,8 @@ fn container(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Relea
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction {
-                    seconds: PRE_STOP_SLEEP_SECONDS,
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".into(), PRE_STOP_SLEEP_SECONDS.to_string()]),
                 }),
                 ..Default::default()
             }),

@@ -215,9 +215,14 @@ fn every_component_pod_pauses_before_stopping_and_chat_gets_time_to_drain() {
             .lifecycle
             .as_ref()
             .and_then(|l| l.pre_stop.as_ref())
-            .and_then(|h| h.sleep.as_ref())
-            .map(|s| s.seconds);
-        assert_eq!(sleep, Some(5), "{component:?}");
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone());
+        // `exec`, not the `sleep` handler, which API servers before 1.30 refuse.
+        assert_eq!(
+            sleep,
+            Some(vec!["sleep".into(), "5".into()]),
+            "{component:?}"
+        );
         let grace = pod.termination_grace_period_seconds.unwrap();
         assert_eq!(grace, if component == Component::Chat { 45 } else { 30 });
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::TimeZone;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -299,7 +299,7 @@ impl SecretGenerator for TestGenerator {
 fn context(fake: &FakeApiServer) -> Arc<Context> {
     let client = fake.client();
     Arc::new(Context {
-        recorder: Recorder::new(
+        events: EventPublisher::new(
             client.clone(),
             Reporter {
                 controller: FIELD_MANAGER.into(),

@@ -1,6 +1,8 @@
 //! Helpers shared by the operator's integration tests.
 #![allow(dead_code)]
 
+pub mod helm;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
