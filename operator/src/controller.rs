@@ -20,7 +20,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource as _, ResourceExt};
@@ -32,6 +34,7 @@ use crate::build::{
 };
 use crate::config::{validate, Component, DependencyKind, DependencyMode, ValidatedConfig};
 use crate::crd::{ChatDeployment, ChatDeploymentStatus, DeletionPolicy, JwtKeyStatus};
+use crate::drift;
 use crate::metrics::Metrics;
 use crate::secrets::{
     generated_secrets, jwt_keys, maintain_jwt_keys, SecretDigests, SecretGenerator, SystemGenerator,
@@ -472,23 +475,38 @@ async fn apply_all(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut workloads = Workloads::default();
     let mut first_error = None;
+    let mut live = LiveObjects::default();
     for object in objects {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), namespace, &object.api_resource());
+        let resource = object.api_resource();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        let desired = drift::with_intent(object.to_json());
         let applied = async {
+            // Nothing to send when the live object already is what we want: a reconcile
+            // with nothing to do writes nothing (see `drift`).
+            if let Some(current) = live.get(&api, &resource, &cfg.name, object.name()).await? {
+                match drift::difference(&current, &desired) {
+                    None => {
+                        return serde_json::from_value(current).map_err(kube::Error::SerdeError)
+                    }
+                    Some(path) => {
+                        debug!(kind = %resource.kind, name = object.name(), %path, "differs")
+                    }
+                }
+            }
             if let Resource::Deployment(deployment) = object {
                 hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
             }
-            api.patch(object.name(), &params, &Patch::Apply(object.to_json()))
+            debug!(kind = %resource.kind, name = object.name(), "applying");
+            api.patch(object.name(), &params, &Patch::Apply(&desired))
                 .await
         }
         .await;
         // One object's failure must not block the others (a later spec change could never
         // reach them): apply the rest, then report the first failure.
-        let applied = match applied {
+        let applied: DynamicObject = match applied {
             Ok(applied) => applied,
             Err(source) => {
-                let kind = object.api_resource().kind;
+                let kind = resource.kind;
                 warn!(%kind, name = object.name(), error = %source, "apply failed");
                 first_error.get_or_insert(Error::Apply {
                     kind,
@@ -498,7 +516,6 @@ async fn apply_all(
                 continue;
             }
         };
-        debug!(kind = %object.api_resource().kind, name = object.name(), "applied");
         let component = applied
             .labels()
             .get("app.kubernetes.io/component")
@@ -527,6 +544,36 @@ async fn apply_all(
         }
     }
     first_error.map_or(Ok(workloads), Err)
+}
+
+/// The objects this ChatDeployment owns as they are now, listed once per kind (by the owned
+/// labels) the first time a kind is needed in a reconcile.
+#[derive(Default)]
+struct LiveObjects {
+    by_kind: HashMap<String, HashMap<String, serde_json::Value>>,
+}
+
+impl LiveObjects {
+    async fn get(
+        &mut self,
+        api: &Api<DynamicObject>,
+        resource: &ApiResource,
+        instance: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, kube::Error> {
+        if !self.by_kind.contains_key(&resource.kind) {
+            let listed = api
+                .list(&ListParams::default().labels(&owned_selector(instance)))
+                .await?;
+            let objects = listed
+                .items
+                .into_iter()
+                .filter_map(|o| Some((o.name_any(), serde_json::to_value(o).ok()?)))
+                .collect();
+            self.by_kind.insert(resource.kind.clone(), objects);
+        }
+        Ok(self.by_kind[&resource.kind].get(name).cloned())
+    }
 }
 
 /// Field manager that takes `spec.replicas` off our hands when an autoscaler takes over.

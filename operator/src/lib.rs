@@ -11,6 +11,7 @@ pub mod build;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod drift;
 pub mod http;
 pub mod leader;
 pub mod metrics;

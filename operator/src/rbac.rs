@@ -43,9 +43,9 @@ const fn watched(
     }
 }
 
-/// Server-side apply creates an absent object (the API server checks `create`) and patches an
-/// existing one.
-const APPLY: [&str; 2] = ["create", "patch"];
+/// Listed by the owned labels to compare with what is wanted (`drift`); server-side apply
+/// creates an absent object (the API server checks `create`) and patches an existing one.
+const APPLY: [&str; 3] = ["list", "create", "patch"];
 /// Applied, and deleted by the prune step when no longer desired (found by a labelled list).
 const APPLY_AND_PRUNE: [&str; 4] = ["create", "patch", "list", "delete"];
 
@@ -90,7 +90,7 @@ pub const PERMISSIONS: &[Permission] = &[
         "",
         "configmaps",
         &APPLY,
-        "apply_all; the ConfigMap is always desired",
+        "apply_all (listed to compare, then applied); the ConfigMap is always desired",
     ),
     watched("", "services", &APPLY_AND_PRUNE, "apply_all and prune"),
     watched(

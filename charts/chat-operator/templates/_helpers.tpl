@@ -73,10 +73,11 @@ is not covered. No wildcards.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list, delete]
-# Server-side apply (create when absent, patch after); always desired, so never deleted.
+# Listed to compare with what is wanted, then server-side applied (create when absent, patch
+# after) only when it differs; always desired, so never deleted.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
+  verbs: [list, create, patch]
 # Server-side apply, and pruned when no longer desired.
 - apiGroups: [""]
   resources: [services]

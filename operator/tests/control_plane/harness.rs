@@ -449,8 +449,14 @@ impl Stack {
     }
 
     /// Writes (create, update, patch, delete) the operator made from `since` on, as
-    /// `verb resource/name` lines, read from the API server's audit log.
+    /// `verb resource/name -> code` lines, read from the API server's audit log.
     pub fn operator_writes_since(&self, since: DateTime<Utc>) -> Vec<String> {
+        self.operator_requests_since(since, &WRITE_VERBS)
+    }
+
+    /// Requests with one of `verbs` the operator made from `since` on, as
+    /// `verb resource/name -> code` lines, read from the API server's audit log.
+    pub fn operator_requests_since(&self, since: DateTime<Utc>, verbs: &[&str]) -> Vec<String> {
         let file =
             std::fs::File::open(state_dir().join("audit.log")).expect("the audit log exists");
         std::io::BufReader::new(file)
@@ -458,7 +464,7 @@ impl Stack {
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
             .filter(|e| e["user"]["username"] == self.operator_user.as_str())
-            .filter(|e| WRITE_VERBS.contains(&e["verb"].as_str().unwrap_or_default()))
+            .filter(|e| verbs.contains(&e["verb"].as_str().unwrap_or_default()))
             .filter(|e| {
                 e["requestReceivedTimestamp"]
                     .as_str()
