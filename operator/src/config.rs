@@ -171,6 +171,8 @@ pub enum InvalidSpec {
     MissingNamespace,
     #[error("name {0:?} is longer than {MAX_NAME_LENGTH} characters; derived object names would not be valid")]
     NameTooLong(String),
+    #[error("name {0:?} is not a DNS label (lowercase letters, digits and '-', starting with a letter); derived Service names would not be valid")]
+    NameNotDnsLabel(String),
     #[error("component {0}: set either replicas or autoscaling, not both")]
     ReplicasAndAutoscaling(&'static str),
     #[error("component {0}: autoscaling minReplicas {1} exceeds maxReplicas {2}")]
@@ -338,6 +340,9 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
     if name.len() > MAX_NAME_LENGTH {
         return Err(InvalidSpec::NameTooLong(name));
     }
+    if !is_dns_label(&name) {
+        return Err(InvalidSpec::NameNotDnsLabel(name));
+    }
     let spec = &cd.spec;
     let owner = cd
         .controller_owner_ref(&())
@@ -442,6 +447,16 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
         namespace,
         owner,
     })
+}
+
+/// An RFC 1035 label, as Service names must be: lowercase letters, digits and `-`, starting
+/// with a letter and ending with a letter or digit (the length is checked separately).
+fn is_dns_label(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn component_config(
@@ -661,6 +676,22 @@ mod tests {
         let mut cd = chat(minimal());
         cd.metadata.name = Some("c".repeat(MAX_NAME_LENGTH + 1));
         assert!(matches!(validate(&cd), Err(InvalidSpec::NameTooLong(_))));
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_dns_label_is_rejected() {
+        for name in ["chat.prod", "1chat", "chat-", "Chat"] {
+            let mut cd = chat(minimal());
+            cd.metadata.name = Some(name.into());
+            assert_eq!(
+                validate(&cd),
+                Err(InvalidSpec::NameNotDnsLabel(name.into())),
+                "{name}"
+            );
+        }
+        let mut cd = chat(minimal());
+        cd.metadata.name = Some("c0-x".into());
+        assert!(validate(&cd).is_ok());
     }
 
     #[test]

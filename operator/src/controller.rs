@@ -30,7 +30,8 @@ use serde_json::json;
 use tracing::{debug, info, instrument, warn};
 
 use crate::build::{
-    build, data_selector, migration_job, owned_selector, prunable_kinds, Resource, FIELD_MANAGER,
+    build, data_selector, dependency_data_selector, migration_job, owned_selector, prunable_kinds,
+    Resource, FIELD_MANAGER,
 };
 use crate::config::{validate, Component, DependencyKind, DependencyMode, ValidatedConfig};
 use crate::crd::{ChatDeployment, ChatDeploymentStatus, DeletionPolicy, JwtKeyStatus};
@@ -179,15 +180,15 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
     let now = (ctx.clock)();
 
     if cd.metadata.deletion_timestamp.is_some() {
-        return finalize(&ctx, &cd, &api, &namespace).await;
+        return finalize(ctx, cd, &api, &namespace).await;
     }
 
     if cd.spec.paused {
-        let status = status::paused(&cd, now);
-        if write_status(&api, &cd, &status).await? {
+        let status = status::paused(cd, now);
+        if write_status(&api, cd, &status).await? {
             publish(
-                &ctx,
-                &cd,
+                ctx,
+                cd,
                 EventType::Normal,
                 "Paused",
                 "reconciliation paused; no object is written",
@@ -197,36 +198,46 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
         return Ok(Action::await_change());
     }
 
-    let cfg = match validate(&cd) {
+    let cfg = match validate(cd) {
         Ok(cfg) => cfg,
         Err(invalid) => {
             warn!(error = %invalid, "invalid spec");
             let message = invalid.to_string();
-            let status = status::blocked(&cd, "InvalidSpec", message.clone(), now);
-            if write_status(&api, &cd, &status).await? {
-                publish(&ctx, &cd, EventType::Warning, "InvalidSpec", &message).await;
+            let status = status::blocked(cd, "InvalidSpec", message.clone(), now);
+            if write_status(&api, cd, &status).await? {
+                publish(ctx, cd, EventType::Warning, "InvalidSpec", &message).await;
             }
             return Ok(Action::await_change());
         }
     };
-    sync_finalizer(&api, &cd, cfg.deletion_policy == DeletionPolicy::Delete).await?;
+    sync_finalizer(&api, cd, cfg.deletion_policy == DeletionPolicy::Delete).await?;
 
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let (mut digests, missing, jwt_secret) = dereference(&secrets_api, &cfg).await?;
     if !missing.is_empty() {
         let message = format!("waiting for Secret {}", missing.join(", "));
         warn!(%message, "referenced Secret missing");
-        let status = status::blocked(&cd, "SecretMissing", message.clone(), now);
-        if write_status(&api, &cd, &status).await? {
-            publish(&ctx, &cd, EventType::Warning, "SecretMissing", &message).await;
+        let status = status::blocked(cd, "SecretMissing", message.clone(), now);
+        if write_status(&api, cd, &status).await? {
+            publish(ctx, cd, EventType::Warning, "SecretMissing", &message).await;
+        }
+        return Ok(Action::requeue(REQUEUE_ERROR));
+    }
+    let lost = lost_passwords(&ctx.client, &namespace, &cfg, &digests).await?;
+    if !lost.is_empty() {
+        let message = lost.join("; ");
+        warn!(%message, "generated Secret deleted while its data remains");
+        let status = status::blocked(cd, "SecretLost", message.clone(), now);
+        if write_status(&api, cd, &status).await? {
+            publish(ctx, cd, EventType::Warning, "SecretLost", &message).await;
         }
         return Ok(Action::requeue(REQUEUE_ERROR));
     }
     let created_jwt =
-        create_missing_secrets(&ctx, &cd, &secrets_api, &cfg, &mut digests, now).await?;
+        create_missing_secrets(ctx, cd, &secrets_api, &cfg, &mut digests, now).await?;
     let jwt_keys = maintain_jwt_key(
-        &ctx,
-        &cd,
+        ctx,
+        cd,
         &secrets_api,
         &cfg,
         &mut digests,
@@ -248,26 +259,26 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
 
     let objects = build(&cfg, &digests, &plan.versions);
     let applied = apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await?;
-    prune(&ctx, &cd, &namespace, &objects).await?;
+    prune(ctx, cd, &namespace, &objects).await?;
 
     let next_retirement = jwt_keys
         .iter()
         .filter_map(|k| k.retire_after.as_ref())
         .map(|t| (t.0 - now).to_std().unwrap_or_default() + Duration::from_secs(1))
         .min();
-    let status = status::rolled_out(&cd, &cfg, &applied, &plan, jwt_keys, now);
+    let status = status::rolled_out(cd, &cfg, &applied, &plan, jwt_keys, now);
     let ready = condition_is(&status, READY, "True");
-    let wrote = write_status(&api, &cd, &status).await?;
+    let wrote = write_status(&api, cd, &status).await?;
     for event in &plan.events {
         let type_ = if event.warning {
             EventType::Warning
         } else {
             EventType::Normal
         };
-        publish(&ctx, &cd, type_, event.reason, &event.message).await;
+        publish(ctx, cd, type_, event.reason, &event.message).await;
     }
     if wrote {
-        report_transitions(&ctx, &cd, &status).await;
+        report_transitions(ctx, cd, &status).await;
     }
     let requeue = match &plan.state {
         State::Upgrading { .. } => REQUEUE_PROGRESSING,
@@ -313,6 +324,46 @@ async fn dereference(
         }
     }
     Ok((digests, missing, jwt))
+}
+
+/// Generated dependency Secrets that are gone while the dependency's data is still there.
+/// The data was written with the password (or, for Kafka, the cluster id) the Secret held;
+/// generating a new value would lock every component out of it, so the operator refuses and
+/// says how to recover. Before any data exists, a missing Secret is simply generated.
+async fn lost_passwords(
+    client: &Client,
+    namespace: &str,
+    cfg: &ValidatedConfig,
+    digests: &SecretDigests,
+) -> Result<Vec<String>, Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut lost = Vec::new();
+    for dependency in &cfg.dependencies {
+        let DependencyMode::Managed(managed) = &dependency.mode else {
+            continue;
+        };
+        let credential = &managed.credential;
+        if !credential.generated || digests.has_secret(&credential.secret) {
+            continue;
+        }
+        let selector = dependency_data_selector(&cfg.name, dependency.kind);
+        let data = claims
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        if let Some(claim) = data.items.first() {
+            lost.push(format!(
+                "generated Secret {secret} was deleted, but the data of {kind} \
+                 (PersistentVolumeClaim {claim}) uses the value it held; a new one would lock \
+                 the components out. Restore Secret {secret} (key {key}) from a backup, or \
+                 delete the claim to start {kind} empty",
+                secret = credential.secret,
+                kind = dependency.kind.name(),
+                claim = claim.name_any(),
+                key = credential.key,
+            ));
+        }
+    }
+    Ok(lost)
 }
 
 /// Create the generated Secrets that do not exist. Existing ones are never patched. Returns
@@ -497,8 +548,13 @@ async fn apply_all(
                 hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
             }
             debug!(kind = %resource.kind, name = object.name(), "applying");
-            api.patch(object.name(), &params, &Patch::Apply(&desired))
-                .await
+            let mut applied = api
+                .patch(object.name(), &params, &Patch::Apply(&desired))
+                .await?;
+            if matches!(object, Resource::Deployment(_)) {
+                raise_to_autoscaler_minimum(client, namespace, cfg, &mut applied).await?;
+            }
+            Ok(applied)
         }
         .await;
         // One object's failure must not block the others (a later spec change could never
@@ -615,23 +671,59 @@ async fn hand_replicas_over(
         return Ok(());
     };
     if we_own_replicas {
-        let name = live.name_any();
         let replicas = live_replicas.max(component.scaling.min_replicas());
-        let patch = json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {"replicas": replicas},
-        });
-        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        api.patch(
-            &name,
-            &PatchParams::apply(HANDOVER_MANAGER),
-            &Patch::Apply(patch),
-        )
-        .await?;
-        info!(deployment = %name, replicas, "handed replicas over to the autoscaler");
+        hand_over(client, namespace, &live.name_any(), replicas).await?;
     }
+    Ok(())
+}
+
+/// After applying an autoscaled Deployment: a new one starts at Kubernetes' default of one
+/// pod, so raise it to the autoscaler's minimum at once rather than at the autoscaler's next
+/// sync. Never lowers it.
+async fn raise_to_autoscaler_minimum(
+    client: &Client,
+    namespace: &str,
+    cfg: &ValidatedConfig,
+    applied: &mut DynamicObject,
+) -> Result<(), kube::Error> {
+    let Some(min) = cfg.components.iter().find_map(|c| {
+        let autoscaled = matches!(c.scaling, crate::config::Scaling::Auto { .. });
+        (autoscaled && format!("{}-{}", cfg.name, c.component.role()) == applied.name_any())
+            .then(|| c.scaling.min_replicas())
+    }) else {
+        return Ok(());
+    };
+    let live = applied.data["spec"]["replicas"].as_i64().unwrap_or(1);
+    if live > 0 && live < i64::from(min) {
+        hand_over(client, namespace, &applied.name_any(), min).await?;
+        applied.data["spec"]["replicas"] = json!(min);
+    }
+    Ok(())
+}
+
+/// Apply `replicas` under the hand-over manager, taking the field from the operator's own
+/// manager (`force`: without it the API server refuses with a conflict whenever the value
+/// differs from the one the operator applied, e.g. 0 while stopped).
+async fn hand_over(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    let patch = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply(HANDOVER_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    info!(deployment = %name, replicas, "handed replicas over to the autoscaler");
     Ok(())
 }
 

@@ -12,6 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::MAX_NAME_LENGTH;
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "chat.scalablechat.dev";
@@ -40,19 +43,29 @@ pub const ROTATE_JWT_KEY_ANNOTATION: &str = "chat.scalablechat.dev/rotate-jwt-ke
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every component is available","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Step","type":"string","description":"Upgrade step in progress","jsonPath":".status.upgrade.step","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","description":"Where clients reach the stack","jsonPath":".status.url","priority":1}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    // The name prefixes every object the operator creates, Services included, whose names
+    // must be DNS labels (RFC 1035): `<name>-rabbitmq-headless` must fit in 63 characters.
+    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"))
+        .message(Message::Message(format!(
+            "metadata.name must be at most {MAX_NAME_LENGTH} characters: it prefixes the names of the Services the operator creates"
+        ))),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter): it prefixes the names of the Services the operator creates")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ChatDeploymentSpec {
     /// Version of scalable-chat to run. It is the image tag unless `image` is set, and it is
-    /// reported per component in the status.
-    #[schemars(length(min = 1, max = 128))]
+    /// reported per component in the status. It labels every workload, so it must be a label
+    /// value: at most 63 letters, digits, `-`, `_` and `.`, starting and ending with a letter
+    /// or digit (no `+build` suffix, no digest: pin a digest with `image`).
+    #[schemars(length(max = 63), regex(pattern = LABEL_VALUE))]
     pub version: String,
 
     /// Full image reference of the `chat-server` image, overriding the default
     /// `ghcr.io/scalable-chat/chat-server:<version>`. Every component runs this one image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE))]
     pub image: Option<String>,
 
     /// When to pull the image. Defaults to `IfNotPresent`.
@@ -62,6 +75,7 @@ pub struct ChatDeploymentSpec {
 
     /// Names of Secrets in this namespace used to pull the image from a private registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
     pub image_pull_secrets: Vec<String>,
 
     /// Stop reconciling: while true the operator writes nothing to the objects it manages and
@@ -122,6 +136,90 @@ fn nullable<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemar
     let mut schema = generator.subschema_for::<T>();
     schema.insert("nullable".into(), true.into());
     schema
+}
+
+/// A Kubernetes resource quantity, as `resource.Quantity` parses it (`500m`, `1.5Gi`, `2`,
+/// `1e3`). Without it a wrong quantity would pass the CRD and fail only when the operator
+/// applies the Deployment or StatefulSet.
+pub const QUANTITY: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// A non-empty label value (its 63-character limit is a `maxLength`).
+pub const LABEL_VALUE: &str = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+
+/// A label value, possibly empty.
+const OPTIONAL_LABEL_VALUE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$";
+
+/// A label or annotation key: an optional DNS subdomain and `/`, then a name of at most 63
+/// characters. A CEL regular expression, inside a single-quoted CEL string.
+const QUALIFIED_NAME: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+
+/// A DNS subdomain (RFC 1123): names of Secrets, StorageClasses and IngressClasses (their
+/// 253-character limit is a `maxLength`).
+pub const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// An Ingress rule's host: a DNS subdomain whose last label starts with a letter (so not an
+/// IP address), optionally behind a `*.` wildcard.
+pub const HOST: &str = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// A key of a Secret's data.
+pub const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// An image reference: not empty, no whitespace (the API server refuses a container image
+/// with leading or trailing whitespace).
+pub const IMAGE: &str = r"^\S+$";
+
+/// Give every Quantity under this field (the int-or-string values of `limits`, `requests`,
+/// a storage `size`, an env var's `divisor`) the quantity pattern. Only Quantities are
+/// int-or-string in the Kubernetes types this is used on.
+fn quantities(schema: &mut schemars::Schema) {
+    use serde_json::{Map, Value};
+    fn object(object: &mut Map<String, Value>) {
+        if object.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            object.insert("pattern".into(), QUANTITY.into());
+        }
+        object.values_mut().for_each(walk);
+    }
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(o) => object(o),
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    if let Some(o) = schema.as_object_mut() {
+        object(o);
+    }
+}
+
+/// A map that becomes labels (or a node selector): keys are qualified names, values label
+/// values. The API server refuses anything else only when the operator applies the pods.
+fn label_map(schema: &mut schemars::Schema) {
+    qualified_keys(schema, "label");
+    if let Some(values) = schema
+        .get_mut("additionalProperties")
+        .and_then(|v| v.as_object_mut())
+    {
+        values.insert("maxLength".into(), 63.into());
+        values.insert("pattern".into(), OPTIONAL_LABEL_VALUE.into());
+    }
+}
+
+/// A map that becomes annotations: keys are qualified names.
+fn annotation_map(schema: &mut schemars::Schema) {
+    qualified_keys(schema, "annotation");
+}
+
+fn qualified_keys(schema: &mut schemars::Schema, what: &str) {
+    // A bound on the entries keeps the rule's estimated cost within the API server's budget.
+    schema.insert("maxProperties".into(), 64.into());
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        json!([{
+            "rule": format!("self.all(k, k.matches('{QUALIFIED_NAME}'))"),
+            "message": format!("{what} keys must be qualified names: an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"),
+        }]),
+    );
 }
 
 /// When the kubelet pulls the image.
@@ -190,7 +288,7 @@ pub struct AuthSpec {
     /// `chat.scalablechat.dev/rotate-jwt-key` gets a new value. The private key is mounted
     /// only into auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub jwt_secret_name: Option<String>,
 }
 
@@ -229,6 +327,7 @@ pub struct ComponentSpec {
     /// CPU and memory of the component's container. Defaults to requests of 100m CPU and
     /// 128Mi memory and a 512Mi memory limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantities)]
     pub resources: Option<ResourceRequirements>,
 
     /// Scale on CPU with a HorizontalPodAutoscaler instead of a fixed replica count.
@@ -268,14 +367,17 @@ pub struct AutoscalingSpec {
 pub struct PodOverrides {
     /// Extra pod labels. They never change the Deployment's selector.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = label_map)]
     pub labels: BTreeMap<String, String>,
 
     /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = annotation_map)]
     pub annotations: BTreeMap<String, String>,
 
     /// Node labels the pods must be scheduled on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = label_map)]
     pub node_selector: BTreeMap<String, String>,
 
     /// Taints the pods tolerate.
@@ -288,6 +390,7 @@ pub struct PodOverrides {
 
     /// Extra environment variables; one with the name of an operator-set variable replaces it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = quantities)]
     pub env: Vec<EnvVar>,
 }
 
@@ -329,7 +432,7 @@ pub enum Dependency<M> {
 pub struct ManagedDependency {
     /// Container image. Defaults to `mongo:7.0`, `rabbitmq:3.13-management` or `redis:7.2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE))]
     pub image: Option<String>,
 
     /// Persistent volume of the data directory.
@@ -338,6 +441,7 @@ pub struct ManagedDependency {
 
     /// CPU and memory of the dependency's container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantities)]
     pub resources: Option<ResourceRequirements>,
 
     /// A Secret key holding the password to use instead of a generated one. The value must be
@@ -353,7 +457,7 @@ pub struct ManagedDependency {
 pub struct ManagedKafka {
     /// Container image. Defaults to `apache/kafka:3.9.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE))]
     pub image: Option<String>,
 
     /// Persistent volume of the log directory.
@@ -362,6 +466,7 @@ pub struct ManagedKafka {
 
     /// CPU and memory of the Kafka container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantities)]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -379,10 +484,10 @@ pub struct ExternalDependency {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyReference {
     /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
-    /// Key inside the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Key inside the Secret: letters, digits, `-`, `_` and `.`.
+    #[schemars(length(max = 253), regex(pattern = SECRET_KEY))]
     pub key: String,
 }
 
@@ -393,10 +498,12 @@ pub struct StorageSpec {
     /// Requested size, for example `10Gi`. Defaults to 10Gi for MongoDB and Kafka, 2Gi for
     /// RabbitMQ and 1Gi for Redis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = quantities)]
     pub size: Option<Quantity>,
 
     /// StorageClass of the claim; the cluster's default class when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub storage_class_name: Option<String>,
 }
 
@@ -407,21 +514,24 @@ pub struct StorageSpec {
 pub struct IngressSpec {
     /// IngressClass to use; the cluster's default class when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub class_name: Option<String>,
 
-    /// Host name clients use, for example `chat.example.com`. All hosts when unset.
+    /// Host name clients use, for example `chat.example.com`, or a wildcard such as
+    /// `*.example.com`; lowercase, not an IP address. All hosts when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(max = 253), regex(pattern = HOST))]
     pub host: Option<String>,
 
     /// Secret of type `kubernetes.io/tls` holding the certificate for `host`. Plain HTTP when
     /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub tls_secret_name: Option<String>,
 
     /// Extra annotations on the Ingress objects, for the ingress controller or cert-manager.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = annotation_map)]
     pub annotations: BTreeMap<String, String>,
 }
 

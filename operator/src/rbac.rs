@@ -43,11 +43,12 @@ const fn watched(
     }
 }
 
-/// Listed by the owned labels to compare with what is wanted (`drift`); server-side apply
-/// creates an absent object (the API server checks `create`) and patches an existing one.
-const APPLY: [&str; 3] = ["list", "create", "patch"];
+/// Watched (a deleted or edited object is put back at once), listed by the owned labels to
+/// compare with what is wanted (`drift`); server-side apply creates an absent object (the API
+/// server checks `create`) and patches an existing one.
+const APPLY: [&str; 4] = ["list", "watch", "create", "patch"];
 /// Applied, and deleted by the prune step when no longer desired (found by a labelled list).
-const APPLY_AND_PRUNE: [&str; 4] = ["create", "patch", "list", "delete"];
+const APPLY_AND_PRUNE: [&str; 5] = ["create", "patch", "list", "watch", "delete"];
 
 /// Everything the operator calls.
 pub const PERMISSIONS: &[Permission] = &[
@@ -74,8 +75,9 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "",
         "secrets",
-        &["get", "create", "update", "delete"],
-        "dereference reads referenced and generated Secrets; create_missing_secrets creates \
+        &["get", "list", "watch", "create", "update", "delete"],
+        "dereference reads referenced and generated Secrets; the controller watches the \
+         generated ones (by label) so a deleted password is noticed at once; create_missing_secrets creates \
          absent generated ones; maintain_jwt_key replaces the generated JWT key Secret when a \
          rotation is asked for or an old key retires (the only update); delete_data deletes \
          the generated dependency passwords under deletionPolicy Delete",
@@ -145,10 +147,10 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "create", "update"],
         scope: Scope::OwnNamespace,
-        why: "leader election (kube-leader-election: get, create when absent, merge-patch to \
-              renew and step down)",
+        why: "leader election (leader.rs): get, create when absent, replace with the \
+              resourceVersion read to take over, renew and release (compare-and-swap)",
     },
 ];
 

@@ -64,11 +64,12 @@ is not covered. No wildcards.
 - apiGroups: [chat.scalablechat.dev]
   resources: [chatdeployments/finalizers]
   verbs: [update]
-# Read, and created when absent; never listed. Updated only to rotate the generated JWT key
-# (when asked to, by annotation); deleted only under deletionPolicy Delete (generated passwords).
+# Read, and created when absent; the generated ones are watched (by label), so a deleted
+# password is noticed at once. Updated only to rotate the generated JWT key (when asked to, by
+# annotation); deleted only under deletionPolicy Delete (generated passwords).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, update, delete]
+  verbs: [get, list, watch, create, update, delete]
 # The dependencies' data, deleted only under deletionPolicy Delete.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
@@ -77,11 +78,12 @@ is not covered. No wildcards.
 # after) only when it differs; always desired, so never deleted.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [list, create, patch]
-# Server-side apply, and pruned when no longer desired.
+  verbs: [list, watch, create, patch]
+# Watched (a deleted or edited object is put back at once), server-side applied, and pruned
+# when no longer desired.
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, patch, list, delete]
+  verbs: [create, patch, list, watch, delete]
 # Watched and listed for rollout status (ordered upgrades).
 - apiGroups: [apps]
   resources: [deployments]
@@ -95,13 +97,13 @@ is not covered. No wildcards.
   verbs: [get, create, patch, list, watch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch, list, delete]
+  verbs: [create, patch, list, watch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [create, patch, list, delete]
+  verbs: [create, patch, list, watch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses, networkpolicies]
-  verbs: [create, patch, list, delete]
+  verbs: [create, patch, list, watch, delete]
 # Events on the ChatDeployment (a repeated event is patched as a series).
 - apiGroups: [events.k8s.io]
   resources: [events]
@@ -112,5 +114,5 @@ is not covered. No wildcards.
 {{- define "chat-operator.leaderElectionRules" -}}
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  verbs: [get, create, patch]
+  verbs: [get, create, update]
 {{- end }}

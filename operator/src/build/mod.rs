@@ -181,6 +181,14 @@ pub fn owned_selector(name: &str) -> String {
     format!("{NAME_LABEL}=scalable-chat,{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={FIELD_MANAGER}")
 }
 
+/// The label selector of the PersistentVolumeClaims of dependency `kind` of `name`.
+pub fn dependency_data_selector(name: &str, kind: crate::config::DependencyKind) -> String {
+    format!(
+        "{NAME_LABEL}=scalable-chat,{INSTANCE_LABEL}={name},{COMPONENT_LABEL}={}",
+        kind.name()
+    )
+}
+
 /// The label selector of the PersistentVolumeClaims of `name`'s managed dependencies: a
 /// StatefulSet copies its selector labels onto the claims it creates.
 pub fn data_selector(name: &str) -> String {

@@ -237,6 +237,20 @@ impl FakeState {
                 let mut object = body;
                 let mut generation = 1;
                 if let Some(existing) = self.objects.get(&path) {
+                    // A field the body leaves out that another manager set stays, as with
+                    // server-side apply: the replicas handed over to an autoscaler.
+                    let replicas = &existing["spec"]["replicas"];
+                    if object["spec"].get("replicas").is_none() && !replicas.is_null() {
+                        object["spec"]["replicas"] = replicas.clone();
+                    }
+                    if object["spec"].as_object().is_some_and(|s| s.len() == 1)
+                        && object["spec"].get("replicas").is_some()
+                    {
+                        // The hand-over manager's apply of `replicas` alone.
+                        let mut merged = existing.clone();
+                        merged["spec"]["replicas"] = object["spec"]["replicas"].clone();
+                        object = merged;
+                    }
                     object["status"] = existing["status"].clone();
                     object["metadata"]["uid"] = existing["metadata"]["uid"].clone();
                     generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);

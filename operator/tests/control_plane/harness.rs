@@ -177,10 +177,6 @@ impl OperatorProcess {
         false
     }
 
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// The last lines the process logged, for failure messages.
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -205,6 +201,8 @@ pub struct Stack {
     pub operators: Vec<OperatorProcess>,
     operator_env: BTreeMap<String, String>,
     operator_kubeconfig: PathBuf,
+    /// The chart's (Cluster)RoleBindings as rendered.
+    bindings: Vec<Value>,
     dir: PathBuf,
 }
 
@@ -245,6 +243,11 @@ impl Stack {
         wait_established(&admin).await;
 
         let objects = rendered.objects();
+        let bindings: Vec<Value> = objects
+            .iter()
+            .filter(|o| o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))
+            .cloned()
+            .collect();
         let (deployments, rest): (Vec<Value>, Vec<Value>) =
             objects.into_iter().partition(|o| o["kind"] == "Deployment");
         // Everything but the operator's Deployment: no Pod runs here, the operator runs as a
@@ -284,12 +287,50 @@ impl Stack {
             operators: Vec::new(),
             operator_env,
             operator_kubeconfig,
+            bindings,
             dir,
         }
     }
 
+    /// Another ServiceAccount `account` bound to exactly the chart's roles, with a kubeconfig
+    /// for it: a second replica under its own name, so the audit log tells replicas apart.
+    pub async fn second_account(&self, account: &str) -> (String, PathBuf) {
+        let accounts: Api<ServiceAccount> = self.api();
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": account}})).unwrap();
+        accounts
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("the ServiceAccount is created");
+        let bindings: Vec<Value> = self
+            .bindings
+            .iter()
+            .map(|b| {
+                let mut b = b.clone();
+                let name = format!("{}-{account}", b["metadata"]["name"].as_str().unwrap());
+                b["metadata"]["name"] = json!(name);
+                b["subjects"] = json!([{"kind": "ServiceAccount", "name": account, "namespace": self.namespace}]);
+                b
+            })
+            .collect();
+        apply_objects(&self.admin, &self.namespace, &bindings, "test").await;
+        let token = service_account_token(&self.admin, &self.namespace, account).await;
+        let kubeconfig = self.dir.join(format!("{account}.kubeconfig"));
+        write_token_kubeconfig(&kubeconfig, &token);
+        (
+            format!("system:serviceaccount:{}:{account}", self.namespace),
+            kubeconfig,
+        )
+    }
+
     /// Start one more `chat-operator run` as the chart's ServiceAccount, as pod `pod_name`.
     pub fn start_operator(&mut self, pod_name: &str) -> usize {
+        let kubeconfig = self.operator_kubeconfig.clone();
+        self.start_operator_with(pod_name, &kubeconfig)
+    }
+
+    /// Start one more `chat-operator run` with the credentials in `kubeconfig`.
+    pub fn start_operator_with(&mut self, pod_name: &str, kubeconfig: &std::path::Path) -> usize {
         let log = self.dir.join(format!("{pod_name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_chat-operator"))
@@ -297,7 +338,7 @@ impl Stack {
             .env_clear()
             .envs(&self.operator_env)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &self.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", pod_name)
             .env("POD_NAMESPACE", &self.namespace)
             .env("HTTP_ADDR", "127.0.0.1:0")
@@ -457,13 +498,34 @@ impl Stack {
     /// Requests with one of `verbs` the operator made from `since` on, as
     /// `verb resource/name -> code` lines, read from the API server's audit log.
     pub fn operator_requests_since(&self, since: DateTime<Utc>, verbs: &[&str]) -> Vec<String> {
+        requests_since(&self.operator_user, since, verbs)
+    }
+
+    /// Create a Secret with string data as the user.
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let data: BTreeMap<&str, &str> = data.iter().copied().collect();
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "stringData": data,
+        }))
+        .unwrap();
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("the Secret is created");
+    }
+}
+
+/// Requests by `user` with one of `verbs` from `since` on, as `verb resource/name -> code`
+/// lines, read from the API server's audit log.
+pub fn requests_since(user: &str, since: DateTime<Utc>, verbs: &[&str]) -> Vec<String> {
+    {
         let file =
             std::fs::File::open(state_dir().join("audit.log")).expect("the audit log exists");
         std::io::BufReader::new(file)
             .lines()
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-            .filter(|e| e["user"]["username"] == self.operator_user.as_str())
+            .filter(|e| e["user"]["username"] == user)
             .filter(|e| verbs.contains(&e["verb"].as_str().unwrap_or_default()))
             .filter(|e| {
                 e["requestReceivedTimestamp"]
@@ -486,19 +548,6 @@ impl Stack {
                 )
             })
             .collect()
-    }
-
-    /// Create a Secret with string data as the user.
-    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
-        let data: BTreeMap<&str, &str> = data.iter().copied().collect();
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": name}, "stringData": data,
-        }))
-        .unwrap();
-        self.api::<Secret>()
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("the Secret is created");
     }
 }
 
@@ -573,22 +622,6 @@ impl Drop for Stack {
             operator.kill();
         }
     }
-}
-
-/// Objects of `kind` (plural resource `resource` in `group/version`) in the namespace, with
-/// names, labels and owners, through the dynamic API.
-pub async fn list_dynamic(
-    client: &Client,
-    namespace: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-) -> Vec<DynamicObject> {
-    let (resource, _) = pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
-        .await
-        .unwrap_or_else(|e| panic!("{kind} is not served: {e}"));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    api.list(&Default::default()).await.expect("listed").items
 }
 
 /// Whether `object` carries the operator's labels and a controller owner reference to `owner`.

@@ -1,22 +1,26 @@
 //! The scenarios, each a test on its own namespace.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chat_operator::build::{build, Resource, VERSION_LABEL};
-use chat_operator::config::Component;
-use k8s_openapi::api::apps::v1::Deployment;
 use chat_operator::config::validate;
+use chat_operator::config::Component;
 use chat_operator::crd::ChatDeployment;
 use chat_operator::secrets::{SecretDigests, SecretGenerator, SystemGenerator};
 use chat_operator::upgrade::Versions;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use kube::api::GroupVersionKind;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::common;
-use super::harness::{owned_and_labelled, Stack};
+use super::harness::{eventually, owned_and_labelled, requests_since, Stack};
 
 /// Longest wait for a stack to become Ready: PVC binding by the real binder, the dependencies,
 /// the migration Job, then the components. A guard against hangs, not a performance target.
@@ -157,7 +161,7 @@ async fn steady_state_makes_no_writes() {
     let (renewals, writes): (Vec<String>, Vec<String>) = stack
         .operator_writes_since(since)
         .into_iter()
-        .partition(|w| w.starts_with("patch leases/chat-operator-leader"));
+        .partition(|w| w.starts_with("update leases/chat-operator-leader"));
     println!(
         "in the 60 s after Ready: {} operator writes, {} leader lease renewals, {} reads by list",
         writes.len(),
@@ -178,7 +182,11 @@ async fn component_versions(stack: &Stack) -> Vec<(String, String, bool)> {
     let api: Api<Deployment> = stack.api();
     let mut out = Vec::new();
     for component in Component::ALL {
-        let Some(d) = api.get_opt(&format!("chat-{}", component.role())).await.unwrap() else {
+        let Some(d) = api
+            .get_opt(&format!("chat-{}", component.role()))
+            .await
+            .unwrap()
+        else {
             continue;
         };
         let version = d
@@ -207,16 +215,30 @@ async fn check_upgrade_order(stack: &Stack, to: &str) -> Result<(), String> {
     let mut all_before_done = true;
     for (role, version, complete) in &versions {
         if version == to && !all_before_done {
-            return Err(format!("{role} moved to {to} before the components ahead of it: {versions:?}"));
+            return Err(format!(
+                "{role} moved to {to} before the components ahead of it: {versions:?}"
+            ));
         }
         all_before_done &= version == to && *complete;
     }
     let api: Api<Deployment> = stack.api();
     for d in api.list(&Default::default()).await.unwrap() {
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
-        if d.status.as_ref().and_then(|s| s.observed_generation).is_some() && available < want {
-            return Err(format!("{} had {available} of {want} pods available", d.name_any()));
+        let available = d
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0);
+        if d.status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .is_some()
+            && available < want
+        {
+            return Err(format!(
+                "{} had {available} of {want} pods available",
+                d.name_any()
+            ));
         }
     }
     Ok(())
@@ -230,13 +252,19 @@ async fn check_upgrade_order(stack: &Stack, to: &str) -> Result<(), String> {
 async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
     let mut stack = reaches_ready("upgrade", "examples/minimal.yaml", &[]).await;
     let before = component_versions(&stack).await;
-    assert!(before.iter().all(|(_, v, done)| v == "0.1.0" && *done), "{before:?}");
+    assert!(
+        before.iter().all(|(_, v, done)| v == "0.1.0" && *done),
+        "{before:?}"
+    );
 
     // Hold the new auth pods unready, so the sequence stops at auth for the kill.
     stack.sim.behave(|b| {
         b.keep_unready = Box::new(|pod| {
             let labels = pod.labels();
-            labels.get("app.kubernetes.io/component").map(String::as_str) == Some("auth")
+            labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some("auth")
                 && labels.get(VERSION_LABEL).map(String::as_str) == Some("0.2.0")
         })
     });
@@ -279,13 +307,19 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
     let cd = stack.chat_deployments().get("chat").await.unwrap();
     let status = cd.status.clone().unwrap();
     assert_eq!(status.upgrade.as_ref().unwrap().step, "component/auth");
-    assert!(status.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True"));
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.status == "True"));
     let rolled: Api<Deployment> = stack.api();
     let generation_of = |name: &'static str| {
         let rolled = rolled.clone();
         async move { rolled.get(name).await.unwrap().metadata.generation }
     };
-    let (message_gen, group_gen) = (generation_of("chat-message").await, generation_of("chat-group").await);
+    let (message_gen, group_gen) = (
+        generation_of("chat-message").await,
+        generation_of("chat-group").await,
+    );
 
     // The leader dies mid-upgrade; a new one takes over once the Lease expires.
     stack.operators[0].kill();
@@ -296,11 +330,16 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
             let s = cd.status.clone().unwrap_or_default();
             s.version.as_deref() == Some("0.2.0")
                 && s.upgrade.is_none()
-                && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
         })
         .await;
     check_upgrade_order(&stack, "0.2.0").await.unwrap();
-    assert!(component_versions(&stack).await.iter().all(|(_, v, done)| v == "0.2.0" && *done));
+    assert!(component_versions(&stack)
+        .await
+        .iter()
+        .all(|(_, v, done)| v == "0.2.0" && *done));
     // Resumed, not restarted: what had rolled was not rolled again.
     assert_eq!(generation_of("chat-message").await, message_gen);
     assert_eq!(generation_of("chat-group").await, group_gen);
@@ -308,9 +347,22 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
         cd.status.as_ref().unwrap().migrated_image.as_deref(),
         Some("ghcr.io/scalable-chat/chat-server:0.2.0")
     );
-    let reasons: Vec<String> = stack.events("chat").await.into_iter().map(|(r, _)| r).collect();
-    for reason in ["UpgradeStarted", "UpgradeStep", "MigrationSucceeded", "UpgradeCompleted"] {
-        assert!(reasons.iter().any(|r| r == reason), "no {reason} event in {reasons:?}");
+    let reasons: Vec<String> = stack
+        .events("chat")
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    for reason in [
+        "UpgradeStarted",
+        "UpgradeStep",
+        "MigrationSucceeded",
+        "UpgradeCompleted",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} event in {reasons:?}"
+        );
     }
     let notes: Vec<String> = stack
         .events("chat")
@@ -319,7 +371,10 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
         .filter(|(r, _)| r == "UpgradeStep")
         .map(|(_, n)| n)
         .collect();
-    assert!(notes.len() >= 5, "one UpgradeStep event per step, each with its own message: {notes:?}");
+    assert!(
+        notes.len() >= 5,
+        "one UpgradeStep event per step, each with its own message: {notes:?}"
+    );
 }
 
 /// A migration Job that fails stops the upgrade before any component moves, with the
@@ -329,42 +384,73 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
 async fn failed_migration_and_unready_pods_halt_the_upgrade() {
     let stack = reaches_ready("halt", "examples/minimal.yaml", &[]).await;
     stack.sim.behave(|b| {
-        b.fail_job = Box::new(|pod| {
-            pod.labels().get(VERSION_LABEL).map(String::as_str) == Some("0.2.0")
-        })
+        b.fail_job =
+            Box::new(|pod| pod.labels().get(VERSION_LABEL).map(String::as_str) == Some("0.2.0"))
     });
     stack.patch_spec("chat", json!({"version": "0.2.0"})).await;
     let cd = stack
-        .wait_status("chat", "Degraded with MigrationFailed", READY_WITHIN, |cd| {
-            has_condition(cd, "Degraded", "True", "MigrationFailed")
-        })
+        .wait_status(
+            "chat",
+            "Degraded with MigrationFailed",
+            READY_WITHIN,
+            |cd| has_condition(cd, "Degraded", "True", "MigrationFailed"),
+        )
         .await;
-    assert!(component_versions(&stack).await.iter().all(|(_, v, _)| v == "0.1.0"));
-    assert_eq!(cd.status.unwrap().upgrade.unwrap().halted.unwrap().reason, "MigrationFailed");
+    assert!(component_versions(&stack)
+        .await
+        .iter()
+        .all(|(_, v, _)| v == "0.1.0"));
+    assert_eq!(
+        cd.status.unwrap().upgrade.unwrap().halted.unwrap().reason,
+        "MigrationFailed"
+    );
 
     // A new spec resumes: the migration succeeds, then chat's new pods stay unready.
     stack.sim.behave(|b| {
         b.fail_job = Box::new(|_| false);
         b.keep_unready = Box::new(|pod| {
             let labels = pod.labels();
-            labels.get("app.kubernetes.io/component").map(String::as_str) == Some("chat")
+            labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some("chat")
                 && labels.get(VERSION_LABEL).map(String::as_str) == Some("0.2.1")
         })
     });
     stack
-        .patch_spec("chat", json!({"version": "0.2.1", "upgrade": {"stepTimeoutSeconds": 30}}))
+        .patch_spec(
+            "chat",
+            json!({"version": "0.2.1", "upgrade": {"stepTimeoutSeconds": 30}}),
+        )
         .await;
     stack
-        .wait_status("chat", "Degraded with StepTimedOut at chat", READY_WITHIN, |cd| {
-            has_condition(cd, "Degraded", "True", "StepTimedOut")
-                && cd.status.as_ref().and_then(|s| s.upgrade.as_ref()).map(|u| u.step.as_str())
-                    == Some("component/chat")
-        })
+        .wait_status(
+            "chat",
+            "Degraded with StepTimedOut at chat",
+            READY_WITHIN,
+            |cd| {
+                has_condition(cd, "Degraded", "True", "StepTimedOut")
+                    && cd
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.upgrade.as_ref())
+                        .map(|u| u.step.as_str())
+                        == Some("component/chat")
+            },
+        )
         .await;
     let versions = component_versions(&stack).await;
     let gateway = versions.iter().find(|(r, _, _)| r == "gateway").unwrap();
-    assert_eq!(gateway.1, "0.1.0", "the gateway is not reached: {versions:?}");
-    let reasons: Vec<String> = stack.events("chat").await.into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        gateway.1, "0.1.0",
+        "the gateway is not reached: {versions:?}"
+    );
+    let reasons: Vec<String> = stack
+        .events("chat")
+        .await
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
     assert!(reasons.iter().any(|r| r == "Degraded"), "{reasons:?}");
 }
 
@@ -374,4 +460,517 @@ fn has_condition(cd: &ChatDeployment, type_: &str, status: &str, reason: &str) -
             .iter()
             .any(|c| c.type_ == type_ && c.status == status && c.reason == reason)
     })
+}
+
+/// The pod template's config hash annotation of each component Deployment.
+async fn template_hashes(stack: &Stack) -> BTreeMap<String, String> {
+    let api: Api<Deployment> = stack.api();
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let annotations = d
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .unwrap_or_default();
+            (
+                d.metadata.name.unwrap_or_default(),
+                format!("{annotations:?}"),
+            )
+        })
+        .collect()
+}
+
+/// A deleted owned object comes back, a hand-edited owned field is put back, and a generated
+/// password deleted while its data remains is not regenerated: a condition and an event say
+/// how to recover, and restoring the Secret recovers.
+#[tokio::test]
+async fn deleted_and_edited_objects_are_restored_and_a_lost_password_is_not_replaced() {
+    let stack = reaches_ready("restore", "examples/minimal.yaml", &[]).await;
+    let services: Api<Service> = stack.api();
+    let old_uid = services.get("chat-gateway").await.unwrap().uid();
+    services
+        .delete("chat-gateway", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        || format!("Service chat-gateway recreated\n{}", stack.operator_logs()),
+        READY_WITHIN,
+        || async {
+            match services
+                .get_opt("chat-gateway")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(s) if s.uid() != old_uid => Ok(()),
+                other => Err(format!("{:?}", other.map(|s| s.uid()))),
+            }
+        },
+    )
+    .await;
+
+    // `kubectl edit` of fields the operator owns: another manager, an update.
+    let deployments: Api<Deployment> = stack.api();
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    let hand_edit = json!({"spec": {"replicas": 4, "template": {"spec": {"containers": [
+        {"name": "chat-server", "image": "evil:1"}
+    ]}}}});
+    deployments
+        .patch("chat-gateway", &edit, &Patch::Strategic(hand_edit))
+        .await
+        .unwrap();
+    eventually(
+        || {
+            format!(
+                "Deployment chat-gateway put back\n{}",
+                stack.operator_logs()
+            )
+        },
+        READY_WITHIN,
+        || async {
+            let d = deployments
+                .get("chat-gateway")
+                .await
+                .map_err(|e| e.to_string())?;
+            let spec = d.spec.unwrap();
+            let image = spec.template.spec.unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap_or_default();
+            (image == "ghcr.io/scalable-chat/chat-server:0.1.0" && spec.replicas == Some(1))
+                .then_some(())
+                .ok_or(format!("image {image}, replicas {:?}", spec.replicas))
+        },
+    )
+    .await;
+
+    // The MongoDB password, deleted while its volume holds data written with it.
+    let secrets: Api<Secret> = stack.api();
+    let saved = secrets.get("chat-mongodb").await.unwrap();
+    secrets
+        .delete("chat-mongodb", &DeleteParams::default())
+        .await
+        .unwrap();
+    let cd = stack
+        .wait_status("chat", "Degraded with SecretLost", READY_WITHIN, |cd| {
+            has_condition(cd, "Degraded", "True", "SecretLost")
+        })
+        .await;
+    let message = cd
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("chat-mongodb") && message.contains("data-chat-mongodb-0"),
+        "{message}"
+    );
+    assert!(
+        secrets.get_opt("chat-mongodb").await.unwrap().is_none(),
+        "a new password was generated"
+    );
+    let events = stack.events("chat").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "SecretLost" && n.contains("Restore")),
+        "{events:?}"
+    );
+
+    let mut restored = Secret {
+        data: saved.data.clone(),
+        ..Default::default()
+    };
+    restored.metadata.name = Some("chat-mongodb".into());
+    restored.metadata.labels = saved.metadata.labels.clone();
+    secrets
+        .create(&PostParams::default(), &restored)
+        .await
+        .unwrap();
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+}
+
+/// Deleting the ChatDeployment lets the real garbage collector remove everything it owns;
+/// `deletionPolicy` decides the claims and generated passwords.
+#[tokio::test]
+async fn deletion_collects_owned_objects_and_the_policy_decides_the_data() {
+    for (policy, data_kept) in [("Retain", true), ("Delete", false)] {
+        let stack = Stack::new(&format!("delete-{}", policy.to_lowercase())).await;
+        let mut stack = stack;
+        stack.start_operator("chat-operator-0");
+        let mut spec: serde_json::Value =
+            serde_yaml::from_str(&read("examples/minimal.yaml")).unwrap();
+        spec["spec"]["deletionPolicy"] = json!(policy);
+        stack.apply_chat(spec).await.unwrap();
+        stack
+            .wait_condition("chat", "Ready", "True", READY_WITHIN)
+            .await;
+        let claims: Api<PersistentVolumeClaim> = stack.api();
+        assert_eq!(
+            claims.list(&Default::default()).await.unwrap().items.len(),
+            4,
+            "mongodb, rabbitmq, kafka and redis claims"
+        );
+
+        stack
+            .chat_deployments()
+            .delete("chat", &DeleteParams::background())
+            .await
+            .unwrap();
+        let deployments: Api<Deployment> = stack.api();
+        let services: Api<Service> = stack.api();
+        let cds = stack.chat_deployments();
+        eventually(
+            || {
+                format!(
+                    "{policy}: everything owned collected\n{}",
+                    stack.operator_logs()
+                )
+            },
+            READY_WITHIN,
+            || async {
+                let ours = ListParams::default().labels("app.kubernetes.io/instance=chat");
+                let left = deployments.list(&ours).await.unwrap().items.len()
+                    + services.list(&ours).await.unwrap().items.len()
+                    + cds.list(&Default::default()).await.unwrap().items.len();
+                (left == 0)
+                    .then_some(())
+                    .ok_or(format!("{left} objects left"))
+            },
+        )
+        .await;
+        let claims_left = claims.list(&Default::default()).await.unwrap().items.len();
+        let secrets: Api<Secret> = stack.api();
+        let password = secrets.get_opt("chat-mongodb").await.unwrap();
+        if data_kept {
+            assert!(
+                claims_left > 0 && password.is_some(),
+                "Retain keeps the data"
+            );
+        } else {
+            eventually(
+                || "Delete: claims gone".into(),
+                READY_WITHIN,
+                || async {
+                    let left = claims.list(&Default::default()).await.unwrap().items;
+                    left.iter()
+                        .all(|c| c.metadata.deletion_timestamp.is_some())
+                        .then_some(())
+                        .ok_or(format!("{}", left.len()))
+                },
+            )
+            .await;
+            assert!(password.is_none(), "Delete removes the generated passwords");
+        }
+    }
+}
+
+/// `paused` writes nothing but its status; `stopped` scales everything to zero and back,
+/// with an autoscaled component handed over without a conflict; switching between fixed
+/// replicas and an autoscaler (the autoscaler's writes simulated through the scale
+/// subresource) never fights it; a JWT key rotation rolls exactly the pods that read the key.
+#[tokio::test]
+async fn paused_stopped_autoscaling_and_key_rotation() {
+    let stack = reaches_ready("day2", "tests/fixtures/autoscaling.yaml", &[]).await;
+    let deployments: Api<Deployment> = stack.api();
+    let replicas = |name: &'static str| {
+        let deployments = deployments.clone();
+        async move { deployments.get(name).await.unwrap().spec.unwrap().replicas }
+    };
+    assert_eq!(
+        replicas("chat-gateway").await,
+        Some(2),
+        "the autoscaler's minimum"
+    );
+
+    // Paused: a spec change is not applied; only the status says so.
+    stack.patch_spec("chat", json!({"paused": true})).await;
+    stack
+        .wait_status("chat", "Progressing=False Paused", READY_WITHIN, |cd| {
+            has_condition(cd, "Progressing", "False", "Paused")
+        })
+        .await;
+    let since = chrono::Utc::now();
+    stack
+        .patch_spec("chat", json!({"components": {"auth": {"replicas": 3}}}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(replicas("chat-auth").await, Some(2));
+    let writes: Vec<String> = stack
+        .operator_writes_since(since)
+        .into_iter()
+        .filter(|w| {
+            !w.contains("leases/")
+                && !w.contains("chatdeployments/status/")
+                && !w.contains("events/")
+        })
+        .collect();
+    assert!(writes.is_empty(), "paused, yet wrote: {writes:?}");
+    stack.patch_spec("chat", json!({"paused": null})).await;
+    eventually(
+        || "auth scaled to 3 after unpausing".into(),
+        READY_WITHIN,
+        || async {
+            (replicas("chat-auth").await == Some(3))
+                .then_some(())
+                .ok_or_else(String::new)
+        },
+    )
+    .await;
+
+    // The HPA scales the gateway through the scale subresource; the operator leaves it.
+    let scale = PatchParams {
+        field_manager: Some("horizontal-pod-autoscaler".into()),
+        ..Default::default()
+    };
+    deployments
+        .patch_scale(
+            "chat-gateway",
+            &scale,
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        replicas("chat-gateway").await,
+        Some(5),
+        "the operator fought the autoscaler"
+    );
+
+    // Stopped: everything at zero, autoscalers and budgets gone; then back, with no conflict.
+    stack.patch_spec("chat", json!({"stopped": true})).await;
+    let hpas: Api<HorizontalPodAutoscaler> = stack.api();
+    let sets: Api<StatefulSet> = stack.api();
+    eventually(
+        || format!("stopped\n{}", stack.operator_logs()),
+        READY_WITHIN,
+        || async {
+            let running: i32 = deployments
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .iter()
+                .map(|d| d.spec.as_ref().unwrap().replicas.unwrap_or(1))
+                .sum::<i32>()
+                + sets
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.spec.as_ref().unwrap().replicas.unwrap_or(1))
+                    .sum::<i32>();
+            let hpa = hpas.list(&Default::default()).await.unwrap().items.len();
+            (running == 0 && hpa == 0)
+                .then_some(())
+                .ok_or(format!("{running} replicas, {hpa} HPAs"))
+        },
+    )
+    .await;
+    stack.patch_spec("chat", json!({"stopped": null, "components": {"group": {"replicas": null, "autoscaling": {"minReplicas": 3, "maxReplicas": 6}}}})).await;
+    let cd = stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+    assert!(!has_condition(&cd, "Degraded", "True", "ApplyFailed"));
+    assert_eq!(
+        replicas("chat-gateway").await,
+        Some(2),
+        "back at the autoscaler's minimum"
+    );
+    assert_eq!(
+        replicas("chat-group").await,
+        Some(3),
+        "handed to its autoscaler at its minimum"
+    );
+    // And from an autoscaler back to a fixed count.
+    stack
+        .patch_spec(
+            "chat",
+            json!({"components": {"group": {"autoscaling": null, "replicas": 2}}}),
+        )
+        .await;
+    eventually(
+        || format!("group fixed at 2\n{}", stack.operator_logs()),
+        READY_WITHIN,
+        || async {
+            (replicas("chat-group").await == Some(2))
+                .then_some(())
+                .ok_or_else(String::new)
+        },
+    )
+    .await;
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+
+    // JWT key rotation: every component reads the public key, so every Deployment's pods
+    // roll; the dependencies do not.
+    let hashes = template_hashes(&stack).await;
+    let set_templates = |sets: Vec<StatefulSet>| -> Vec<String> {
+        sets.into_iter()
+            .map(|s| format!("{:?}", s.spec.unwrap().template))
+            .collect()
+    };
+    let sets_before = set_templates(sets.list(&Default::default()).await.unwrap().items);
+    stack
+        .chat_deployments()
+        .patch("chat", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"chat.scalablechat.dev/rotate-jwt-key": "r1"}}})))
+        .await
+        .unwrap();
+    let cd = stack
+        .wait_status("chat", "two JWT keys", READY_WITHIN, |cd| {
+            cd.status.as_ref().is_some_and(|s| s.jwt_keys.len() == 2)
+        })
+        .await;
+    assert!(cd.status.unwrap().jwt_keys[1].retire_after.is_some());
+    eventually(
+        || "every component rolled".into(),
+        READY_WITHIN,
+        || async {
+            let now = template_hashes(&stack).await;
+            let unchanged: Vec<&String> = now
+                .iter()
+                .filter(|(k, v)| hashes.get(*k) == Some(*v))
+                .map(|(k, _)| k)
+                .collect();
+            unchanged
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("not rolled: {unchanged:?}"))
+        },
+    )
+    .await;
+    assert_eq!(
+        set_templates(sets.list(&Default::default()).await.unwrap().items),
+        sets_before
+    );
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+}
+
+/// The Lease's holder and spec.
+async fn lease(stack: &Stack) -> Option<LeaseSpec> {
+    let leases: Api<Lease> = stack.api();
+    leases
+        .get_opt("chat-operator-leader")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec)
+}
+
+async fn wait_leader(stack: &Stack, holder: &str) -> LeaseSpec {
+    eventually(
+        || format!("{holder} leads\n{}", stack.operator_logs()),
+        Duration::from_secs(60),
+        || async {
+            let spec = lease(stack).await.unwrap_or_default();
+            if spec.holder_identity.as_deref() == Some(holder) {
+                Ok(spec)
+            } else {
+                Err(format!("{:?}", spec.holder_identity))
+            }
+        },
+    )
+    .await
+}
+
+/// Two operator replicas (the second under its own ServiceAccount with the same roles, so the
+/// audit log tells them apart): only the leader writes; when the leader is SIGKILLed the other
+/// takes over once the Lease record has stood still for its duration, and carries on; a
+/// follower stops at once on SIGTERM.
+#[tokio::test]
+async fn two_replicas_only_the_leader_writes_and_the_other_takes_over() {
+    let mut stack = Stack::new("leader").await;
+    let since = chrono::Utc::now();
+    let a = stack.start_operator("chat-operator-a");
+    wait_leader(&stack, "chat-operator-a").await;
+    let (b_user, b_config) = stack.second_account("chat-operator-b").await;
+    stack.start_operator_with("chat-operator-b", &b_config);
+    stack
+        .apply_chat_yaml(&read("examples/minimal.yaml"), "chat")
+        .await;
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+
+    let writes = ["create", "update", "patch", "delete"];
+    assert!(
+        !stack.operator_writes_since(since).is_empty(),
+        "the leader wrote"
+    );
+    let follower = requests_since(&b_user, since, &writes);
+    assert!(follower.is_empty(), "the follower wrote: {follower:?}");
+    let follower_reads = requests_since(&b_user, since, &["get"]);
+    assert!(
+        follower_reads
+            .iter()
+            .all(|r| r.contains("leases/chat-operator-leader")),
+        "the follower only watches the Lease: {follower_reads:?}"
+    );
+
+    // SIGKILL: no release. The follower takes over after the record stood still for the
+    // lease duration as it observed it, then reconciles.
+    let held = lease(&stack).await.unwrap();
+    stack.operators[a].kill();
+    let taken = wait_leader(&stack, "chat-operator-b").await;
+    assert_eq!(
+        taken.lease_transitions,
+        Some(held.lease_transitions.unwrap_or(0) + 1)
+    );
+    let gap = taken.acquire_time.unwrap().0 - held.renew_time.unwrap().0;
+    let duration = i64::from(held.lease_duration_seconds.unwrap());
+    assert!(
+        gap.num_seconds() >= duration && gap.num_seconds() <= duration + 2 * 2 + 2,
+        "taken over {gap} after the last renewal, lease duration {duration}s"
+    );
+    let since = chrono::Utc::now();
+    stack
+        .patch_spec("chat", json!({"components": {"auth": {"replicas": 2}}}))
+        .await;
+    let deployments: Api<Deployment> = stack.api();
+    eventually(
+        || "the new leader applies the change".into(),
+        READY_WITHIN,
+        || async {
+            let replicas = deployments
+                .get("chat-auth")
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .replicas;
+            (replicas == Some(2))
+                .then_some(())
+                .ok_or(format!("{replicas:?}"))
+        },
+    )
+    .await;
+    assert!(!requests_since(&b_user, since, &writes).is_empty());
+
+    // A third replica follows; SIGTERM stops it at once.
+    let c = stack.start_operator("chat-operator-c");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        stack.operators[c].terminate(Duration::from_secs(5)),
+        "a follower ignored SIGTERM"
+    );
+    // The leader releases the Lease on SIGTERM, so the next one need not wait.
+    let b = stack.operators.len() - 2;
+    assert!(
+        stack.operators[b].terminate(Duration::from_secs(20)),
+        "the leader did not stop"
+    );
+    let released = lease(&stack).await.unwrap();
+    assert_eq!(released.holder_identity, None, "the Lease is released");
 }

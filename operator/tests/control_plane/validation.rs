@@ -1,0 +1,808 @@
+//! What the API server refuses, and what only the operator can: every validation rule of the
+//! ChatDeployment CRD has a spec the real API server refuses with a message naming the field
+//! (the list of rules is read from the generated CRD, so a new rule without a case fails), a
+//! valid spec using the edges of those rules is accepted, and a spec only the operator can
+//! judge (a Secret it names does not exist) gets a `Degraded` condition and a Warning event
+//! that say why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chat_operator::config::MAX_NAME_LENGTH;
+use chat_operator::crd::ChatDeployment;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::DeleteParams;
+use kube::CustomResourceExt;
+use serde_json::{json, Value};
+
+use super::harness::{eventually, Stack};
+
+const COMPONENTS: [&str; 5] = ["gateway", "auth", "chat", "group", "message"];
+const DEPENDENCIES: [&str; 4] = ["mongodb", "rabbitmq", "kafka", "redis"];
+
+/// For each kind of schema rule, what the API server's refusal says besides the field.
+const REFUSALS: [(&str, &str); 8] = [
+    ("minimum", "should be greater than or equal to"),
+    ("maximum", "should be less than or equal to"),
+    ("minLength", "should be at least"),
+    ("maxLength", "Too long: may not be longer than"),
+    ("pattern", "should match '"),
+    ("enum", "Unsupported value"),
+    ("maxProperties", "Too many"),
+    ("oneOf", "must validate one and only one schema (oneOf)"),
+];
+
+/// Schema keywords that constrain nothing, or that the walk handles itself.
+const NOT_RULES: [&str; 11] = [
+    "description",
+    "title",
+    "type",
+    "nullable",
+    "default",
+    "properties",
+    "additionalProperties",
+    "items",
+    "required",
+    "x-kubernetes-validations",
+    "x-kubernetes-int-or-string",
+];
+
+/// Fields holding Kubernetes' own types (`ResourceRequirements`, `Toleration`, `Affinity`,
+/// `EnvVar`): their `required` fields are Kubernetes' rules, not this CRD's. Any other rule in
+/// them (the quantity pattern) is this CRD's and is listed.
+const KUBERNETES_TYPES: [&str; 4] = ["resources", "tolerations", "affinity", "env"];
+
+/// Every rule of the CRD's schema outside the status, as `<path>#<keyword>` (`*` for any map
+/// key, `[*]` for any item; `x-kubernetes-validations[i]` for a CEL rule, `<path>#required` for
+/// a required field) with what its refusal must say.
+fn rule_sites() -> BTreeMap<String, String> {
+    let crd = serde_json::to_value(ChatDeployment::crd()).unwrap();
+    let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut sites = BTreeMap::new();
+    walk(root, "", false, &mut sites);
+    sites
+}
+
+fn walk(schema: &Value, path: &str, kubernetes_type: bool, sites: &mut BTreeMap<String, String>) {
+    let object = schema.as_object().expect("a schema is an object");
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    for keyword in object.keys() {
+        let known = NOT_RULES.contains(&keyword.as_str())
+            || REFUSALS.iter().any(|(k, _)| k == keyword)
+            || (keyword == "format" && object["type"] != "string");
+        assert!(
+            known,
+            "{path}: this test does not know how the API server refuses `{keyword}`; \
+             add it to REFUSALS (or NOT_RULES) and give it cases"
+        );
+    }
+    for (keyword, refusal) in REFUSALS {
+        if object.contains_key(keyword) {
+            sites.insert(format!("{path}#{keyword}"), refusal.to_owned());
+        }
+    }
+    for (i, rule) in object
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let message = rule["message"].as_str().or(rule["rule"].as_str()).unwrap();
+        sites.insert(
+            format!("{path}#x-kubernetes-validations[{i}]"),
+            message.to_owned(),
+        );
+    }
+    if !kubernetes_type {
+        for name in object
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap();
+            sites.insert(format!("{}#required", join(name)), "Required value".into());
+        }
+    }
+    for (name, property) in object
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if path.is_empty() && name == "status" {
+            continue; // written by the operator, not by users
+        }
+        let kubernetes_type = kubernetes_type || KUBERNETES_TYPES.contains(&name.as_str());
+        walk(property, &join(name), kubernetes_type, sites);
+    }
+    if let Some(values) = object.get("additionalProperties").filter(|v| v.is_object()) {
+        walk(values, &format!("{path}.*"), kubernetes_type, sites);
+    }
+    if let Some(items) = object.get("items") {
+        walk(items, &format!("{path}[*]"), kubernetes_type, sites);
+    }
+}
+
+/// A ChatDeployment the API server must refuse.
+struct Case {
+    /// The rule it breaks, as [`rule_sites`] names it.
+    site: String,
+    /// What is wrong, for failure messages.
+    what: String,
+    /// Merged (RFC 7386: `null` removes) into [`valid`].
+    patch: Value,
+    /// The field the refusal must name: the site's path unless set with [`Case::naming`].
+    field: String,
+}
+
+impl Case {
+    fn new(site: &str, what: &str, patch: Value) -> Self {
+        let field = site.split_once('#').map_or(site, |(path, _)| path);
+        Self {
+            site: site.to_owned(),
+            what: what.to_owned(),
+            patch,
+            field: field.to_owned(),
+        }
+    }
+
+    /// A case whose patch sets `value` at the site's own path (a path without `*` or `[*]`).
+    fn at(site: &str, what: &str, value: Value) -> Self {
+        let path = site.split_once('#').map_or(site, |(path, _)| path);
+        assert!(!path.contains('*'), "{site}: say where the value goes");
+        Self::new(site, what, set(path, value))
+    }
+
+    fn naming(mut self, field: impl Into<String>) -> Self {
+        self.field = field.into();
+        self
+    }
+}
+
+/// `{"a": {"b": value}}` for `a.b`.
+fn set(path: &str, value: Value) -> Value {
+    path.rsplit('.')
+        .fold(value, |inner, key| json!({ key: inner }))
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(patch) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let target = target.as_object_mut().unwrap();
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// The smallest valid ChatDeployment.
+fn valid() -> Value {
+    json!({
+        "apiVersion": "chat.scalablechat.dev/v1alpha1",
+        "kind": "ChatDeployment",
+        "metadata": {"name": "invalid"},
+        "spec": {"version": "0.1.0"},
+    })
+}
+
+/// `n` entries `k0: v`, `k1: v`, ….
+fn entries(n: usize, value: &str) -> Value {
+    (0..n).map(|i| (format!("k{i}"), json!(value))).collect()
+}
+
+/// Cases of a map that becomes labels or a node selector (`path#…` sites).
+fn label_map_cases(path: &str) -> Vec<Case> {
+    vec![
+        Case::at(
+            &format!("{path}#maxProperties"),
+            "65 entries",
+            entries(65, "x"),
+        ),
+        Case::at(
+            &format!("{path}#x-kubernetes-validations[0]"),
+            "a key with a space",
+            json!({"team name": "chat"}),
+        ),
+        Case::at(
+            &format!("{path}#x-kubernetes-validations[0]"),
+            "a key with an uppercase prefix",
+            json!({"Example.com/team": "chat"}),
+        ),
+        Case::new(
+            &format!("{path}.*#maxLength"),
+            "a 64-character value",
+            set(path, json!({"team": "a".repeat(64)})),
+        )
+        .naming(format!("{path}.team")),
+        Case::new(
+            &format!("{path}.*#pattern"),
+            "a value with '@'",
+            set(path, json!({"owner": "me@example.com"})),
+        )
+        .naming(format!("{path}.owner")),
+    ]
+}
+
+/// Cases of a map that becomes annotations.
+fn annotation_map_cases(path: &str) -> Vec<Case> {
+    vec![
+        Case::at(
+            &format!("{path}#maxProperties"),
+            "65 entries",
+            entries(65, "x"),
+        ),
+        Case::at(
+            &format!("{path}#x-kubernetes-validations[0]"),
+            "a key with '!'",
+            json!({"fast!": "yes"}),
+        ),
+    ]
+}
+
+/// Cases of a field holding `ResourceRequirements`.
+fn resources_cases(path: &str) -> Vec<Case> {
+    vec![
+        Case::new(
+            &format!("{path}.limits.*#pattern"),
+            "memory limit `lots`",
+            set(path, json!({"limits": {"memory": "lots"}})),
+        )
+        .naming(format!("{path}.limits.memory")),
+        Case::new(
+            &format!("{path}.requests.*#pattern"),
+            "CPU request `two`",
+            set(path, json!({"requests": {"cpu": "two"}})),
+        )
+        .naming(format!("{path}.requests.cpu")),
+        Case::new(
+            &format!("{path}.requests.*#pattern"),
+            "memory request `1 Gi` (a space)",
+            set(path, json!({"requests": {"memory": "1 Gi"}})),
+        )
+        .naming(format!("{path}.requests.memory")),
+    ]
+}
+
+/// Cases of a Secret name (`path` is the name field).
+fn secret_name_cases(path: &str) -> Vec<Case> {
+    vec![
+        Case::at(
+            &format!("{path}#maxLength"),
+            "a 254-character name",
+            json!("a".repeat(254)),
+        ),
+        Case::at(
+            &format!("{path}#pattern"),
+            "an uppercase name",
+            json!("Chat_Keys"),
+        ),
+        Case::at(&format!("{path}#pattern"), "an empty name", json!("")),
+    ]
+}
+
+/// Cases of a `{name, key}` Secret reference.
+fn secret_key_reference_cases(path: &str) -> Vec<Case> {
+    let reference = |value: Value| set(path, value);
+    let mut cases = vec![
+        Case::new(
+            &format!("{path}.name#required"),
+            "no name",
+            reference(json!({"key": "uri"})),
+        ),
+        Case::new(
+            &format!("{path}.key#required"),
+            "no key",
+            reference(json!({"name": "chat-external"})),
+        ),
+        Case::new(
+            &format!("{path}.key#maxLength"),
+            "a 254-character key",
+            reference(json!({"name": "chat-external", "key": "a".repeat(254)})),
+        ),
+        Case::new(
+            &format!("{path}.key#pattern"),
+            "a key with '/'",
+            reference(json!({"name": "chat-external", "key": "uris/mongodb"})),
+        ),
+    ];
+    for mut case in secret_name_cases(&format!("{path}.name")) {
+        merge(&mut case.patch, &reference(json!({"key": "uri"})));
+        cases.push(case);
+    }
+    cases
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![
+        Case::new(
+            "#x-kubernetes-validations[0]",
+            "a name one character too long for the derived Service names",
+            json!({"metadata": {"name": "c".repeat(MAX_NAME_LENGTH + 1)}}),
+        )
+        .naming("metadata.name"),
+        Case::new(
+            "#x-kubernetes-validations[1]",
+            "a name with a dot",
+            json!({"metadata": {"name": "chat.prod"}}),
+        )
+        .naming("metadata.name"),
+        Case::new(
+            "#x-kubernetes-validations[1]",
+            "a name starting with a digit",
+            json!({"metadata": {"name": "1chat"}}),
+        )
+        .naming("metadata.name"),
+        Case::new("spec#required", "no spec", json!({"spec": null})),
+        Case::at("spec.version#required", "no version", Value::Null),
+        Case::at(
+            "spec.version#maxLength",
+            "a 64-character version",
+            json!(format!("1.0.0-{}", "a".repeat(58))),
+        ),
+        Case::at(
+            "spec.version#pattern",
+            "build metadata (`+` is not allowed in a label)",
+            json!("1.0.0+build.5"),
+        ),
+        Case::at(
+            "spec.version#pattern",
+            "a digest",
+            json!("sha256:4f1c6b3e0c2d"),
+        ),
+        Case::at("spec.version#pattern", "an empty version", json!("")),
+        Case::at(
+            "spec.image#pattern",
+            "a trailing space",
+            json!("ghcr.io/scalable-chat/chat-server:0.1.0 "),
+        ),
+        Case::at("spec.image#pattern", "an empty image", json!("")),
+        Case::at(
+            "spec.imagePullPolicy#enum",
+            "`Sometimes`",
+            json!("Sometimes"),
+        ),
+        Case::new(
+            "spec.imagePullSecrets[*]#pattern",
+            "an uppercase Secret name",
+            set("spec.imagePullSecrets", json!(["regcred", "RegCred"])),
+        )
+        .naming("spec.imagePullSecrets[1]"),
+        Case::new(
+            "spec.imagePullSecrets[*]#maxLength",
+            "a 254-character Secret name",
+            set("spec.imagePullSecrets", json!(["a".repeat(254)])),
+        )
+        .naming("spec.imagePullSecrets[0]"),
+        Case::at("spec.upgrade.stepTimeoutSeconds#minimum", "29 s", json!(29)),
+        Case::at(
+            "spec.upgrade.stepTimeoutSeconds#maximum",
+            "a day and a second",
+            json!(86401),
+        ),
+        Case::at("spec.deletionPolicy#enum", "`Keep`", json!("Keep")),
+        Case::at("spec.logLevel#minLength", "an empty filter", json!("")),
+        Case::at(
+            "spec.auth#x-kubernetes-validations[0]",
+            "access tokens living as long as refresh tokens",
+            json!({"accessTokenTtlSeconds": 900, "refreshTokenTtlSeconds": 900}),
+        ),
+        Case::at(
+            "spec.auth#x-kubernetes-validations[0]",
+            "access tokens outliving refresh tokens",
+            json!({"accessTokenTtlSeconds": 3600, "refreshTokenTtlSeconds": 600}),
+        ),
+        Case::at("spec.auth.accessTokenTtlSeconds#minimum", "59 s", json!(59)),
+        Case::at(
+            "spec.auth.accessTokenTtlSeconds#maximum",
+            "a day and a second",
+            json!(86401),
+        ),
+        Case::at(
+            "spec.auth.refreshTokenTtlSeconds#minimum",
+            "299 s",
+            json!(299),
+        ),
+        Case::at(
+            "spec.auth.refreshTokenTtlSeconds#maximum",
+            "a year and a second",
+            json!(31_536_001),
+        ),
+        Case::at(
+            "spec.ingress#x-kubernetes-validations[0]",
+            "tlsSecretName without host",
+            json!({"tlsSecretName": "chat-tls"}),
+        ),
+        Case::at(
+            "spec.ingress.className#maxLength",
+            "a 254-character class",
+            json!("a".repeat(254)),
+        ),
+        Case::at(
+            "spec.ingress.className#pattern",
+            "an uppercase class",
+            json!("Nginx"),
+        ),
+        Case::at(
+            "spec.ingress.host#maxLength",
+            "a 254-character host",
+            json!("a".repeat(254)),
+        ),
+        Case::at(
+            "spec.ingress.host#pattern",
+            "a URL",
+            json!("https://chat.example.com"),
+        ),
+        Case::at(
+            "spec.ingress.host#pattern",
+            "a host with a port",
+            json!("chat.example.com:443"),
+        ),
+        Case::at(
+            "spec.ingress.host#pattern",
+            "an IP address",
+            json!("10.0.0.1"),
+        ),
+        Case::at(
+            "spec.ingress.host#pattern",
+            "uppercase",
+            json!("Chat.Example.com"),
+        ),
+    ];
+    for mut case in secret_name_cases("spec.ingress.tlsSecretName") {
+        merge(
+            &mut case.patch,
+            &set("spec.ingress.host", json!("chat.example.com")),
+        );
+        cases.push(case);
+    }
+    cases.extend(secret_name_cases("spec.auth.jwtSecretName"));
+    cases.extend(annotation_map_cases("spec.ingress.annotations"));
+
+    for component in COMPONENTS {
+        let path = format!("spec.components.{component}");
+        let site = |rest: &str| format!("{path}{rest}");
+        cases.extend([
+            Case::at(
+                &site("#x-kubernetes-validations[0]"),
+                "replicas and autoscaling",
+                json!({"replicas": 2, "autoscaling": {"maxReplicas": 3}}),
+            ),
+            Case::at(&site(".replicas#minimum"), "-1 replicas", json!(-1)),
+            Case::at(&site(".replicas#maximum"), "1001 replicas", json!(1001)),
+            Case::at(
+                &site(".autoscaling#x-kubernetes-validations[0]"),
+                "minReplicas above maxReplicas",
+                json!({"minReplicas": 5, "maxReplicas": 3}),
+            ),
+            Case::new(
+                &site(".autoscaling.maxReplicas#required"),
+                "no maxReplicas",
+                set(&site(".autoscaling"), json!({"minReplicas": 2})),
+            ),
+            Case::at(
+                &site(".autoscaling.maxReplicas#minimum"),
+                "maxReplicas 0",
+                json!(0),
+            ),
+            Case::at(
+                &site(".autoscaling.maxReplicas#maximum"),
+                "maxReplicas 1001",
+                json!(1001),
+            ),
+            Case::new(
+                &site(".autoscaling.minReplicas#minimum"),
+                "minReplicas 0",
+                set(
+                    &site(".autoscaling"),
+                    json!({"minReplicas": 0, "maxReplicas": 3}),
+                ),
+            ),
+            Case::new(
+                &site(".autoscaling.minReplicas#maximum"),
+                "minReplicas 1001",
+                set(
+                    &site(".autoscaling"),
+                    json!({"minReplicas": 1001, "maxReplicas": 1000}),
+                ),
+            ),
+            Case::new(
+                &site(".autoscaling.targetCpuUtilizationPercentage#minimum"),
+                "a 0% CPU target",
+                set(
+                    &site(".autoscaling"),
+                    json!({"maxReplicas": 3, "targetCpuUtilizationPercentage": 0}),
+                ),
+            ),
+            Case::new(
+                &site(".autoscaling.targetCpuUtilizationPercentage#maximum"),
+                "a 101% CPU target",
+                set(
+                    &site(".autoscaling"),
+                    json!({"maxReplicas": 3, "targetCpuUtilizationPercentage": 101}),
+                ),
+            ),
+            Case::new(
+                &site(".podOverrides.env[*].valueFrom.resourceFieldRef.divisor#pattern"),
+                "an env var's divisor `one`",
+                set(
+                    &site(".podOverrides.env"),
+                    json!([{
+                        "name": "CPUS",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "one"}},
+                    }]),
+                ),
+            )
+            .naming(site(".podOverrides.env[0].valueFrom.resourceFieldRef.divisor")),
+        ]);
+        cases.extend(resources_cases(&site(".resources")));
+        cases.extend(label_map_cases(&site(".podOverrides.labels")));
+        cases.extend(label_map_cases(&site(".podOverrides.nodeSelector")));
+        cases.extend(annotation_map_cases(&site(".podOverrides.annotations")));
+    }
+
+    for dependency in DEPENDENCIES {
+        let path = format!("spec.dependencies.{dependency}");
+        let site = |rest: &str| format!("{path}{rest}");
+        cases.extend([
+            Case::at(&site("#oneOf"), "neither managed nor external", json!({})),
+            Case::at(
+                &site("#oneOf"),
+                "both managed and external",
+                json!({"managed": {}, "external": {"uriSecret": {"name": "chat-external", "key": "uri"}}}),
+            ),
+            Case::new(
+                &site(".external.uriSecret#required"),
+                "external without uriSecret",
+                set(&path, json!({"external": {}})),
+            ),
+            Case::at(
+                &site(".managed.image#pattern"),
+                "an image with a space",
+                json!("mongo: 7.0"),
+            ),
+            Case::at(
+                &site(".managed.storage.size#pattern"),
+                "storage size `lots`",
+                json!("lots"),
+            ),
+            Case::at(
+                &site(".managed.storage.size#pattern"),
+                "storage size `10 GB`",
+                json!("10 GB"),
+            ),
+            Case::at(
+                &site(".managed.storage.storageClassName#maxLength"),
+                "a 254-character class",
+                json!("a".repeat(254)),
+            ),
+            Case::at(
+                &site(".managed.storage.storageClassName#pattern"),
+                "a class with a space",
+                json!("fast ssd"),
+            ),
+        ]);
+        cases.extend(resources_cases(&site(".managed.resources")));
+        cases.extend(secret_key_reference_cases(&site(".external.uriSecret")));
+        if dependency != "kafka" {
+            cases.extend(secret_key_reference_cases(&site(".managed.passwordSecret")));
+        }
+    }
+    cases
+}
+
+/// Every rule of the CRD has a case, and every case names a rule of the CRD.
+#[test]
+fn every_crd_rule_has_a_case() {
+    let sites = rule_sites();
+    let covered: BTreeSet<String> = cases().into_iter().map(|c| c.site).collect();
+    let untested: Vec<&String> = sites.keys().filter(|s| !covered.contains(*s)).collect();
+    let unknown: Vec<&String> = covered.iter().filter(|s| !sites.contains_key(*s)).collect();
+    assert!(
+        untested.is_empty() && unknown.is_empty(),
+        "rules without a case: {untested:#?}\ncases of no rule: {unknown:#?}"
+    );
+}
+
+/// The API server refuses each case with 422 and a message naming the field and saying what
+/// the rule says.
+#[tokio::test]
+async fn the_api_server_refuses_every_invalid_spec_naming_the_field() {
+    let sites = rule_sites();
+    let cases = cases();
+    let stack = Stack::new("validation").await;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut object = valid();
+        merge(&mut object, &case.patch);
+        let expected = &sites[&case.site];
+        let describe = || format!("{} ({}; expected `{}`)", case.what, case.site, case.field);
+        match stack.apply_chat(object.clone()).await {
+            Err(kube::Error::Api(e)) if e.code == 422 => {
+                if !e.message.contains(&case.field) || !e.message.contains(expected.as_str()) {
+                    failures.push(format!(
+                        "{}: the message does not say `{expected}` about the field:\n    {}",
+                        describe(),
+                        e.message
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{}: refused, but not as invalid: {e}", describe())),
+            Ok(_) => {
+                failures.push(format!("{}: accepted", describe()));
+                let name = object["metadata"]["name"].as_str().unwrap();
+                let _ = stack
+                    .chat_deployments()
+                    .delete(name, &DeleteParams::default())
+                    .await;
+            }
+        }
+    }
+    println!(
+        "{} invalid ChatDeployments refused",
+        cases.len() - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The edges of the rules are valid: the patterns accept what Kubernetes accepts.
+#[tokio::test]
+async fn the_api_server_accepts_a_spec_at_the_edges_of_the_rules() {
+    let stack = Stack::new("validation-edges").await;
+    let resources = json!({
+        "requests": {"cpu": "500m", "memory": "1.5Gi", "ephemeral-storage": "1e9"},
+        "limits": {"cpu": 2, "memory": "+512Mi", "example.com/gpu": ".5k"},
+    });
+    let overrides = json!({
+        "labels": {"example.com/team": "chat_core", "tier": "", "v": "a".repeat(63)},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "annotations": {"example.com/note": "any text: at all, even spaces"},
+        "env": [{"name": "CPU_MILLIS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}],
+    });
+    let secret = json!({"name": "chat.external-1", "key": "tls.crt_2-x"});
+    let name = "e".repeat(MAX_NAME_LENGTH);
+    let object = json!({
+        "apiVersion": "chat.scalablechat.dev/v1alpha1",
+        "kind": "ChatDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "version": format!("v1.2.3-rc.1_{}", "x".repeat(51)),
+            "image": "registry.example.com:5000/chat/chat-server@sha256:4f1c6b3e0c2d",
+            "imagePullSecrets": ["regcred", "registry.example.com"],
+            "auth": {"accessTokenTtlSeconds": 60, "refreshTokenTtlSeconds": 300, "jwtSecretName": "chat.keys"},
+            "components": {
+                "chat": {"replicas": 0, "resources": resources, "podOverrides": overrides},
+                "gateway": {"autoscaling": {"minReplicas": 1000, "maxReplicas": 1000, "targetCpuUtilizationPercentage": 100}},
+            },
+            "dependencies": {
+                "mongodb": {"managed": {"image": "mongo:7.0", "storage": {"size": "10Gi", "storageClassName": "local-path"}, "resources": resources, "passwordSecret": secret}},
+                "kafka": {"managed": {"storage": {"size": 10_737_418_240_i64}}},
+                "redis": {"external": {"uriSecret": secret}},
+            },
+            "ingress": {"className": "nginx", "host": "*.chat-1.example.com", "tlsSecretName": "chat-tls", "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}},
+        },
+    });
+    assert_eq!(object["spec"]["version"].as_str().unwrap().len(), 63);
+    let accepted = stack.apply_chat(object).await;
+    assert!(accepted.is_ok(), "refused: {accepted:?}");
+}
+
+/// A spec the API server cannot judge: the Secrets it names do not exist, or lack the key. The
+/// operator refuses to build anything and says why in `Degraded` and a Warning event.
+#[tokio::test]
+async fn the_operator_reports_a_missing_secret_in_a_condition_and_an_event() {
+    let mut stack = Stack::new("validation-secret").await;
+    stack.start_operator("chat-operator-0");
+    stack
+        .create_secret(
+            "chat-external",
+            &[("mongodb", "mongodb://mongo.example:27017/chat")],
+        )
+        .await;
+
+    let chat = |name: &str, spec: Value| {
+        json!({
+            "apiVersion": "chat.scalablechat.dev/v1alpha1",
+            "kind": "ChatDeployment",
+            "metadata": {"name": name},
+            "spec": spec,
+        })
+    };
+    // The user's signing key Secret does not exist.
+    stack
+        .apply_chat(chat(
+            "nokey",
+            json!({"version": "0.1.0", "auth": {"jwtSecretName": "chat-signing-key"}}),
+        ))
+        .await
+        .expect("the API server accepts a spec naming a Secret that does not exist");
+    // The Secret exists, without the key.
+    stack
+        .apply_chat(chat(
+            "wrongkey",
+            json!({"version": "0.1.0", "dependencies": {"redis": {"external": {"uriSecret": {"name": "chat-external", "key": "redis"}}}}}),
+        ))
+        .await
+        .expect("the API server accepts a spec naming a key that does not exist");
+
+    for (name, missing) in [
+        ("nokey", "chat-signing-key (key private.pem)"),
+        ("wrongkey", "chat-external (key redis)"),
+    ] {
+        let cd = stack
+            .wait_condition(name, "Degraded", "True", Duration::from_secs(60))
+            .await;
+        let status = cd.status.as_ref().unwrap();
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(degraded.reason, "SecretMissing", "{degraded:?}");
+        assert!(degraded.message.contains(missing), "{degraded:?}");
+        assert!(
+            !status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            "{status:?}"
+        );
+
+        let note = eventually(
+            || format!("a Warning event on {name} saying {missing}"),
+            Duration::from_secs(30),
+            || async {
+                let events = stack.events(name).await;
+                events
+                    .iter()
+                    .find(|(reason, note)| reason == "SecretMissing" && note.contains(missing))
+                    .map(|(_, note)| note.clone())
+                    .ok_or_else(|| format!("{events:?}"))
+            },
+        )
+        .await;
+        println!(
+            "{name}: Degraded {}: {}; event: {note}",
+            degraded.reason, degraded.message
+        );
+    }
+
+    // Nothing was built for a spec the operator refused.
+    let deployments = stack
+        .api::<Deployment>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        deployments.items.is_empty(),
+        "{:?}",
+        deployments
+            .items
+            .iter()
+            .map(|d| d.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+}
