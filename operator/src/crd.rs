@@ -41,6 +41,7 @@ pub const ROTATE_JWT_KEY_ANNOTATION: &str = "chat.scalablechat.dev/rotate-jwt-ke
     printcolumn = r#"{"name":"Version","type":"string","description":"Requested scalable-chat version","jsonPath":".spec.version"}"#,
     printcolumn = r#"{"name":"Running","type":"string","description":"Version every component runs","jsonPath":".status.version"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every component is available","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Why it is or is not ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Step","type":"string","description":"Upgrade step in progress","jsonPath":".status.upgrade.step","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","description":"Where clients reach the stack","jsonPath":".status.url","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,

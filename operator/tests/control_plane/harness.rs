@@ -358,6 +358,22 @@ impl Stack {
         self.operators.len() - 1
     }
 
+    /// `kubectl ARGS -n NAMESPACE` as the admin; its standard output.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let output = Command::new("kubectl")
+            .args(args)
+            .args(["-n", &self.namespace])
+            .env("KUBECONFIG", admin_kubeconfig_path())
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The last log lines of every operator, for failure messages.
     pub fn operator_logs(&self) -> String {
         self.operators

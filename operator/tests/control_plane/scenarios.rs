@@ -77,13 +77,128 @@ async fn minimal_example_reaches_ready() {
 }
 
 #[tokio::test]
-async fn chart_example_reaches_ready() {
-    reaches_ready(
+async fn chart_example_reaches_ready_and_kubectl_shows_it() {
+    let stack = reaches_ready(
         "chart-example",
         "../charts/chat-operator/examples/chatdeployment.yaml",
         &[],
     )
     .await;
+    // What a user sees: `kubectl get chatdeployments` (and `chat`, the short name).
+    for (args, header, row) in [
+        (
+            vec!["get", "chat"],
+            vec!["NAME", "VERSION", "RUNNING", "READY", "REASON", "AGE"],
+            vec!["chat", "0.1.0", "0.1.0", "True", "Available"],
+        ),
+        (
+            vec!["get", "chatdeployments", "-o", "wide"],
+            vec![
+                "NAME", "VERSION", "RUNNING", "READY", "REASON", "STEP", "URL", "AGE",
+            ],
+            vec!["chat", "0.1.0", "0.1.0", "True", "Available"],
+        ),
+    ] {
+        let output = stack.kubectl(&args);
+        let mut lines = output.lines();
+        let columns: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(columns, header, "{output}");
+        let values: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(values[..row.len()], row[..], "{output}");
+    }
+}
+
+/// The golden spec of a paused stack: nothing is created, the status says it is paused.
+#[tokio::test]
+async fn paused_spec_creates_nothing_and_says_so() {
+    let mut stack = Stack::new("paused").await;
+    stack.start_operator("chat-operator-0");
+    stack
+        .apply_chat_yaml(&read("tests/fixtures/paused.yaml"), "chat")
+        .await;
+    stack
+        .wait_status("chat", "Progressing=False Paused", READY_WITHIN, |cd| {
+            has_condition(cd, "Progressing", "False", "Paused")
+        })
+        .await;
+    let deployments: Api<Deployment> = stack.api();
+    let secrets: Api<Secret> = stack.api();
+    let ours = ListParams::default().labels("app.kubernetes.io/instance=chat");
+    assert!(deployments.list(&ours).await.unwrap().items.is_empty());
+    assert!(secrets.list(&ours).await.unwrap().items.is_empty());
+}
+
+/// The golden spec of a stack created stopped: the dependencies exist at zero replicas with
+/// their data and Secrets, nothing autoscales, the status says Stopped; the components are
+/// created once it starts (after the migration, like any first install), and it becomes Ready.
+#[tokio::test]
+async fn stopped_spec_waits_at_zero_and_starts() {
+    let mut stack = Stack::new("stopped").await;
+    stack.start_operator("chat-operator-0");
+    stack
+        .apply_chat_yaml(&read("tests/fixtures/stopped.yaml"), "chat")
+        .await;
+    stack
+        .wait_status("chat", "Ready=False Stopped", READY_WITHIN, |cd| {
+            has_condition(cd, "Ready", "False", "Stopped")
+        })
+        .await;
+    let sets: Api<StatefulSet> = stack.api();
+    let deployments: Api<Deployment> = stack.api();
+    let hpas: Api<HorizontalPodAutoscaler> = stack.api();
+    let replicas: Vec<i32> = sets
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().replicas.unwrap_or(1))
+        .collect();
+    assert_eq!(replicas, [0, 0, 0, 0]);
+    assert!(deployments
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(hpas
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+
+    stack.patch_spec("chat", json!({"stopped": null})).await;
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+    let chat = deployments.get("chat-chat").await.unwrap();
+    assert_eq!(
+        chat.spec.unwrap().replicas,
+        Some(2),
+        "the autoscaler's minimum"
+    );
+    assert_eq!(hpas.list(&Default::default()).await.unwrap().items.len(), 1);
+}
+
+/// The golden spec of an upgrade (0.2.0, with a key rotation asked for) installs and becomes
+/// Ready like any other.
+#[tokio::test]
+async fn upgrade_spec_reaches_ready() {
+    let stack = reaches_ready("upgrade-spec", "tests/fixtures/upgrade.yaml", &[]).await;
+    let cd = stack.chat_deployments().get("chat").await.unwrap();
+    assert_eq!(
+        cd.status.unwrap().jwt_keys.len(),
+        1,
+        "a first install has one key"
+    );
 }
 
 #[tokio::test]
