@@ -220,13 +220,7 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("chat-control-plane-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
 
-        let namespaces: Api<Namespace> = Api::all(admin.clone());
-        let ns: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("the namespace is created");
+        create_named::<Namespace>(&Api::all(admin.clone()), &namespace).await;
 
         // The chart, as `helm install chat-operator charts/chat-operator -n NS
         // --set watchNamespace=NS` would install it.
@@ -295,13 +289,7 @@ impl Stack {
     /// Another ServiceAccount `account` bound to exactly the chart's roles, with a kubeconfig
     /// for it: a second replica under its own name, so the audit log tells replicas apart.
     pub async fn second_account(&self, account: &str) -> (String, PathBuf) {
-        let accounts: Api<ServiceAccount> = self.api();
-        let sa: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": account}})).unwrap();
-        accounts
-            .create(&PostParams::default(), &sa)
-            .await
-            .expect("the ServiceAccount is created");
+        create_named::<ServiceAccount>(&self.api(), account).await;
         let bindings: Vec<Value> = self
             .bindings
             .iter()
@@ -565,6 +553,17 @@ pub fn requests_since(user: &str, since: DateTime<Utc>, verbs: &[&str]) -> Vec<S
             })
             .collect()
     }
+}
+
+/// Create an object of kind `K` that has nothing but a name.
+async fn create_named<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("{name} is created: {e}"));
 }
 
 /// A short random suffix for names.

@@ -36,7 +36,19 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often a node's Lease and Ready condition are renewed (the kubelet's default).
 const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
 
-type PodPredicate = Box<dyn Fn(&Pod) -> bool + Send>;
+pub type PodPredicate = Box<dyn Fn(&Pod) -> bool + Send>;
+
+/// Pods carrying every one of `labels`.
+pub fn labelled(labels: &[(&str, &str)]) -> PodPredicate {
+    let wanted: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Box::new(move |pod| {
+        let have = pod.labels();
+        wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+    })
+}
 
 /// How the simulated kubelet treats the namespace's Pods. Change it while a test runs through
 /// [`NodeSimulator::behave`].

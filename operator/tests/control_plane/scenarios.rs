@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::common;
 use super::harness::{eventually, owned_and_labelled, requests_since, Stack};
+use super::nodes::labelled;
 
 /// Longest wait for a stack to become Ready: PVC binding by the real binder, the dependencies,
 /// the migration Job, then the components. A guard against hangs, not a performance target.
@@ -52,15 +53,22 @@ async fn assert_objects_owned(stack: &Stack, cd: &ChatDeployment) {
     }
 }
 
-/// Apply the spec in `path` (with `secrets` created first) and wait for `Ready=True` with every
-/// object created, owned and labelled.
-async fn reaches_ready(test: &str, path: &str, secrets: &[(&str, &[(&str, &str)])]) -> Stack {
+/// A namespace with the chart and one operator, and the spec in `path` applied as
+/// ChatDeployment `chat` (after the user's `secrets`).
+async fn applied(test: &str, path: &str, secrets: &[(&str, &[(&str, &str)])]) -> Stack {
     let mut stack = Stack::new(test).await;
     stack.start_operator("chat-operator-0");
     for (name, data) in secrets {
         stack.create_secret(name, data).await;
     }
     stack.apply_chat_yaml(&read(path), "chat").await;
+    stack
+}
+
+/// Apply the spec in `path` (with `secrets` created first) and wait for `Ready=True` with every
+/// object created, owned and labelled.
+async fn reaches_ready(test: &str, path: &str, secrets: &[(&str, &[(&str, &str)])]) -> Stack {
+    let stack = applied(test, path, secrets).await;
     let cd = stack
         .wait_condition("chat", "Ready", "True", READY_WITHIN)
         .await;
@@ -119,16 +127,8 @@ async fn chart_example_reaches_ready_and_kubectl_shows_it() {
 /// The golden spec of a paused stack: nothing is created, the status says it is paused.
 #[tokio::test]
 async fn paused_spec_creates_nothing_and_says_so() {
-    let mut stack = Stack::new("paused").await;
-    stack.start_operator("chat-operator-0");
-    stack
-        .apply_chat_yaml(&read("tests/fixtures/paused.yaml"), "chat")
-        .await;
-    stack
-        .wait_status("chat", "Progressing=False Paused", READY_WITHIN, |cd| {
-            has_condition(cd, "Progressing", "False", "Paused")
-        })
-        .await;
+    let stack = applied("paused", "tests/fixtures/paused.yaml", &[]).await;
+    wait_reason(&stack, "Progressing", "False", "Paused").await;
     let deployments: Api<Deployment> = stack.api();
     let secrets: Api<Secret> = stack.api();
     let ours = ListParams::default().labels("app.kubernetes.io/instance=chat");
@@ -141,16 +141,8 @@ async fn paused_spec_creates_nothing_and_says_so() {
 /// created once it starts (after the migration, like any first install), and it becomes Ready.
 #[tokio::test]
 async fn stopped_spec_waits_at_zero_and_starts() {
-    let mut stack = Stack::new("stopped").await;
-    stack.start_operator("chat-operator-0");
-    stack
-        .apply_chat_yaml(&read("tests/fixtures/stopped.yaml"), "chat")
-        .await;
-    stack
-        .wait_status("chat", "Ready=False Stopped", READY_WITHIN, |cd| {
-            has_condition(cd, "Ready", "False", "Stopped")
-        })
-        .await;
+    let stack = applied("stopped", "tests/fixtures/stopped.yaml", &[]).await;
+    wait_reason(&stack, "Ready", "False", "Stopped").await;
     let sets: Api<StatefulSet> = stack.api();
     let deployments: Api<Deployment> = stack.api();
     let hpas: Api<HorizontalPodAutoscaler> = stack.api();
@@ -374,14 +366,10 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
 
     // Hold the new auth pods unready, so the sequence stops at auth for the kill.
     stack.sim.behave(|b| {
-        b.keep_unready = Box::new(|pod| {
-            let labels = pod.labels();
-            labels
-                .get("app.kubernetes.io/component")
-                .map(String::as_str)
-                == Some("auth")
-                && labels.get(VERSION_LABEL).map(String::as_str) == Some("0.2.0")
-        })
+        b.keep_unready = labelled(&[
+            ("app.kubernetes.io/component", "auth"),
+            (VERSION_LABEL, "0.2.0"),
+        ])
     });
     stack
         .patch_spec(
@@ -498,19 +486,11 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
 #[tokio::test]
 async fn failed_migration_and_unready_pods_halt_the_upgrade() {
     let stack = reaches_ready("halt", "examples/minimal.yaml", &[]).await;
-    stack.sim.behave(|b| {
-        b.fail_job =
-            Box::new(|pod| pod.labels().get(VERSION_LABEL).map(String::as_str) == Some("0.2.0"))
-    });
+    stack
+        .sim
+        .behave(|b| b.fail_job = labelled(&[(VERSION_LABEL, "0.2.0")]));
     stack.patch_spec("chat", json!({"version": "0.2.0"})).await;
-    let cd = stack
-        .wait_status(
-            "chat",
-            "Degraded with MigrationFailed",
-            READY_WITHIN,
-            |cd| has_condition(cd, "Degraded", "True", "MigrationFailed"),
-        )
-        .await;
+    let cd = wait_reason(&stack, "Degraded", "True", "MigrationFailed").await;
     assert!(component_versions(&stack)
         .await
         .iter()
@@ -523,14 +503,10 @@ async fn failed_migration_and_unready_pods_halt_the_upgrade() {
     // A new spec resumes: the migration succeeds, then chat's new pods stay unready.
     stack.sim.behave(|b| {
         b.fail_job = Box::new(|_| false);
-        b.keep_unready = Box::new(|pod| {
-            let labels = pod.labels();
-            labels
-                .get("app.kubernetes.io/component")
-                .map(String::as_str)
-                == Some("chat")
-                && labels.get(VERSION_LABEL).map(String::as_str) == Some("0.2.1")
-        })
+        b.keep_unready = labelled(&[
+            ("app.kubernetes.io/component", "chat"),
+            (VERSION_LABEL, "0.2.1"),
+        ])
     });
     stack
         .patch_spec(
@@ -567,6 +543,30 @@ async fn failed_migration_and_unready_pods_halt_the_upgrade() {
         .map(|(r, _)| r)
         .collect();
     assert!(reasons.iter().any(|r| r == "Degraded"), "{reasons:?}");
+}
+
+/// Wait until Deployment `name` asks for `replicas` pods.
+async fn wait_replicas(stack: &Stack, name: &str, replicas: i32) {
+    let api: Api<Deployment> = stack.api();
+    let what = || format!("{name} at {replicas} replicas\n{}", stack.operator_logs());
+    eventually(what, READY_WITHIN, || async {
+        let now = api.get(name).await.map_err(|e| e.to_string())?;
+        let now = now.spec.and_then(|s| s.replicas);
+        (now == Some(replicas))
+            .then_some(())
+            .ok_or(format!("{now:?}"))
+    })
+    .await;
+}
+
+/// Wait until ChatDeployment `chat` has condition `type_` at `status` with `reason`.
+async fn wait_reason(stack: &Stack, type_: &str, status: &str, reason: &str) -> ChatDeployment {
+    let what = format!("{type_}={status} ({reason})");
+    stack
+        .wait_status("chat", &what, READY_WITHIN, |cd| {
+            has_condition(cd, type_, status, reason)
+        })
+        .await
 }
 
 fn has_condition(cd: &ChatDeployment, type_: &str, status: &str, reason: &str) -> bool {
@@ -671,11 +671,7 @@ async fn deleted_and_edited_objects_are_restored_and_a_lost_password_is_not_repl
         .delete("chat-mongodb", &DeleteParams::default())
         .await
         .unwrap();
-    let cd = stack
-        .wait_status("chat", "Degraded with SecretLost", READY_WITHIN, |cd| {
-            has_condition(cd, "Degraded", "True", "SecretLost")
-        })
-        .await;
+    let cd = wait_reason(&stack, "Degraded", "True", "SecretLost").await;
     let message = cd
         .status
         .unwrap()
@@ -810,11 +806,7 @@ async fn paused_stopped_autoscaling_and_key_rotation() {
 
     // Paused: a spec change is not applied; only the status says so.
     stack.patch_spec("chat", json!({"paused": true})).await;
-    stack
-        .wait_status("chat", "Progressing=False Paused", READY_WITHIN, |cd| {
-            has_condition(cd, "Progressing", "False", "Paused")
-        })
-        .await;
+    wait_reason(&stack, "Progressing", "False", "Paused").await;
     let since = chrono::Utc::now();
     stack
         .patch_spec("chat", json!({"components": {"auth": {"replicas": 3}}}))
@@ -832,16 +824,7 @@ async fn paused_stopped_autoscaling_and_key_rotation() {
         .collect();
     assert!(writes.is_empty(), "paused, yet wrote: {writes:?}");
     stack.patch_spec("chat", json!({"paused": null})).await;
-    eventually(
-        || "auth scaled to 3 after unpausing".into(),
-        READY_WITHIN,
-        || async {
-            (replicas("chat-auth").await == Some(3))
-                .then_some(())
-                .ok_or_else(String::new)
-        },
-    )
-    .await;
+    wait_replicas(&stack, "chat-auth", 3).await;
 
     // The HPA scales the gateway through the scale subresource; the operator leaves it.
     let scale = PatchParams {
@@ -914,16 +897,7 @@ async fn paused_stopped_autoscaling_and_key_rotation() {
             json!({"components": {"group": {"autoscaling": null, "replicas": 2}}}),
         )
         .await;
-    eventually(
-        || format!("group fixed at 2\n{}", stack.operator_logs()),
-        READY_WITHIN,
-        || async {
-            (replicas("chat-group").await == Some(2))
-                .then_some(())
-                .ok_or_else(String::new)
-        },
-    )
-    .await;
+    wait_replicas(&stack, "chat-group", 2).await;
     stack
         .wait_condition("chat", "Ready", "True", READY_WITHIN)
         .await;
@@ -1053,24 +1027,8 @@ async fn two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     stack
         .patch_spec("chat", json!({"components": {"auth": {"replicas": 2}}}))
         .await;
-    let deployments: Api<Deployment> = stack.api();
-    eventually(
-        || "the new leader applies the change".into(),
-        READY_WITHIN,
-        || async {
-            let replicas = deployments
-                .get("chat-auth")
-                .await
-                .unwrap()
-                .spec
-                .unwrap()
-                .replicas;
-            (replicas == Some(2))
-                .then_some(())
-                .ok_or(format!("{replicas:?}"))
-        },
-    )
-    .await;
+    // The new leader applies the change.
+    wait_replicas(&stack, "chat-auth", 2).await;
     assert!(!requests_since(&b_user, since, &writes).is_empty());
 
     // A third replica follows; SIGTERM stops it at once.
