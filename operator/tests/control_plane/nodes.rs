@@ -60,6 +60,9 @@ pub struct Behaviour {
     pub keep_unready: PodPredicate,
     /// Job Pods this says yes to fail (exit code 1) instead of succeeding.
     pub fail_job: PodPredicate,
+    /// How long a deleted Pod's containers take to stop (its preStop hook and drain); never
+    /// longer than the Pod's grace period.
+    pub stop_after: Duration,
 }
 
 impl Default for Behaviour {
@@ -68,6 +71,7 @@ impl Default for Behaviour {
             ready_after: Duration::from_millis(500),
             keep_unready: Box::new(|_| false),
             fail_job: Box::new(|_| false),
+            stop_after: Duration::ZERO,
         }
     }
 }
@@ -264,8 +268,16 @@ impl Sim {
     /// What a kubelet does for one Pod.
     async fn kubelet(&mut self, pod: &Pod) -> Result<(), kube::Error> {
         let name = pod.name_any();
-        if pod.metadata.deletion_timestamp.is_some() {
-            // Containers stopped: the kubelet's final delete.
+        if let Some(deadline) = &pod.metadata.deletion_timestamp {
+            // The kubelet deletes the Pod for good once its containers stopped, at the latest
+            // when the grace period ends.
+            let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+            let requested = deadline.0 - chrono::Duration::seconds(grace);
+            let stop_after = self.behaviour.lock().unwrap().stop_after;
+            let stop = chrono::Duration::from_std(stop_after).unwrap_or_default();
+            if Utc::now() < requested + stop.min(chrono::Duration::seconds(grace)) {
+                return Ok(());
+            }
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
                 ..DeleteParams::default()

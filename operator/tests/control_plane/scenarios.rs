@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::rbac::v1::Role;
 use kube::api::GroupVersionKind;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::pinned_kind;
@@ -364,8 +365,10 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
         "{before:?}"
     );
 
-    // Hold the new auth pods unready, so the sequence stops at auth for the kill.
+    // Hold the new auth pods unready, so the sequence stops at auth for the kill. Old pods
+    // take a moment to stop, as with the preStop pause.
     stack.sim.behave(|b| {
+        b.stop_after = Duration::from_secs(1);
         b.keep_unready = labelled(&[
             ("app.kubernetes.io/component", "auth"),
             (VERSION_LABEL, "0.2.0"),
@@ -1046,4 +1049,82 @@ async fn two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     );
     let released = lease(&stack).await.unwrap();
     assert_eq!(released.holder_identity, None, "the Lease is released");
+}
+
+/// A reconcile error reaches the status and an event, and one object's failure does not stop
+/// the others: with `create` on NetworkPolicies taken from the operator's Role, the API
+/// server refuses those four objects (`Degraded`, reason `Forbidden`, naming them) while
+/// everything else is still created; given back, the stack becomes Ready. Each generated
+/// Secret has an event of its own (they used to fold into one series keeping the first note).
+#[tokio::test]
+async fn a_refused_call_is_reported_and_does_not_block_the_rest() {
+    let mut stack = Stack::new("forbidden").await;
+    let roles: Api<Role> = stack.api();
+    let granted = roles.get("chat-operator").await.unwrap();
+    let mut narrowed = granted.clone();
+    for rule in narrowed.rules.iter_mut().flatten() {
+        if rule
+            .resources
+            .iter()
+            .flatten()
+            .any(|r| r == "networkpolicies")
+        {
+            rule.verbs.retain(|v| v != "create");
+        }
+    }
+    roles
+        .replace("chat-operator", &PostParams::default(), &narrowed)
+        .await
+        .unwrap();
+
+    stack.start_operator("chat-operator-0");
+    stack
+        .apply_chat_yaml(&read("examples/minimal.yaml"), "chat")
+        .await;
+    let cd = wait_reason(&stack, "Degraded", "True", "Forbidden").await;
+    let degraded = cd
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert!(
+        degraded.message.contains("NetworkPolicy"),
+        "{}",
+        degraded.message
+    );
+    let events = stack.events("chat").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "Forbidden" && n.contains("networkpolicies")),
+        "{events:?}"
+    );
+    let sets: Api<StatefulSet> = stack.api();
+    assert_eq!(
+        sets.list(&Default::default()).await.unwrap().items.len(),
+        4,
+        "the rest was applied"
+    );
+    let created: Vec<String> = events
+        .iter()
+        .filter(|(r, _)| r == "SecretCreated")
+        .map(|(_, n)| n.clone())
+        .collect();
+    assert_eq!(
+        created.len(),
+        5,
+        "one event per generated Secret: {created:?}"
+    );
+
+    let mut restored = roles.get("chat-operator").await.unwrap();
+    restored.rules = granted.rules;
+    roles
+        .replace("chat-operator", &PostParams::default(), &restored)
+        .await
+        .unwrap();
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
 }
