@@ -41,6 +41,7 @@ use crate::secrets::{
     generated_secrets, jwt_keys, maintain_jwt_keys, SecretDigests, SecretGenerator, SystemGenerator,
 };
 use crate::status::{self, Workloads, DEGRADED, READY};
+use crate::storage;
 use crate::upgrade::{self, Observed, PlanInput, State};
 
 /// Requeue while a rollout is under way (watches on Deployments, StatefulSets and Jobs
@@ -258,7 +259,21 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
     });
 
     let objects = build(&cfg, &digests, &plan.versions);
-    let applied = apply_all(&ctx.client, &namespace, &cfg, &observed, &objects).await?;
+    let storage =
+        storage::reconcile_storage(&ctx.client, &namespace, &cfg.name, &observed, &objects).await?;
+    if !storage.expanded.is_empty() {
+        let note = format!("grew PersistentVolumeClaim {}", storage.expanded.join(", "));
+        publish(ctx, cd, EventType::Normal, "StorageExpanded", &note).await;
+    }
+    let applied = apply_all(
+        &ctx.client,
+        &namespace,
+        &cfg,
+        &observed,
+        &objects,
+        &storage.hold,
+    )
+    .await?;
     prune(ctx, cd, &namespace, &objects).await?;
 
     let next_retirement = jwt_keys
@@ -267,6 +282,13 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
         .map(|t| (t.0 - now).to_std().unwrap_or_default() + Duration::from_secs(1))
         .min();
     let status = status::rolled_out(cd, &cfg, &applied, &plan, jwt_keys, now);
+    let status = if storage.refused.is_empty() {
+        status
+    } else {
+        let message = storage.refused.join("; ");
+        warn!(%message, "storage change refused");
+        status::also_degraded(cd, status, "StorageChangeRefused", message, now)
+    };
     let ready = condition_is(&status, READY, "True");
     let wrote = write_status(&api, cd, &status).await?;
     for event in &plan.events {
@@ -522,12 +544,16 @@ async fn apply_all(
     cfg: &ValidatedConfig,
     observed: &Observed,
     objects: &[Resource],
+    hold: &BTreeSet<String>,
 ) -> Result<Workloads, Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut workloads = Workloads::default();
     let mut first_error = None;
     let mut live = LiveObjects::default();
     for object in objects {
+        if matches!(object, Resource::StatefulSet(_)) && hold.contains(object.name()) {
+            continue; // see `storage`
+        }
         let resource = object.api_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         let desired = drift::with_intent(object.to_json());

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod rbac;
 pub mod secrets;
 pub mod status;
+pub mod storage;
 pub mod upgrade;
 
 /// The CRD as YAML, exactly what `chat-operator crd` prints and `crds/` holds.

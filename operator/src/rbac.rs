@@ -85,8 +85,10 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "",
         "persistentvolumeclaims",
-        &["list", "delete"],
-        "delete_data: the dependencies' claims under deletionPolicy Delete",
+        &["list", "patch", "delete"],
+        "storage: a dependency's claims grown in place when its storage.size grows; \
+         lost_passwords: whether a dependency has data; delete_data: the dependencies' claims \
+         under deletionPolicy Delete",
     ),
     watched(
         "",

@@ -136,6 +136,23 @@ pub fn blocked(
     )
 }
 
+/// `status` with `Degraded=True` for `reason`, the rest of it kept: a problem that stops one
+/// part (a refused storage change) while everything else was applied and is reported as usual.
+pub fn also_degraded(
+    cd: &ChatDeployment,
+    status: ChatDeploymentStatus,
+    reason: &'static str,
+    message: String,
+    now: DateTime<Utc>,
+) -> ChatDeploymentStatus {
+    with_conditions(
+        cd,
+        status,
+        &[ConditionUpdate::new(DEGRADED, true, reason, message)],
+        now,
+    )
+}
+
 /// What the API server returned for the workloads just applied.
 #[derive(Clone, Debug, Default)]
 pub struct Workloads {

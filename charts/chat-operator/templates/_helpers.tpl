@@ -70,10 +70,11 @@ is not covered. No wildcards.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, update, delete]
-# The dependencies' data, deleted only under deletionPolicy Delete.
+# The dependencies' data: grown in place when storage.size grows, deleted only under
+# deletionPolicy Delete.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, delete]
+  verbs: [list, patch, delete]
 # Listed to compare with what is wanted, then server-side applied (create when absent, patch
 # after) only when it differs; always desired, so never deleted.
 - apiGroups: [""]

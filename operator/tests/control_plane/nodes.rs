@@ -11,7 +11,8 @@
 //! - Graceful deletion: a Pod with a `deletionTimestamp` has "stopped its containers" and is
 //!   deleted with grace period 0, as the kubelet's final delete does.
 //! - Claims: every Pending PersistentVolumeClaim gets a `PersistentVolume` of its size and
-//!   class, pre-bound to it, which the real binder binds.
+//!   class, pre-bound to it, which the real binder binds; a bound claim asking for more than
+//!   it has is grown, on its volume and in its status, as a CSI resizer would.
 //!
 //! Nothing here writes a Deployment's, StatefulSet's or Job's status: the real controllers
 //! compute them from the Pods.
@@ -20,9 +21,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chat_operator::storage::quantity_bytes;
 use chrono::Utc;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -236,8 +239,11 @@ impl Sim {
     /// The storage provisioner: a volume of the claim's size and class, pre-bound to it.
     async fn provision(&self, claim: &PersistentVolumeClaim) -> Result<(), kube::Error> {
         let spec = claim.spec.clone().unwrap_or_default();
-        if spec.volume_name.is_some() || claim.metadata.deletion_timestamp.is_some() {
+        if claim.metadata.deletion_timestamp.is_some() {
             return Ok(());
+        }
+        if let Some(volume) = &spec.volume_name {
+            return self.resize(claim, volume).await;
         }
         let name = format!("sim-{}-{}", self.namespace, claim.name_any());
         let size = spec
@@ -263,6 +269,44 @@ impl Sim {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The CSI resizer: a bound claim asking for more than it has gets it, on its volume and
+    /// in its status.
+    async fn resize(&self, claim: &PersistentVolumeClaim, volume: &str) -> Result<(), kube::Error> {
+        let storage = |r: Option<&BTreeMap<String, Quantity>>| {
+            r.and_then(|r| r.get("storage")).map(|q| q.0.clone())
+        };
+        let wanted = storage(
+            claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref()),
+        );
+        let have = storage(claim.status.as_ref().and_then(|s| s.capacity.as_ref()));
+        let (Some(wanted), Some(have)) = (wanted, have) else {
+            return Ok(());
+        };
+        if quantity_bytes(&wanted) <= quantity_bytes(&have) {
+            return Ok(());
+        }
+        let capacity = json!({"storage": wanted});
+        self.volumes
+            .patch(
+                volume,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"capacity": capacity}})),
+            )
+            .await?;
+        self.claims
+            .patch_status(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"capacity": capacity}})),
+            )
+            .await?;
+        Ok(())
     }
 
     /// What a kubelet does for one Pod.
