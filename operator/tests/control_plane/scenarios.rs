@@ -573,6 +573,17 @@ async fn wait_reason(stack: &Stack, type_: &str, status: &str, reason: &str) -> 
         .await
 }
 
+/// The message of condition `type_`.
+fn message_of(cd: &ChatDeployment, type_: &str) -> String {
+    let conditions = cd
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let condition = conditions.iter().find(|c| c.type_ == type_);
+    condition.map(|c| c.message.clone()).unwrap_or_default()
+}
+
 fn has_condition(cd: &ChatDeployment, type_: &str, status: &str, reason: &str) -> bool {
     cd.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -676,14 +687,7 @@ async fn deleted_and_edited_objects_are_restored_and_a_lost_password_is_not_repl
         .await
         .unwrap();
     let cd = wait_reason(&stack, "Degraded", "True", "SecretLost").await;
-    let message = cd
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message;
+    let message = message_of(&cd, "Degraded");
     assert!(
         message.contains("chat-mongodb") && message.contains("data-chat-mongodb-0"),
         "{message}"
@@ -1085,18 +1089,8 @@ async fn a_refused_call_is_reported_and_does_not_block_the_rest() {
         .apply_chat_yaml(&read("examples/minimal.yaml"), "chat")
         .await;
     let cd = wait_reason(&stack, "Degraded", "True", "Forbidden").await;
-    let degraded = cd
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
-    assert!(
-        degraded.message.contains("NetworkPolicy"),
-        "{}",
-        degraded.message
-    );
+    let message = message_of(&cd, "Degraded");
+    assert!(message.contains("NetworkPolicy"), "{message}");
     let events = stack.events("chat").await;
     assert!(
         events
@@ -1236,14 +1230,7 @@ async fn storage_grows_in_place_and_impossible_changes_are_refused() {
         "the pod kept running"
     );
     let cd = wait_reason(&stack, "Degraded", "True", "StorageChangeRefused").await;
-    let message = cd
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message;
+    let message = message_of(&cd, "Degraded");
     assert!(
         message.contains("mongodb") && message.contains("cannot grow"),
         "{message}"
@@ -1276,13 +1263,6 @@ async fn storage_grows_in_place_and_impossible_changes_are_refused() {
             })
         })
         .await;
-    let message = cd
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .message;
+    let message = message_of(&cd, "Degraded");
     assert!(!message.contains("mongodb"), "{message}");
 }
