@@ -136,12 +136,19 @@ impl DependencyKind {
         }
     }
 
-    fn default_image(self) -> &'static str {
+    /// The image a managed dependency runs unless its spec names one. Exact versions, never a
+    /// floating tag: a node pulling `mongo:7.0` later would run another patch than the pods
+    /// before it, outside the ordered upgrade. A new default is an image change like any
+    /// other, so existing stacks roll to it through the ordered upgrade.
+    pub fn default_image(self) -> &'static str {
         match self {
-            Self::MongoDb => "mongo:7.0",
-            Self::RabbitMq => "rabbitmq:3.13-management",
+            // 7.0.28 fixes CVE-2025-14847 (unauthenticated heap read through zlib messages).
+            Self::MongoDb => "mongo:7.0.28",
+            // The last open-source release of 3.13.
+            Self::RabbitMq => "rabbitmq:3.13.7-management",
             Self::Kafka => "apache/kafka:3.9.0",
-            Self::Redis => "redis:7.2",
+            // 7.2.11 fixes CVE-2025-49844 (use-after-free in the Lua engine).
+            Self::Redis => "redis:7.2.11",
         }
     }
 
@@ -232,13 +239,18 @@ pub struct ManagedConfig {
     pub resources: ResourceRequirements,
     /// The password (MongoDB, RabbitMQ, Redis) or, for Kafka, the KRaft cluster id.
     pub credential: SecretKey,
+    /// Additions to the StatefulSet's pod.
+    pub overrides: PodOverrides,
 }
 
 /// How a dependency is provided.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DependencyMode {
-    Managed(ManagedConfig),
-    External { uri: SecretKey },
+    /// Boxed: with its pod overrides it is far larger than the external variant.
+    Managed(Box<ManagedConfig>),
+    External {
+        uri: SecretKey,
+    },
 }
 
 /// A dependency with its defaults applied.
@@ -281,6 +293,8 @@ pub struct ValidatedConfig {
     pub stopped: bool,
     /// Longest duration of one upgrade step.
     pub step_timeout_seconds: i64,
+    /// Additions to the migration Job's pod.
+    pub migration_overrides: PodOverrides,
     pub deletion_policy: DeletionPolicy,
     /// The force-upgrade annotation is `"true"`: minor versions may be skipped.
     pub force_upgrade: bool,
@@ -416,6 +430,11 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
             .as_ref()
             .and_then(|u| u.step_timeout_seconds)
             .unwrap_or(DEFAULT_STEP_TIMEOUT_SECONDS),
+        migration_overrides: spec
+            .migration
+            .as_ref()
+            .and_then(|m| m.pod_overrides.clone())
+            .unwrap_or_default(),
         deletion_policy: spec.deletion_policy.unwrap_or_default(),
         force_upgrade: annotations
             .get(FORCE_UPGRADE_ANNOTATION)
@@ -507,13 +526,14 @@ fn dependency_config(
                     generated: true,
                 },
             };
-            DependencyMode::Managed(managed_config(
+            DependencyMode::Managed(Box::new(managed_config(
                 kind,
                 managed.image,
                 managed.storage,
                 managed.resources,
                 credential,
-            ))
+                managed.pod_overrides,
+            )))
         }
     };
     DependencyConfig { kind, mode }
@@ -523,7 +543,7 @@ fn kafka_config(name: &str, spec: Option<Dependency<ManagedKafka>>) -> Dependenc
     let kind = DependencyKind::Kafka;
     let mode = match spec.unwrap_or(Dependency::Managed(ManagedKafka::default())) {
         Dependency::External(external) => external_mode(external),
-        Dependency::Managed(managed) => DependencyMode::Managed(managed_config(
+        Dependency::Managed(managed) => DependencyMode::Managed(Box::new(managed_config(
             kind,
             managed.image,
             managed.storage,
@@ -533,7 +553,8 @@ fn kafka_config(name: &str, spec: Option<Dependency<ManagedKafka>>) -> Dependenc
                 key: "cluster-id".into(),
                 generated: true,
             },
-        )),
+            managed.pod_overrides,
+        ))),
     };
     DependencyConfig { kind, mode }
 }
@@ -554,6 +575,7 @@ fn managed_config(
     storage: Option<StorageSpec>,
     given_resources: Option<ResourceRequirements>,
     credential: SecretKey,
+    overrides: Option<PodOverrides>,
 ) -> ManagedConfig {
     let storage = storage.unwrap_or_default();
     ManagedConfig {
@@ -564,6 +586,7 @@ fn managed_config(
         storage_class: storage.storage_class_name,
         resources: given_resources.unwrap_or_else(|| kind.default_resources()),
         credential,
+        overrides: overrides.unwrap_or_default(),
     }
 }
 
@@ -692,6 +715,24 @@ mod tests {
         let mut cd = chat(minimal());
         cd.metadata.name = Some("c0-x".into());
         assert!(validate(&cd).is_ok());
+    }
+
+    /// A floating tag (`redis:7.2`) would let a node pull another patch than the one the
+    /// other pods run, outside the ordered upgrade; the CRD documents each default.
+    #[test]
+    fn default_dependency_images_are_exact_versions_the_crd_names() {
+        let crd = crate::crd_yaml();
+        for kind in DependencyKind::ALL {
+            let image = kind.default_image();
+            let (_, tag) = image.rsplit_once(':').expect("a tag");
+            let version = tag.split('-').next().unwrap();
+            let parts: Vec<&str> = version.split('.').collect();
+            assert!(
+                parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+                "{image} is not pinned to MAJOR.MINOR.PATCH"
+            );
+            assert!(crd.contains(image), "the CRD does not name {image}");
+        }
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub enum Error {
         code: u16,
         reason: String,
     },
+    /// An object the stack needs exists under its name but is not this ChatDeployment's.
+    #[error("{kind} {name} already exists and is not owned by this ChatDeployment; the operator does not take it over: delete or rename it")]
+    NotOwned { kind: String, name: String },
     /// One object could not be applied; the others were still applied.
     #[error("applying {kind} {name} failed: {source}")]
     Apply {
@@ -87,6 +90,7 @@ impl Error {
             Self::Kube(_) => "kube",
             Self::WriteSecret { .. } => "write_secret",
             Self::Apply { .. } => "apply",
+            Self::NotOwned { .. } => "not_owned",
             Self::MissingNamespace => "missing_namespace",
         }
     }
@@ -100,6 +104,7 @@ impl Error {
             Self::WriteSecret { code: 403, .. } => "Forbidden",
             Self::WriteSecret { .. } => "SecretWriteFailed",
             Self::Apply { .. } => "ApplyFailed",
+            Self::NotOwned { .. } => "NameConflict",
             Self::MissingNamespace => "InvalidSpec",
         }
     }
@@ -557,28 +562,45 @@ async fn apply_all(
         let resource = object.api_resource();
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         let desired = drift::with_intent(object.to_json());
+        let failed = |source: kube::Error| Error::Apply {
+            kind: resource.kind.clone(),
+            name: object.name().to_owned(),
+            source,
+        };
         let applied = async {
             // Nothing to send when the live object already is what we want: a reconcile
             // with nothing to do writes nothing (see `drift`).
-            if let Some(current) = live.get(&api, &resource, &cfg.name, object.name()).await? {
-                match drift::difference(&current, &desired) {
+            let current = live
+                .get(&api, &resource, &cfg.name, object.name())
+                .await
+                .map_err(failed)?;
+            match current {
+                Some(current) => match drift::difference(&current, &desired) {
                     None => {
-                        return serde_json::from_value(current).map_err(kube::Error::SerdeError)
+                        return serde_json::from_value(current)
+                            .map_err(|e| failed(kube::Error::SerdeError(e)))
                     }
                     Some(path) => {
                         debug!(kind = %resource.kind, name = object.name(), %path, "differs")
                     }
-                }
+                },
+                // Not among ours: a forced apply would take over an object someone else made.
+                None => refuse_foreign(&api, &resource, object.name(), &cfg.owner.uid).await?,
             }
             if let Resource::Deployment(deployment) = object {
-                hand_replicas_over(client, namespace, cfg, observed, deployment).await?;
+                hand_replicas_over(client, namespace, cfg, observed, deployment)
+                    .await
+                    .map_err(failed)?;
             }
             debug!(kind = %resource.kind, name = object.name(), "applying");
             let mut applied = api
                 .patch(object.name(), &params, &Patch::Apply(&desired))
-                .await?;
+                .await
+                .map_err(failed)?;
             if matches!(object, Resource::Deployment(_)) {
-                raise_to_autoscaler_minimum(client, namespace, cfg, &mut applied).await?;
+                raise_to_autoscaler_minimum(client, namespace, cfg, &mut applied)
+                    .await
+                    .map_err(failed)?;
             }
             Ok(applied)
         }
@@ -587,14 +609,9 @@ async fn apply_all(
         // reach them): apply the rest, then report the first failure.
         let applied: DynamicObject = match applied {
             Ok(applied) => applied,
-            Err(source) => {
-                let kind = resource.kind;
-                warn!(%kind, name = object.name(), error = %source, "apply failed");
-                first_error.get_or_insert(Error::Apply {
-                    kind,
-                    name: object.name().to_owned(),
-                    source,
-                });
+            Err(error) => {
+                warn!(kind = %resource.kind, name = object.name(), %error, "apply failed");
+                first_error.get_or_insert(error);
                 continue;
             }
         };
@@ -655,6 +672,36 @@ impl LiveObjects {
             self.by_kind.insert(resource.kind.clone(), objects);
         }
         Ok(self.by_kind[&resource.kind].get(name).cloned())
+    }
+}
+
+/// Refuse to apply over an object of the same name that this ChatDeployment does not own
+/// (a user's Service called `chat-gateway`, another stack's object): server-side apply with
+/// `force` would silently take it over.
+async fn refuse_foreign(
+    api: &Api<DynamicObject>,
+    resource: &ApiResource,
+    name: &str,
+    owner_uid: &str,
+) -> Result<(), Error> {
+    let existing = api.get_opt(name).await.map_err(|source| Error::Apply {
+        kind: resource.kind.clone(),
+        name: name.to_owned(),
+        source,
+    })?;
+    match existing {
+        Some(existing)
+            if !existing
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == owner_uid) =>
+        {
+            Err(Error::NotOwned {
+                kind: resource.kind.clone(),
+                name: name.to_owned(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -74,7 +76,9 @@ pub struct ChatDeploymentSpec {
     #[schemars(schema_with = "nullable::<ImagePullPolicy>")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
-    /// Names of Secrets in this namespace used to pull the image from a private registry.
+    /// Names of Secrets in this namespace used to pull images from a private registry. Every
+    /// pod the operator creates gets them: the components, the migration Job and the managed
+    /// dependencies (whose images may be mirrored into the same registry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
     pub image_pull_secrets: Vec<String>,
@@ -94,6 +98,10 @@ pub struct ChatDeploymentSpec {
     /// How version changes are rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeSpec>,
+
+    /// The migration Job an upgrade runs before any component moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSpec>,
 
     /// What happens to the managed dependencies' data (their PersistentVolumeClaims and
     /// generated passwords) when the ChatDeployment is deleted. Defaults to `Retain`.
@@ -257,6 +265,17 @@ pub struct UpgradeSpec {
     pub step_timeout_seconds: Option<i64>,
 }
 
+/// Settings of the migration Job (`chat-server migrate` of the image being rolled out).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationSpec {
+    /// Additions to the migration Job's pod, as for a component: where it may be scheduled,
+    /// its priority, extra labels, annotations and environment. A change while a migration
+    /// runs replaces the Job (its name is a hash of its spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+}
+
 /// What deleting the ChatDeployment does to the managed dependencies' data.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -362,16 +381,20 @@ pub struct AutoscalingSpec {
     pub target_cpu_utilization_percentage: Option<i32>,
 }
 
-/// Additions merged into a component's pod template.
+/// Additions merged into the pod template of a workload the operator runs: a component's
+/// Deployment, a managed dependency's StatefulSet or the migration Job. They are the escape
+/// hatch for scheduling and metadata this resource does not model; what the operator sets
+/// itself (selector and version labels, its annotations) always wins.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
-    /// Extra pod labels. They never change the Deployment's selector.
+    /// Extra pod labels. They never change the workload's selector, and a label the operator
+    /// sets keeps the operator's value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(transform = label_map)]
     pub labels: BTreeMap<String, String>,
 
-    /// Extra pod annotations.
+    /// Extra pod annotations. An annotation the operator sets keeps the operator's value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(transform = annotation_map)]
     pub annotations: BTreeMap<String, String>,
@@ -389,7 +412,20 @@ pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
 
-    /// Extra environment variables; one with the name of an operator-set variable replaces it.
+    /// How the pods spread over zones, nodes or other topology domains. A constraint's
+    /// `labelSelector` should select the workload's own pods, for example by
+    /// `app.kubernetes.io/instance` and `app.kubernetes.io/component`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// PriorityClass of the pods. The class must exist: until it does, the API server refuses
+    /// to create the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub priority_class_name: Option<String>,
+
+    /// Extra environment variables of the workload's main container; one with the name of an
+    /// operator-set variable replaces it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = quantities)]
     pub env: Vec<EnvVar>,
@@ -431,7 +467,10 @@ pub enum Dependency<M> {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedDependency {
-    /// Container image. Defaults to `mongo:7.0`, `rabbitmq:3.13-management` or `redis:7.2`.
+    /// Container image. Defaults to `mongo:7.0.28`, `rabbitmq:3.13.7-management` or
+    /// `redis:7.2.11`: exact versions, so an operator upgrade changes them only when it ships
+    /// a new default. A change of the image (or of the default) is rolled out by the ordered
+    /// upgrade: dependencies one at a time, before the migration and the components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IMAGE))]
     pub image: Option<String>,
@@ -449,6 +488,11 @@ pub struct ManagedDependency {
     /// URL-safe, since it is placed into connection URIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<SecretKeyReference>,
+
+    /// Additions to the dependency's pod, as for a component: scheduling, priority, extra
+    /// labels, annotations and environment. A change rolls the StatefulSet's pod at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
 }
 
 /// Kafka run by the operator: one KRaft node (broker and controller), no ZooKeeper. It has no
@@ -456,7 +500,8 @@ pub struct ManagedDependency {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedKafka {
-    /// Container image. Defaults to `apache/kafka:3.9.0`.
+    /// Container image. Defaults to `apache/kafka:3.9.0`. A change is rolled out by the
+    /// ordered upgrade, like the other dependencies' images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = IMAGE))]
     pub image: Option<String>,
@@ -469,6 +514,11 @@ pub struct ManagedKafka {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = quantities)]
     pub resources: Option<ResourceRequirements>,
+
+    /// Additions to the Kafka pod, as for a component: scheduling, priority, extra labels,
+    /// annotations and environment. A change rolls the StatefulSet's pod at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
 }
 
 /// A dependency run elsewhere.

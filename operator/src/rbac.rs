@@ -46,9 +46,11 @@ const fn watched(
 /// Watched (a deleted or edited object is put back at once), listed by the owned labels to
 /// compare with what is wanted (`drift`); server-side apply creates an absent object (the API
 /// server checks `create`) and patches an existing one.
-const APPLY: [&str; 4] = ["list", "watch", "create", "patch"];
+/// An object of the stack's name that is not among the listed ones is read (`get`) before the
+/// first apply, so one the ChatDeployment does not own is never taken over.
+const APPLY: [&str; 5] = ["get", "list", "watch", "create", "patch"];
 /// Applied, and deleted by the prune step when no longer desired (found by a labelled list).
-const APPLY_AND_PRUNE: [&str; 5] = ["create", "patch", "list", "watch", "delete"];
+const APPLY_AND_PRUNE: [&str; 6] = ["get", "create", "patch", "list", "watch", "delete"];
 
 /// Everything the operator calls.
 pub const PERMISSIONS: &[Permission] = &[
@@ -100,13 +102,13 @@ pub const PERMISSIONS: &[Permission] = &[
     watched(
         "apps",
         "deployments",
-        &["create", "patch", "list", "watch"],
+        &["get", "create", "patch", "list", "watch"],
         "apply_all; observe lists them before planning an upgrade; the controller watches them",
     ),
     watched(
         "apps",
         "statefulsets",
-        &["create", "patch", "list", "watch", "delete"],
+        &["get", "create", "patch", "list", "watch", "delete"],
         "apply_all, observe and prune; delete_data; the controller watches them",
     ),
     watched(

@@ -13,14 +13,14 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
-    LifecycleHandler, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    LifecycleHandler, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::pod::{locked_down_pod, merge_overrides};
 use super::{
     hash, meta, selector_labels, versioned_meta, Resource, APP_CONTAINER, CONFIG_HASH_ANNOTATION,
     HTTP_PORT, VERSION_LABEL,
@@ -42,6 +42,9 @@ const JWT_DIR: &str = "/etc/chat/jwt";
 /// Kubernetes 1.30 on, and an older API server refuses the whole Deployment for it
 /// (`field not declared in schema`). `exec` works on every version the chart supports.
 const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+
+/// The largest attachment chunk a client may upload in one request (the services' default).
+pub(super) const ASSET_MAX_CHUNK_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The settings every component shares.
 pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
@@ -71,6 +74,12 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
         (
             "JWT_PUBLIC_KEY_FILE".into(),
             format!("{JWT_DIR}/public.pem"),
+        ),
+        // Set here, not left to the services' default, because the gateway's Ingress sizes
+        // its body limit from it (`routing`).
+        (
+            "ASSET_MAX_CHUNK_BYTES".into(),
+            ASSET_MAX_CHUNK_BYTES.to_string(),
         ),
     ]);
     ConfigMap {
@@ -155,14 +164,10 @@ fn deployment(
     secrets: &SecretDigests,
 ) -> Deployment {
     let role = component.component.role();
-    let overrides = &component.overrides;
 
-    // Override labels first, so they can never replace the selector labels.
-    let mut pod_labels = overrides.labels.clone();
-    pod_labels.extend(selector_labels(cfg, role));
+    let mut pod_labels = selector_labels(cfg, role);
     pod_labels.insert(VERSION_LABEL.into(), release.version.clone());
-    let mut pod_annotations = overrides.annotations.clone();
-    pod_annotations.extend([
+    let pod_annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
         ("prometheus.io/port".into(), HTTP_PORT.to_string()),
         ("prometheus.io/path".into(), "/metrics".into()),
@@ -171,6 +176,15 @@ fn deployment(
             config_hash(cfg, component.component, config_map, secrets),
         ),
     ]);
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations),
+            ..Default::default()
+        }),
+        spec: Some(pod_spec(cfg, component, release)),
+    };
+    merge_overrides(&mut template, APP_CONTAINER, &component.overrides);
 
     let metadata = versioned_meta(
         cfg,
@@ -201,14 +215,7 @@ fn deployment(
                 }),
             }),
             revision_history_limit: Some(5),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod_spec(cfg, component, release)),
-            },
+            template,
             ..Default::default()
         }),
         ..Default::default()
@@ -216,12 +223,7 @@ fn deployment(
 }
 
 fn pod_spec(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Release) -> PodSpec {
-    let overrides = &component.overrides;
     PodSpec {
-        node_selector: (!overrides.node_selector.is_empty())
-            .then(|| overrides.node_selector.clone()),
-        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
-        affinity: overrides.affinity.clone(),
         termination_grace_period_seconds: Some(component.component.termination_grace_seconds()),
         ..app_pod_spec(
             cfg,
@@ -232,7 +234,7 @@ fn pod_spec(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Releas
 }
 
 /// The pod of a `chat-server` role: one container, `/tmp` and the JWT keys (the private key
-/// only when it signs tokens), non-root, no service-account token, no Service variables.
+/// only when it signs tokens), as [`APP_USER`].
 pub(super) fn app_pod_spec(
     cfg: &ValidatedConfig,
     container: Container,
@@ -243,7 +245,6 @@ pub(super) fn app_pod_spec(
         jwt_items.insert(0, key_to_path("private.pem"));
     }
     PodSpec {
-        containers: vec![container],
         volumes: Some(vec![
             Volume {
                 name: "tmp".into(),
@@ -262,28 +263,7 @@ pub(super) fn app_pod_spec(
                 ..Default::default()
             },
         ]),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(APP_USER),
-            run_as_group: Some(APP_USER),
-            fs_group: Some(APP_USER),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        image_pull_secrets: (!cfg.image_pull_secrets.is_empty()).then(|| {
-            cfg.image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
-        }),
-        // The services never call the Kubernetes API, and Service environment variables
-        // would only add noise to their config.
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        ..Default::default()
+        ..locked_down_pod(cfg, container, APP_USER)
     }
 }
 
@@ -387,8 +367,8 @@ pub(super) fn app_container(
     }
 }
 
-/// The component's own environment: connection URIs of the dependencies it uses, the private
-/// key path for auth, then the user's overrides (which replace variables of the same name).
+/// The component's own environment: connection URIs of the dependencies it uses and the
+/// private key path for auth. The user's overrides are merged in with the other pod overrides.
 fn env(cfg: &ValidatedConfig, component: &ComponentConfig) -> Vec<EnvVar> {
     let mut env = Vec::new();
     for &kind in component.component.uses() {
@@ -399,12 +379,6 @@ fn env(cfg: &ValidatedConfig, component: &ComponentConfig) -> Vec<EnvVar> {
             "JWT_PRIVATE_KEY_FILE",
             format!("{JWT_DIR}/private.pem"),
         ));
-    }
-    for extra in &component.overrides.env {
-        match env.iter_mut().find(|e| e.name == extra.name) {
-            Some(existing) => *existing = extra.clone(),
-            None => env.push(extra.clone()),
-        }
     }
     env
 }

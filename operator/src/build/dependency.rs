@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, Probe, SecurityContext,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::component::{from_secret, value};
+use super::pod::{locked_down_pod, merge_overrides};
 use super::{meta, selector_labels, Resource};
 use crate::config::{DependencyKind, ManagedConfig, ValidatedConfig};
 
@@ -273,6 +273,14 @@ fn stateful_set(
         ..Default::default()
     };
     let labels = selector_labels(cfg, kind.name());
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels.clone()),
+            ..Default::default()
+        }),
+        spec: Some(locked_down_pod(cfg, container, image.user)),
+    };
+    merge_overrides(&mut template, kind.name(), &managed.overrides);
     StatefulSet {
         metadata: meta(cfg, dependency_name(cfg, kind), kind.name()),
         spec: Some(StatefulSetSpec {
@@ -280,32 +288,10 @@ fn stateful_set(
             replicas: Some(if cfg.stopped { 0 } else { 1 }),
             service_name: Some(headless_name(cfg, kind)),
             selector: LabelSelector {
-                match_labels: Some(labels.clone()),
+                match_labels: Some(labels),
                 ..Default::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(image.user),
-                        run_as_group: Some(image.user),
-                        fs_group: Some(image.user),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    ..Default::default()
-                }),
-            },
+            template,
             // Claims outlive the ChatDeployment (StatefulSets retain them by default):
             // deleting the resource must never delete the data with it.
             volume_claim_templates: Some(vec![PersistentVolumeClaim {

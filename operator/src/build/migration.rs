@@ -6,7 +6,8 @@ use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::component::{app_container, app_pod_spec, dependency_env};
-use super::{hash, selector_labels, versioned_meta, VERSION_LABEL};
+use super::pod::merge_overrides;
+use super::{hash, selector_labels, versioned_meta, APP_CONTAINER, VERSION_LABEL};
 use crate::config::{default_component_resources, DependencyKind, ValidatedConfig};
 
 /// The `app.kubernetes.io/component` of the Job and its pods; the MongoDB NetworkPolicy
@@ -16,9 +17,9 @@ pub const MIGRATION_COMPONENT: &str = "migrate";
 const BACKOFF_LIMIT: i32 = 3;
 
 /// The Job that migrates to `cfg.image`. It reads MongoDB exactly as the components do (the
-/// same URI and password wiring and the shared ConfigMap). Its name ends in a hash of its
-/// spec: a Job's pod template cannot change, so a different image or setting is a new Job,
-/// and the old one is pruned.
+/// same URI and password wiring and the shared ConfigMap), with `spec.migration.podOverrides`
+/// merged into its pod. Its name ends in a hash of its spec: a Job's pod template cannot
+/// change, so a different image or setting is a new Job, and the old one is pruned.
 pub fn migration_job(cfg: &ValidatedConfig) -> Job {
     let container = app_container(
         cfg,
@@ -29,7 +30,7 @@ pub fn migration_job(cfg: &ValidatedConfig) -> Job {
     );
     let mut pod_labels = selector_labels(cfg, MIGRATION_COMPONENT);
     pod_labels.insert(VERSION_LABEL.into(), cfg.version.clone());
-    let spec = JobSpec {
+    let mut spec = JobSpec {
         backoff_limit: Some(BACKOFF_LIMIT),
         // The same bound as the upgrade step, so a stuck Job stops retrying when the step
         // times out.
@@ -46,6 +47,7 @@ pub fn migration_job(cfg: &ValidatedConfig) -> Job {
         },
         ..Default::default()
     };
+    merge_overrides(&mut spec.template, APP_CONTAINER, &cfg.migration_overrides);
     let digest = serde_json::to_string(&spec).expect("a JobSpec serialises to JSON");
     // `<name>-migrate-` plus 8 hex digits stays within the 63 characters of the Job's
     // `job-name` label for the longest ChatDeployment name.

@@ -7,6 +7,7 @@
 mod component;
 mod dependency;
 mod migration;
+mod pod;
 mod routing;
 
 use std::collections::BTreeMap;

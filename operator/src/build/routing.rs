@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::component::component_name;
+use super::component::{component_name, ASSET_MAX_CHUNK_BYTES};
 use super::dependency::dependency_name;
 use super::migration::MIGRATION_COMPONENT;
 use super::{meta, selector_labels, COMPONENT_LABEL, INSTANCE_LABEL, NAME_LABEL};
@@ -32,8 +32,33 @@ const SOCKET_IO_ANNOTATIONS: [(&str, &str); 5] = [
     ("nginx.ingress.kubernetes.io/proxy-send-timeout", "3600"),
 ];
 
+/// Ingress-nginx settings for the REST API: a request body as large as one attachment chunk
+/// plus the multipart form around it (ingress-nginx refuses bodies over 1 MiB by default,
+/// answering 413 before the gateway sees them), and five minutes for a chunk on a slow link.
+fn gateway_annotations() -> BTreeMap<String, String> {
+    let body_kib = (ASSET_MAX_CHUNK_BYTES + FORM_OVERHEAD_BYTES).div_ceil(1024);
+    BTreeMap::from([
+        (
+            "nginx.ingress.kubernetes.io/proxy-body-size".to_string(),
+            format!("{body_kib}k"),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-read-timeout".into(),
+            "300".into(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-send-timeout".into(),
+            "300".into(),
+        ),
+    ])
+}
+
+/// Room for an upload request's other form fields around the chunk, as the gateway allows.
+const FORM_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// Two Ingresses on the same host: `/` to the gateway, and `/socket.io` to chat. They are
-/// separate so the session-affinity annotations apply to chat alone.
+/// separate so the session-affinity annotations apply to chat alone. The user's
+/// `spec.ingress.annotations` win over both sets.
 pub(super) fn ingresses(cfg: &ValidatedConfig, ingress: &IngressConfig) -> Vec<Ingress> {
     let chat_annotations = SOCKET_IO_ANNOTATIONS
         .iter()
@@ -46,7 +71,7 @@ pub(super) fn ingresses(cfg: &ValidatedConfig, ingress: &IngressConfig) -> Vec<I
             cfg.name.clone(),
             "/",
             Component::Gateway,
-            BTreeMap::new(),
+            gateway_annotations(),
         ),
         one_ingress(
             cfg,

@@ -285,3 +285,38 @@ fn the_longest_name_still_gives_a_valid_job_name() {
     let job = migration_job(&validate(&cd).unwrap());
     assert!(job.metadata.name.unwrap().len() <= 63);
 }
+
+#[test]
+fn the_gateway_ingress_admits_a_whole_attachment_chunk_and_user_annotations_win() {
+    let mut spec = fixed(1);
+    spec.ingress = Some(crate::crd::IngressSpec {
+        annotations: BTreeMap::from([(
+            "nginx.ingress.kubernetes.io/proxy-read-timeout".to_string(),
+            "900".to_string(),
+        )]),
+        ..Default::default()
+    });
+    let built = objects(spec);
+    let Some(Resource::Ingress(gateway)) = find(&built, "Ingress", "chat") else {
+        panic!("the gateway Ingress is built");
+    };
+    let annotations = gateway.metadata.annotations.clone().unwrap();
+    let body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+        .strip_suffix('k')
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap();
+    let Some(Resource::ConfigMap(config)) = find(&built, "ConfigMap", "chat-config") else {
+        panic!("the ConfigMap is built");
+    };
+    let chunk: u64 = config.data.as_ref().unwrap()["ASSET_MAX_CHUNK_BYTES"]
+        .parse()
+        .unwrap();
+    assert!(
+        body * 1024 >= chunk + 64 * 1024,
+        "{body}k for {chunk}-byte chunks"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "900",
+        "the user's annotation wins"
+    );
+}

@@ -215,7 +215,7 @@ fn dependencies_roll_one_at_a_time_before_the_migration() {
     );
     assert_eq!(
         plan.versions.dependencies[&DependencyKind::Redis],
-        "redis:7.2"
+        DependencyKind::Redis.default_image()
     );
     assert!(!plan.versions.migration);
     assert!(versions_of(&plan).iter().all(|(_, v)| v == "0.1.0"));
@@ -228,7 +228,7 @@ fn dependencies_roll_one_at_a_time_before_the_migration() {
     assert_eq!(step_of(&plan).as_deref(), Some("dependency/mongodb"));
     assert_eq!(
         plan.versions.dependencies[&DependencyKind::Redis],
-        "redis:7.2"
+        DependencyKind::Redis.default_image()
     );
 
     observed
@@ -244,6 +244,48 @@ fn dependencies_roll_one_at_a_time_before_the_migration() {
         !plan.versions.migration,
         "the migration waits for every dependency"
     );
+}
+
+/// A stack created while the default dependency images were floating tags (`mongo:7.0`, …)
+/// moves to the pinned defaults through the ordered upgrade when the operator is upgraded:
+/// one dependency at a time, each after the one before is rolled, and no migration or
+/// component roll, since the chat version did not change.
+#[test]
+fn new_default_dependency_images_roll_one_at_a_time_without_a_migration() {
+    use DependencyKind::{Kafka, MongoDb, RabbitMq, Redis};
+    let cfg = cfg("0.1.0");
+    let mut observed = running("0.1.0");
+    let floating = [
+        (MongoDb, "mongo:7.0"),
+        (RabbitMq, "rabbitmq:3.13-management"),
+        (Redis, "redis:7.2"),
+    ];
+    for (kind, old) in floating {
+        observed.stateful_sets.insert(kind, stateful_set(old, true));
+    }
+
+    let mut plan = plan_for(&cfg, &observed, None, 1);
+    for (kind, _) in floating {
+        assert_eq!(step_of(&plan), Some(format!("dependency/{}", kind.name())));
+        for (other, old) in floating {
+            let expected = if other <= kind {
+                other.default_image()
+            } else {
+                old
+            };
+            assert_eq!(plan.versions.dependencies[&other], expected, "{kind:?}");
+        }
+        assert_eq!(plan.versions.dependencies[&Kafka], Kafka.default_image());
+        assert!(!plan.versions.migration);
+        assert!(versions_of(&plan).iter().all(|(_, v)| v == "0.1.0"));
+        observed
+            .stateful_sets
+            .insert(kind, stateful_set(kind.default_image(), true));
+        plan = plan_for(&cfg, &observed, Some(&status_after(&plan)), 1);
+    }
+    assert_eq!(plan.state, State::Steady);
+    assert!(plan.upgrade.is_none() && !plan.versions.migration);
+    assert_eq!(reasons(&plan), ["UpgradeCompleted"]);
 }
 
 #[test]
@@ -465,9 +507,10 @@ fn a_dependency_that_restarts_mid_upgrade_does_not_cancel_a_running_migration() 
     let cfg = cfg("0.2.0");
     let mut observed = running("0.1.0");
     observed.migration = Some(job(None));
-    observed
-        .stateful_sets
-        .insert(DependencyKind::Redis, stateful_set("redis:7.2", false));
+    observed.stateful_sets.insert(
+        DependencyKind::Redis,
+        stateful_set(DependencyKind::Redis.default_image(), false),
+    );
     let status = ChatDeploymentStatus {
         upgrade: Some(UpgradeStatus {
             step: "migration".into(),

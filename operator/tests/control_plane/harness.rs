@@ -632,9 +632,34 @@ fn write_token_kubeconfig(path: &std::path::Path, token: &str) {
 }
 
 impl Drop for Stack {
+    /// Stop the operators and delete the namespace (without waiting), so repeated runs do not
+    /// fill the simulated nodes. `CHAT_CONTROL_PLANE_KEEP=1` keeps it for a post-mortem.
     fn drop(&mut self) {
         for operator in &mut self.operators {
             operator.kill();
+        }
+        if std::env::var_os("CHAT_CONTROL_PLANE_KEEP").is_none() {
+            // No kubelet finishes a graceful deletion once the simulator is gone: force it.
+            for args in [
+                &["delete", "namespace", &self.namespace, "--wait=false"][..],
+                &[
+                    "delete",
+                    "pods",
+                    "--all",
+                    "-n",
+                    &self.namespace,
+                    "--grace-period=0",
+                    "--force",
+                    "--wait=false",
+                ],
+            ] {
+                let _ = Command::new("kubectl")
+                    .args(args)
+                    .env("KUBECONFIG", admin_kubeconfig_path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }

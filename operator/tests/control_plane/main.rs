@@ -11,5 +11,6 @@
 mod common;
 mod harness;
 mod nodes;
+mod overrides;
 mod scenarios;
 mod validation;

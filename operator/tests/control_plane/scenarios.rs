@@ -379,7 +379,7 @@ async fn upgrade_walks_the_order_and_survives_an_operator_kill() {
         .patch_spec(
             "chat",
             json!({"version": "0.2.0",
-                   "dependencies": {"redis": {"managed": {"image": "redis:7.2.5"}}}}),
+                   "dependencies": {"redis": {"managed": {"image": "redis:7.4.2"}}}}),
         )
         .await;
 
@@ -1265,4 +1265,62 @@ async fn storage_grows_in_place_and_impossible_changes_are_refused() {
         .await;
     let message = message_of(&cd, "Degraded");
     assert!(!message.contains("mongodb"), "{message}");
+}
+
+/// An object of a name the stack needs that the ChatDeployment does not own (here a user's
+/// Service `chat-gateway`) is never taken over: `Degraded` with reason `NameConflict` names
+/// it, the user's object is left as it was, everything else is applied; once the user removes
+/// it, the operator creates its own and the stack becomes Ready.
+#[tokio::test]
+async fn an_object_it_does_not_own_is_not_taken_over() {
+    let stack = Stack::new("conflict").await;
+    let services: Api<Service> = stack.api();
+    let theirs: Service = serde_json::from_value(json!({
+        "metadata": {"name": "chat-gateway", "labels": {"team": "web"}},
+        "spec": {"selector": {"app": "legacy-gateway"}, "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let mut stack = stack;
+    stack.start_operator("chat-operator-0");
+    stack
+        .apply_chat_yaml(&read("examples/minimal.yaml"), "chat")
+        .await;
+
+    let cd = wait_reason(&stack, "Degraded", "True", "NameConflict").await;
+    let message = message_of(&cd, "Degraded");
+    assert!(message.contains("Service chat-gateway"), "{message}");
+    let kept = services.get("chat-gateway").await.unwrap();
+    assert_eq!(
+        kept.spec.unwrap().selector.unwrap()["app"],
+        "legacy-gateway"
+    );
+    assert!(kept.metadata.owner_references.is_none(), "taken over");
+    let deployments: Api<Deployment> = stack.api();
+    assert_eq!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5,
+        "the rest was applied"
+    );
+
+    services
+        .delete("chat-gateway", &DeleteParams::default())
+        .await
+        .unwrap();
+    stack
+        .wait_condition("chat", "Ready", "True", READY_WITHIN)
+        .await;
+    let ours = services.get("chat-gateway").await.unwrap();
+    assert!(ours
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == cd.metadata.uid.as_ref()));
 }

@@ -48,9 +48,15 @@ const NOT_RULES: [&str; 11] = [
 ];
 
 /// Fields holding Kubernetes' own types (`ResourceRequirements`, `Toleration`, `Affinity`,
-/// `EnvVar`): their `required` fields are Kubernetes' rules, not this CRD's. Any other rule in
-/// them (the quantity pattern) is this CRD's and is listed.
-const KUBERNETES_TYPES: [&str; 4] = ["resources", "tolerations", "affinity", "env"];
+/// `TopologySpreadConstraint`, `EnvVar`): their `required` fields are Kubernetes' rules, not
+/// this CRD's. Any other rule in them (the quantity pattern) is this CRD's and is listed.
+const KUBERNETES_TYPES: [&str; 5] = [
+    "resources",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "env",
+];
 
 /// Every rule of the CRD's schema outside the status, as `<path>#<keyword>` (`*` for any map
 /// key, `[*]` for any item; `x-kubernetes-validations[i]` for a CEL rule, `<path>#required` for
@@ -257,6 +263,28 @@ fn annotation_map_cases(path: &str) -> Vec<Case> {
     ]
 }
 
+/// Cases of a `podOverrides` (of a component, a dependency or the migration Job) at `path`.
+fn pod_overrides_cases(path: &str) -> Vec<Case> {
+    let site = |rest: &str| format!("{path}{rest}");
+    let mut cases = vec![Case::new(
+        &site(".env[*].valueFrom.resourceFieldRef.divisor#pattern"),
+        "an env var's divisor `one`",
+        set(
+            &site(".env"),
+            json!([{
+                "name": "CPUS",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "one"}},
+            }]),
+        ),
+    )
+    .naming(site(".env[0].valueFrom.resourceFieldRef.divisor"))];
+    cases.extend(dns_name_cases(&site(".priorityClassName")));
+    cases.extend(label_map_cases(&site(".labels")));
+    cases.extend(label_map_cases(&site(".nodeSelector")));
+    cases.extend(annotation_map_cases(&site(".annotations")));
+    cases
+}
+
 /// Cases of a field holding `ResourceRequirements`.
 fn resources_cases(path: &str) -> Vec<Case> {
     vec![
@@ -281,8 +309,9 @@ fn resources_cases(path: &str) -> Vec<Case> {
     ]
 }
 
-/// Cases of a Secret name (`path` is the name field).
-fn secret_name_cases(path: &str) -> Vec<Case> {
+/// Cases of the name of a Secret or a PriorityClass: a DNS subdomain (`path` is the name
+/// field).
+fn dns_name_cases(path: &str) -> Vec<Case> {
     vec![
         Case::at(
             &format!("{path}#maxLength"),
@@ -323,7 +352,7 @@ fn secret_key_reference_cases(path: &str) -> Vec<Case> {
             reference(json!({"name": "chat-external", "key": "uris/mongodb"})),
         ),
     ];
-    for mut case in secret_name_cases(&format!("{path}.name")) {
+    for mut case in dns_name_cases(&format!("{path}.name")) {
         merge(&mut case.patch, &reference(json!({"key": "uri"})));
         cases.push(case);
     }
@@ -466,15 +495,16 @@ fn cases() -> Vec<Case> {
             json!("Chat.Example.com"),
         ),
     ];
-    for mut case in secret_name_cases("spec.ingress.tlsSecretName") {
+    for mut case in dns_name_cases("spec.ingress.tlsSecretName") {
         merge(
             &mut case.patch,
             &set("spec.ingress.host", json!("chat.example.com")),
         );
         cases.push(case);
     }
-    cases.extend(secret_name_cases("spec.auth.jwtSecretName"));
+    cases.extend(dns_name_cases("spec.auth.jwtSecretName"));
     cases.extend(annotation_map_cases("spec.ingress.annotations"));
+    cases.extend(pod_overrides_cases("spec.migration.podOverrides"));
 
     for component in COMPONENTS {
         let path = format!("spec.components.{component}");
@@ -539,23 +569,9 @@ fn cases() -> Vec<Case> {
                     json!({"maxReplicas": 3, "targetCpuUtilizationPercentage": 101}),
                 ),
             ),
-            Case::new(
-                &site(".podOverrides.env[*].valueFrom.resourceFieldRef.divisor#pattern"),
-                "an env var's divisor `one`",
-                set(
-                    &site(".podOverrides.env"),
-                    json!([{
-                        "name": "CPUS",
-                        "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "one"}},
-                    }]),
-                ),
-            )
-            .naming(site(".podOverrides.env[0].valueFrom.resourceFieldRef.divisor")),
         ]);
         cases.extend(resources_cases(&site(".resources")));
-        cases.extend(label_map_cases(&site(".podOverrides.labels")));
-        cases.extend(label_map_cases(&site(".podOverrides.nodeSelector")));
-        cases.extend(annotation_map_cases(&site(".podOverrides.annotations")));
+        cases.extend(pod_overrides_cases(&site(".podOverrides")));
     }
 
     for dependency in DEPENDENCIES {
@@ -600,6 +616,7 @@ fn cases() -> Vec<Case> {
             ),
         ]);
         cases.extend(resources_cases(&site(".managed.resources")));
+        cases.extend(pod_overrides_cases(&site(".managed.podOverrides")));
         cases.extend(secret_key_reference_cases(&site(".external.uriSecret")));
         if dependency != "kafka" {
             cases.extend(secret_key_reference_cases(&site(".managed.passwordSecret")));
@@ -681,7 +698,11 @@ async fn the_api_server_accepts_a_spec_at_the_edges_of_the_rules() {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "annotations": {"example.com/note": "any text: at all, even spaces"},
         "env": [{"name": "CPU_MILLIS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}],
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}],
+        "priorityClassName": format!("chat.{}", "p".repeat(248)),
     });
+    assert_eq!(overrides["priorityClassName"].as_str().unwrap().len(), 253);
     let secret = json!({"name": "chat.external-1", "key": "tls.crt_2-x"});
     let name = "e".repeat(MAX_NAME_LENGTH);
     let object = json!({
@@ -698,10 +719,11 @@ async fn the_api_server_accepts_a_spec_at_the_edges_of_the_rules() {
                 "gateway": {"autoscaling": {"minReplicas": 1000, "maxReplicas": 1000, "targetCpuUtilizationPercentage": 100}},
             },
             "dependencies": {
-                "mongodb": {"managed": {"image": "mongo:7.0", "storage": {"size": "10Gi", "storageClassName": "local-path"}, "resources": resources, "passwordSecret": secret}},
-                "kafka": {"managed": {"storage": {"size": 10_737_418_240_i64}}},
+                "mongodb": {"managed": {"image": "mongo:7.0.28", "storage": {"size": "10Gi", "storageClassName": "local-path"}, "resources": resources, "passwordSecret": secret, "podOverrides": overrides}},
+                "kafka": {"managed": {"storage": {"size": 10_737_418_240_i64}, "podOverrides": overrides}},
                 "redis": {"external": {"uriSecret": secret}},
             },
+            "migration": {"podOverrides": overrides},
             "ingress": {"className": "nginx", "host": "*.chat-1.example.com", "tlsSecretName": "chat-tls", "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}},
         },
     });
