@@ -17,10 +17,8 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS chef
-# cmake and the curl headers: rdkafka builds its bundled librdkafka with them.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev \
- && rm -rf /var/lib/apt/lists/*
+# Nothing to install: the bundled librdkafka and SQLite need only the C compiler and `make`
+# this image has (no CMake, no libcurl headers).
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 

@@ -9,8 +9,9 @@
 #   scripts/infra.sh env                 print the connection variables (for `eval`)
 #   scripts/infra.sh tools               install the test tools into the cache: kubernetes-validate
 #                                        and helm-python-sdk (Python venv)
-#   scripts/infra.sh toolchain           install a C compiler and CMake if missing (librdkafka,
-#                                        SQLite and Tansu are compiled from source)
+#   scripts/infra.sh toolchain           install a C compiler, make and CMake if missing (SQLite
+#                                        and librdkafka are compiled from source with the first
+#                                        two; CMake is for the stand-ins built from source)
 #
 # Services: redis rabbitmq mongodb kafka (default: all four).
 # Progress goes to stderr and the variables to stdout, so `eval "$(scripts/infra.sh up)"` works.

@@ -44,6 +44,9 @@ if ! command -v npm >/dev/null; then
 fi
 [ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund
 
+# The checks every commit must pass (README, Contributing), first: they are the cheapest.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 # The black-box tests start the chat-server binary as processes: build it first.
 cargo build -p chat-server
 # Tests that restart a shared server run alone, after the rest (see .config/nextest.toml).

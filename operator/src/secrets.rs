@@ -195,7 +195,7 @@ fn secret<const N: usize>(
     }
 }
 
-/// The key id the services give an Ed25519 public key (`chat_core::tokens::key_id`): the
+/// The key id the services give an Ed25519 public key (`chat_domain::tokens::key_id`): the
 /// first 16 characters of the unpadded base64url SHA-256 of the raw 32-byte key. A block that
 /// is not an Ed25519 SPKI key gets the same hash of its DER instead.
 fn key_id_of_pem(block: &str) -> String {
@@ -506,10 +506,10 @@ mod tests {
         // The services' own code reads the generated keys: same key ids, signing and verifying.
         let mut generator = SystemGenerator::default();
         let (a, b) = (generator.ed25519(), generator.ed25519());
-        let signer = chat_core::tokens::SigningKey::from_pem(&a.private_pem).unwrap();
+        let signer = chat_domain::tokens::SigningKey::from_pem(&a.private_pem).unwrap();
         assert_eq!(signer.kid(), key_id_of_pem(&a.public_pem));
         let bundle = format!("{}{}", a.public_pem, b.public_pem);
-        let kids: Vec<String> = chat_core::tokens::VerifyingKey::from_pem_bundle(&bundle)
+        let kids: Vec<String> = chat_domain::tokens::VerifyingKey::from_pem_bundle(&bundle)
             .unwrap()
             .iter()
             .map(|k| k.kid().to_string())

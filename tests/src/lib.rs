@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_core::config::INFRASTRUCTURE_VARIABLES;
+use chat_domain::config::INFRASTRUCTURE_VARIABLES;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -525,13 +525,13 @@ pub struct KeyFiles {
     pub dir: PathBuf,
     pub private_pem: PathBuf,
     pub public_pem: PathBuf,
-    pub key: chat_core::tokens::SigningKey,
+    pub key: chat_domain::tokens::SigningKey,
 }
 
 impl KeyFiles {
     pub fn generate() -> Self {
         use base64::Engine;
-        let key = chat_core::tokens::SigningKey::generate().unwrap();
+        let key = chat_domain::tokens::SigningKey::generate().unwrap();
         let dir = std::env::temp_dir().join(unique("chat-keys-"));
         std::fs::create_dir_all(&dir).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(key.to_pkcs8_der());

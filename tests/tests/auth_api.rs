@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chat_core::tokens::{AccessClaims, SigningKey, ISSUER};
+use chat_domain::tokens::{AccessClaims, SigningKey, ISSUER};
 use chat_tests::{Api, Deployment, KeyFiles, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -633,8 +633,9 @@ async fn other_roles_can_verify_tokens_over_rpc() {
     if chat_tests::skip_in_embedded_mode("the RPC bus is in-process") {
         return;
     }
-    use chat_core::contracts::auth::{UserVerify, VerifyRequest};
-    use chat_core::rpc::{CallContext, RpcClient};
+    use chat_domain::contracts::auth::{UserVerify, VerifyRequest};
+    use chat_domain::rpc::CallContext;
+    use chat_ports::rpc::RpcClient;
     let stack = Stack::start(&[]).await;
     let session = stack
         .api
@@ -649,13 +650,13 @@ async fn other_roles_can_verify_tokens_over_rpc() {
         .1
         .clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let rpc = RpcClient::start(
-        chat_core::config::Secret::new(uri),
+    let amqp = chat_rabbitmq::AmqpClient::start(
+        chat_domain::config::Secret::new(uri),
         &stack.deployment.namespace,
-        Duration::from_secs(5),
         "verify-test",
         shutdown.clone(),
     );
+    let rpc = RpcClient::new(std::sync::Arc::new(amqp), Duration::from_secs(5));
     let ctx = CallContext::internal();
     let verified = rpc
         .call::<UserVerify>(
@@ -677,7 +678,7 @@ async fn other_roles_can_verify_tokens_over_rpc() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code, chat_core::ErrorCode::Unauthorized);
+    assert_eq!(err.code, chat_domain::ErrorCode::Unauthorized);
     shutdown.cancel();
 }
 

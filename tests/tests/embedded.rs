@@ -155,7 +155,7 @@ fn the_first_log_line_names_the_embedded_mode() {
 fn without_infrastructure() -> std::process::Command {
     let mut command = std::process::Command::new(chat_tests::chat_server_bin());
     command.arg("all");
-    for name in chat_core::config::INFRASTRUCTURE_VARIABLES {
+    for name in chat_domain::config::INFRASTRUCTURE_VARIABLES {
         command.env_remove(name);
     }
     command

@@ -18,20 +18,20 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chat_core::assets::{owned_image, AssetStore};
-use chat_core::config::{Argon2Params, Config};
-use chat_core::contracts::auth::*;
-use chat_core::contracts::Page;
-use chat_core::domain::{check_new_password, Email, PageRequest, PersonName};
-use chat_core::rpc::RpcServer;
-use chat_core::store::{
+use chat_domain::config::{Argon2Params, Config};
+use chat_domain::contracts::auth::*;
+use chat_domain::contracts::Page;
+use chat_domain::tokens::{
+    AccessClaims, PublicKeyJwk, SigningKey, TokenVerifier, VerifyingKey, ISSUER,
+};
+use chat_domain::values::{check_new_password, Email, PageRequest, PersonName};
+use chat_domain::Error;
+use chat_ports::assets::{owned_image, AssetStore};
+use chat_ports::rpc::RpcServer;
+use chat_ports::store::{
     NewUser, RateLimiter, RefreshTokenRecord, RefreshTokenStore, RefreshUse, SigningKeyStore,
     UserRecord, UserStore,
 };
-use chat_core::tokens::{
-    AccessClaims, PublicKeyJwk, SigningKey, TokenVerifier, VerifyingKey, ISSUER,
-};
-use chat_core::Error;
 use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -446,7 +446,7 @@ pub async fn load_signing_key(
 
 /// Registers every auth pattern on `server`.
 pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
-    use chat_core::rpc_bind;
+    use chat_ports::rpc_bind;
     let server = rpc_bind!(server, service, UserRegister, register);
     let server = rpc_bind!(server, service, UserLogin, login);
     let server = rpc_bind!(server, service, TokenRefresh, refresh);

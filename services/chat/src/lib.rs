@@ -23,14 +23,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_core::contracts::auth::{LastSeen, UserLastSeen};
-use chat_core::contracts::groups::{is_member, CallerRef, GroupList};
-use chat_core::contracts::messages::*;
-use chat_core::events::{Envelope, EventLog, COMMANDS, FACTS};
-use chat_core::rpc::{CallContext, RpcClient};
-use chat_core::store::Presence;
-use chat_core::tokens::TokenVerifier;
-use chat_core::Error;
+use chat_domain::contracts::auth::{LastSeen, UserLastSeen};
+use chat_domain::contracts::groups::{CallerRef, GroupList};
+use chat_domain::contracts::messages::*;
+use chat_domain::events::{Envelope, COMMANDS, FACTS};
+use chat_domain::rpc::CallContext;
+use chat_domain::tokens::TokenVerifier;
+use chat_domain::Error;
+use chat_ports::clients::is_member;
+use chat_ports::events::EventLog;
+use chat_ports::rpc::RpcClient;
+use chat_ports::store::Presence;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
@@ -38,8 +41,9 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-pub use chat_core::config::ChatLimits;
+pub use chat_domain::config::ChatLimits;
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
 
@@ -665,4 +669,16 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
     }
     .await;
     answer(ack, result);
+}
+
+/// The chat role's background work: delivers every fact on the log to this replica's sockets
+/// until `shutdown` (it outlives SIGTERM until the drain is over: it answers in-flight sends).
+pub async fn follow_facts(chat: Chat, io: SocketIo, log: EventLog, shutdown: CancellationToken) {
+    let on_fact = move |envelope| {
+        let (chat, io) = (chat.clone(), io.clone());
+        async move { chat.on_fact(&io, envelope).await }
+    };
+    if let Err(e) = log.tail(FACTS, shutdown, on_fact).await {
+        tracing::error!(error = %e, "the facts tail stopped");
+    }
 }

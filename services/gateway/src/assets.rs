@@ -13,15 +13,15 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chat_core::assets::{
+use chat_domain::assets::{
     check_filename, parse_range, AssetRecord, ByteRange, ChunkUpload, RangeRequest,
 };
-use chat_core::contracts::assets::*;
-use chat_core::contracts::groups::is_member;
-use chat_core::error::ErrorBody;
-use chat_core::http::{Json, Query};
-use chat_core::rpc::CallContext;
-use chat_core::{Error, ErrorCode};
+use chat_domain::contracts::assets::*;
+use chat_domain::error::ErrorBody;
+use chat_domain::rpc::CallContext;
+use chat_domain::{Error, ErrorCode};
+use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
+use chat_ports::clients::is_member;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -70,9 +70,9 @@ fn whole_number(field: &str, text: &str) -> Result<u32, Error> {
     ))]
 pub async fn upload_chunk(
     State(gw): State<Gateway>,
-    caller: Result<AuthUser, Error>,
+    caller: Result<AuthUser, ApiError>,
     request: Request,
-) -> Result<axum::Json<ChunkReceipt>, Error> {
+) -> ApiResult<axum::Json<ChunkReceipt>> {
     // Refusals come after the body is read: a server that answers mid-upload and closes the
     // connection leaves the client with a broken pipe instead of the error.
     let not_multipart = || {
@@ -89,7 +89,7 @@ pub async fn upload_chunk(
     if !is_multipart {
         let limit = gw.asset_limits.max_upload_request_bytes();
         let _ = axum::body::to_bytes(request.into_body(), limit).await;
-        return Err(not_multipart());
+        return Err(not_multipart().into());
     }
     let multipart = Multipart::from_request(request, &())
         .await
@@ -157,13 +157,14 @@ pub async fn upload_status(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
     Query(query): Query<UploadQuery>,
-) -> Result<axum::Json<UploadView>, Error> {
+) -> ApiResult<axum::Json<UploadView>> {
     check_filename(&query.filename)?;
     gw.assets
         .status(&claims.sub, &query.filename)
         .await?
         .map(|s| axum::Json(s.into()))
         .ok_or_else(|| Error::not_found("no upload of that file is in progress"))
+        .map_err(ApiError)
 }
 
 /// `DELETE /assets/upload?filename=`
@@ -176,12 +177,12 @@ pub async fn abandon_upload(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
     Query(query): Query<UploadQuery>,
-) -> Result<StatusCode, Error> {
+) -> ApiResult<StatusCode> {
     check_filename(&query.filename)?;
     if gw.assets.abandon(&claims.sub, &query.filename).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::not_found("no upload of that file is in progress"))
+        Err(Error::not_found("no upload of that file is in progress").into())
     }
 }
 
@@ -197,7 +198,7 @@ pub async fn complete_upload(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
     Json(body): Json<CompleteUploadBody>,
-) -> Result<impl IntoResponse, Error> {
+) -> ApiResult<impl IntoResponse> {
     check_filename(&body.filename)?;
     gw.asset_limits.check_total(body.total_chunks)?;
     let asset = gw
@@ -229,10 +230,10 @@ pub struct DownloadQuery {
 pub async fn download(
     State(gw): State<Gateway>,
     headers: HeaderMap,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(id): Path<String>,
     Query(query): Query<DownloadQuery>,
-) -> Result<Response, Error> {
+) -> ApiResult<Response> {
     let token = match bearer_token(&headers) {
         Ok(token) => token.to_string(),
         Err(e) => query.access_token.filter(|t| !t.is_empty()).ok_or(e)?,
@@ -241,7 +242,7 @@ pub async fn download(
     let not_found = || Error::not_found("no such file");
     let asset = gw.assets.get(&id).await?.ok_or_else(not_found)?;
     if !may_read(&gw, &caller, &asset, &ctx).await? {
-        return Err(not_found());
+        return Err(not_found().into());
     }
     let etag = format!("\"{}\"", asset.sha256);
     let mut response = Response::builder()
@@ -284,11 +285,11 @@ pub async fn download(
                 ErrorCode::RangeNotSatisfiable,
                 format!("the file has {} bytes", asset.size),
             );
-            return Ok(([(header::CONTENT_RANGE, content_range)], error).into_response());
+            return Ok(([(header::CONTENT_RANGE, content_range)], ApiError(error)).into_response());
         }
     };
     let Some(range) = range else {
-        return Err(Error::internal("an empty asset was stored"));
+        return Err(Error::internal("an empty asset was stored").into());
     };
     let body = Body::from_stream(gw.assets.read(&asset, range).await?);
     response
@@ -298,6 +299,7 @@ pub async fn download(
         .header(header::CONTENT_DISPOSITION, disposition(&asset))
         .body(body)
         .map_err(Error::internal)
+        .map_err(ApiError)
 }
 
 /// The owner, everyone for a public file (a profile picture), and members of a granted group.

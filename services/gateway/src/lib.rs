@@ -1,7 +1,7 @@
 //! The gateway role: the public REST API (seed §API Endpoints). Handlers validate the request's
 //! shape, authenticate the caller with the access token (public key only), and call the owning
 //! role over RPC; the reply's error code becomes the HTTP status in one place
-//! ([`chat_core::Error`]'s `IntoResponse`).
+//! ([`chat_domain::Error`]'s `IntoResponse`).
 
 mod assets;
 
@@ -14,17 +14,19 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use chat_core::assets::{AssetLimits, AssetStore};
-use chat_core::contracts::assets::*;
-use chat_core::contracts::auth::*;
-use chat_core::contracts::groups::*;
-use chat_core::contracts::messages::*;
-use chat_core::contracts::Page;
-use chat_core::error::ErrorBody;
-use chat_core::http::{Json, Query};
-use chat_core::rpc::{CallContext, RpcClient};
-use chat_core::tokens::{AccessClaims, PublicKeyJwk, TokenVerifier};
-use chat_core::Error;
+use chat_domain::assets::AssetLimits;
+use chat_domain::contracts::assets::*;
+use chat_domain::contracts::auth::*;
+use chat_domain::contracts::groups::*;
+use chat_domain::contracts::messages::*;
+use chat_domain::contracts::Page;
+use chat_domain::error::ErrorBody;
+use chat_domain::tokens::{AccessClaims, PublicKeyJwk, TokenVerifier};
+use chat_domain::Error;
+use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
+use chat_ports::assets::AssetStore;
+use chat_ports::rpc::RpcClient;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -45,14 +47,14 @@ pub struct Gateway {
 pub struct AuthUser(pub AccessClaims);
 
 impl FromRequestParts<Gateway> for AuthUser {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Gateway,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        state.verifier.verify(token).await.map(AuthUser)
+        Ok(state.verifier.verify(token).await.map(AuthUser)?)
     }
 }
 
@@ -94,9 +96,9 @@ fn client_address(state: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> Str
     ))]
 async fn register(
     State(gw): State<Gateway>,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<RegisterBody>,
-) -> Result<impl IntoResponse, Error> {
+) -> ApiResult<impl IntoResponse> {
     let session = gw.rpc.call::<UserRegister>(&body, &ctx).await?;
     Ok((StatusCode::CREATED, axum::Json(session)))
 }
@@ -112,9 +114,9 @@ async fn login(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<LoginBody>,
-) -> Result<axum::Json<AuthSession>, Error> {
+) -> ApiResult<axum::Json<AuthSession>> {
     let request = LoginRequest {
         email: body.email,
         password: body.password,
@@ -124,6 +126,7 @@ async fn login(
         .call::<UserLogin>(&request, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `POST /auth/refresh`
@@ -134,13 +137,14 @@ async fn login(
     ))]
 async fn refresh(
     State(gw): State<Gateway>,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<RefreshBody>,
-) -> Result<axum::Json<AuthSession>, Error> {
+) -> ApiResult<axum::Json<AuthSession>> {
     gw.rpc
         .call::<TokenRefresh>(&body, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `POST /auth/logout`
@@ -148,9 +152,9 @@ async fn refresh(
     responses((status = 204, description = "The session's refresh tokens are revoked")))]
 async fn logout(
     State(gw): State<Gateway>,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<RefreshBody>,
-) -> Result<StatusCode, Error> {
+) -> ApiResult<StatusCode> {
     gw.rpc.call::<UserLogout>(&body, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -164,8 +168,8 @@ async fn logout(
 async fn me(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
-) -> Result<axum::Json<UserView>, Error> {
+    Ctx(ctx): Ctx,
+) -> ApiResult<axum::Json<UserView>> {
     gw.rpc
         .call::<UserMe>(
             &UserRef {
@@ -175,6 +179,7 @@ async fn me(
         )
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `PATCH /users/me`
@@ -186,9 +191,9 @@ async fn me(
 async fn update_me(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<UpdateMeBody>,
-) -> Result<axum::Json<UserView>, Error> {
+) -> ApiResult<axum::Json<UserView>> {
     let request = UpdateUser {
         user_id: claims.sub,
         body,
@@ -197,6 +202,7 @@ async fn update_me(
         .call::<UserUpdate>(&request, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `GET /users`
@@ -209,10 +215,14 @@ async fn update_me(
 async fn list_users(
     State(gw): State<Gateway>,
     _caller: AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Query(query): Query<ListUsersQuery>,
-) -> Result<axum::Json<Page<UserView>>, Error> {
-    gw.rpc.call::<UserList>(&query, &ctx).await.map(axum::Json)
+) -> ApiResult<axum::Json<Page<UserView>>> {
+    gw.rpc
+        .call::<UserList>(&query, &ctx)
+        .await
+        .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `GET /users/{id}`
@@ -225,13 +235,14 @@ async fn list_users(
 async fn get_user(
     State(gw): State<Gateway>,
     _caller: AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(id): Path<String>,
-) -> Result<axum::Json<UserView>, Error> {
+) -> ApiResult<axum::Json<UserView>> {
     gw.rpc
         .call::<UserGet>(&UserRef { user_id: id }, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `POST /groups`
@@ -244,9 +255,9 @@ async fn get_user(
 async fn create_group(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Json(body): Json<CreateGroupBody>,
-) -> Result<impl IntoResponse, Error> {
+) -> ApiResult<impl IntoResponse> {
     let created = gw
         .rpc
         .call::<GroupCreate>(
@@ -271,8 +282,8 @@ async fn create_group(
 async fn list_groups(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
-) -> Result<axum::Json<Vec<GroupView>>, Error> {
+    Ctx(ctx): Ctx,
+) -> ApiResult<axum::Json<Vec<GroupView>>> {
     let mut groups = gw
         .rpc
         .call::<GroupList>(
@@ -311,10 +322,10 @@ async fn list_groups(
 async fn history(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(group_id): Path<String>,
     Query(query): Query<HistoryQuery>,
-) -> Result<axum::Json<HistoryPage>, Error> {
+) -> ApiResult<axum::Json<HistoryPage>> {
     let request = HistoryRequest {
         caller: claims.sub,
         group_id,
@@ -324,6 +335,7 @@ async fn history(
         .call::<MessageHistory>(&request, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `GET /messages/search`
@@ -332,9 +344,9 @@ async fn history(
 async fn search_messages(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Query(query): Query<SearchQuery>,
-) -> Result<axum::Json<Vec<MessageView>>, Error> {
+) -> ApiResult<axum::Json<Vec<MessageView>>> {
     gw.rpc
         .call::<MessageSearch>(
             &SearchRequest {
@@ -345,6 +357,7 @@ async fn search_messages(
         )
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `GET /groups/{id}`
@@ -357,9 +370,9 @@ async fn search_messages(
 async fn get_group(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(group_id): Path<String>,
-) -> Result<axum::Json<GroupView>, Error> {
+) -> ApiResult<axum::Json<GroupView>> {
     gw.rpc
         .call::<GroupGet>(
             &GroupRef {
@@ -370,6 +383,7 @@ async fn get_group(
         )
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `PATCH /groups/{id}`
@@ -382,10 +396,10 @@ async fn get_group(
 async fn update_group(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(group_id): Path<String>,
     Json(body): Json<UpdateGroupBody>,
-) -> Result<axum::Json<GroupView>, Error> {
+) -> ApiResult<axum::Json<GroupView>> {
     gw.rpc
         .call::<GroupUpdate>(
             &UpdateGroup {
@@ -397,6 +411,7 @@ async fn update_group(
         )
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `POST /groups/{id}/members`
@@ -409,10 +424,10 @@ async fn update_group(
 async fn add_members(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path(group_id): Path<String>,
     Json(body): Json<AddMembersBody>,
-) -> Result<axum::Json<GroupView>, Error> {
+) -> ApiResult<axum::Json<GroupView>> {
     let request = AddMembers {
         caller: claims.sub,
         group_id,
@@ -422,6 +437,7 @@ async fn add_members(
         .call::<GroupAddMembers>(&request, &ctx)
         .await
         .map(axum::Json)
+        .map_err(ApiError)
 }
 
 /// `DELETE /groups/{id}/members/{userId}`
@@ -434,9 +450,9 @@ async fn add_members(
 async fn remove_member(
     State(gw): State<Gateway>,
     AuthUser(claims): AuthUser,
-    ctx: CallContext,
+    Ctx(ctx): Ctx,
     Path((group_id, user_id)): Path<(String, String)>,
-) -> Result<StatusCode, Error> {
+) -> ApiResult<StatusCode> {
     gw.rpc
         .call::<GroupRemoveMember>(
             &RemoveMember {
@@ -453,7 +469,7 @@ async fn remove_member(
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens, for other systems.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JSON Web Key Set")))]
-async fn jwks(State(gw): State<Gateway>, ctx: CallContext) -> Result<impl IntoResponse, Error> {
+async fn jwks(State(gw): State<Gateway>, Ctx(ctx): Ctx) -> ApiResult<impl IntoResponse> {
     let keys: Vec<PublicKeyJwk> = gw.rpc.call::<AuthKeys>(&(), &ctx).await?;
     Ok(axum::Json(serde_json::json!({ "keys": keys })))
 }
@@ -481,7 +497,7 @@ impl Modify for BearerAuth {
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
     paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks,
         assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
-    components(schemas(ErrorBody, chat_core::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
+    components(schemas(ErrorBody, chat_domain::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
     modifiers(&BearerAuth),
     tags((name = "auth", description = "Accounts and tokens"), (name = "users", description = "People directory"), (name = "groups", description = "Groups and direct conversations"), (name = "messages", description = "History and search"), (name = "assets", description = "Chunked, resumable uploads and file downloads")),
 )]
@@ -551,4 +567,26 @@ pub fn router(state: Gateway) -> Router {
             get(move || async move { axum::Json(openapi) }),
         )
         .with_state(state)
+}
+
+/// The gateway's background work: deletes uploads that stopped receiving chunks, with their
+/// chunks, every `every` until `shutdown`.
+pub async fn sweep_expired_uploads(
+    assets: Arc<dyn AssetStore>,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match assets.expire(chat_domain::assets::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep expired uploads"),
+        }
+    }
 }

@@ -11,13 +11,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chat_core::assets::{owned_image, AssetStore};
-use chat_core::contracts::groups::*;
-use chat_core::contracts::messages::Fact;
-use chat_core::events::{Envelope, EventLog, FACTS};
-use chat_core::rpc::RpcServer;
-use chat_core::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserStore};
-use chat_core::Error;
+use chat_domain::contracts::groups::*;
+use chat_domain::contracts::messages::Fact;
+use chat_domain::events::{Envelope, FACTS};
+use chat_domain::Error;
+use chat_ports::assets::{owned_image, AssetStore};
+use chat_ports::events::EventLog;
+use chat_ports::rpc::RpcServer;
+use chat_ports::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserStore};
 
 /// The group service.
 pub struct GroupService {
@@ -310,12 +311,12 @@ impl GroupService {
 
 /// Registers every group pattern on `server`.
 pub fn rpc_handlers(service: Arc<GroupService>, server: RpcServer) -> RpcServer {
-    let server = chat_core::rpc_bind!(server, service, GroupCreate, create);
-    let server = chat_core::rpc_bind!(server, service, GroupList, list);
-    let server = chat_core::rpc_bind!(server, service, GroupGet, get);
-    let server = chat_core::rpc_bind!(server, service, GroupUpdate, update);
-    let server = chat_core::rpc_bind!(server, service, GroupAddMembers, add_members);
-    chat_core::rpc_bind!(server, service, GroupRemoveMember, remove_member)
+    let server = chat_ports::rpc_bind!(server, service, GroupCreate, create);
+    let server = chat_ports::rpc_bind!(server, service, GroupList, list);
+    let server = chat_ports::rpc_bind!(server, service, GroupGet, get);
+    let server = chat_ports::rpc_bind!(server, service, GroupUpdate, update);
+    let server = chat_ports::rpc_bind!(server, service, GroupAddMembers, add_members);
+    chat_ports::rpc_bind!(server, service, GroupRemoveMember, remove_member)
 }
 
 #[cfg(test)]

@@ -14,14 +14,17 @@
 
 use std::sync::Arc;
 
-use chat_core::assets::{owned_asset, AssetStore};
-use chat_core::contracts::groups::MemberRole;
-use chat_core::contracts::messages::*;
-use chat_core::events::{Envelope, EventLog, Record, FACTS};
-use chat_core::rpc::RpcServer;
-use chat_core::store::{GroupStore, MessageStore, NewMessage};
-use chat_core::{Error, ErrorCode};
+use chat_domain::contracts::groups::MemberRole;
+use chat_domain::contracts::messages::*;
+use chat_domain::events::COMMANDS;
+use chat_domain::events::{Envelope, FACTS};
+use chat_domain::{Error, ErrorCode};
+use chat_ports::assets::{owned_asset, AssetStore};
+use chat_ports::events::{EventLog, Record, StartAt};
+use chat_ports::rpc::RpcServer;
+use chat_ports::store::{GroupStore, MessageStore, NewMessage};
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 
 /// The message service.
 pub struct MessageService {
@@ -315,9 +318,28 @@ impl MessageService {
 
 /// Registers the message role's RPC patterns on `server`.
 pub fn rpc_handlers(service: Arc<MessageService>, server: RpcServer) -> RpcServer {
-    let server = chat_core::rpc_bind!(server, service, MessageHistory, history);
-    let server = chat_core::rpc_bind!(server, service, MessageSearch, search);
-    chat_core::rpc_bind!(server, service, MessageSummaries, summaries)
+    let server = chat_ports::rpc_bind!(server, service, MessageHistory, history);
+    let server = chat_ports::rpc_bind!(server, service, MessageSearch, search);
+    chat_ports::rpc_bind!(server, service, MessageSummaries, summaries)
+}
+
+/// The message role's background work: stores the chat commands on the log, in order, until
+/// `shutdown`. A command is committed on the log only once it is stored.
+pub async fn consume_commands(
+    service: Arc<MessageService>,
+    log: EventLog,
+    shutdown: CancellationToken,
+) {
+    let handle = move |record| {
+        let service = service.clone();
+        async move { service.handle(record).await }
+    };
+    if let Err(e) = log
+        .consume(COMMANDS, "message", StartAt::Earliest, shutdown, handle)
+        .await
+    {
+        tracing::error!(error = %e, "the command consumer stopped");
+    }
 }
 
 #[cfg(test)]

@@ -11,15 +11,18 @@
 //! `bench <section>...` runs only the named sections (rpc, login, realtime, attachments,
 //! embedded).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_core::config::Secret;
-use chat_core::rpc::{CallContext, RpcClient, RpcServer};
+use chat_domain::config::Secret;
+use chat_domain::rpc::CallContext;
+use chat_ports::rpc::{RpcClient, RpcListener, RpcServer};
+use chat_rabbitmq::{AmqpClient, AmqpListener};
 use chat_tests::{Api, ChatClient, Deployment};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-chat_core::rpc_pattern!(Echo, "bench.echo", String => String);
+chat_domain::rpc_pattern!(Echo, "bench.echo", String => String);
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -42,24 +45,24 @@ async fn rpc_round_trip() {
     );
     let namespace = chat_tests::unique("bench");
     let shutdown = CancellationToken::new();
-    let server = RpcServer::new(&namespace, 64).handle::<Echo, _, _>(|s, _| async move { Ok(s) });
-    let status = server.status();
-    let (u, t) = (uri.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        server
-            .run(u, "bench-server", t, Duration::from_secs(1))
-            .await
-    });
-    let client = RpcClient::start(
-        uri,
+    let server = RpcServer::new().handle::<Echo, _, _>(|s, _| async move { Ok(s) });
+    let listener = Arc::new(AmqpListener::new(
+        uri.clone(),
         &namespace,
-        Duration::from_secs(5),
-        "bench-client",
+        "bench-server",
+        64,
+    ));
+    let status = listener.status();
+    tokio::spawn(listener.serve(
+        server.into_handlers(),
         shutdown.clone(),
-    );
-    while !(status.is_connected() && client.status().is_connected()) {
+        Duration::from_secs(1),
+    ));
+    let amqp = AmqpClient::start(uri, &namespace, "bench-client", shutdown.clone());
+    while !(status.is_connected() && amqp.status().is_connected()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let client = RpcClient::new(Arc::new(amqp), Duration::from_secs(5));
     let ctx = CallContext::internal();
     for _ in 0..100 {
         client.call::<Echo>(&"warm".into(), &ctx).await.unwrap();

@@ -1,0 +1,164 @@
+//! The group role's RPC patterns and the bodies of the `/groups` endpoints (seed §Group Service).
+//! Every request names its caller: authorization is checked where the data is.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::rpc_pattern as pattern;
+
+/// Longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 100;
+/// Most members one request may add (creation included).
+pub const MAX_MEMBERS_PER_REQUEST: usize = 256;
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// May rename the group, change its image, add and remove members.
+    Admin,
+    Member,
+}
+
+/// `POST /groups` body. With no name and exactly one other member, this is a direct
+/// conversation: creating it again returns the existing one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroupBody {
+    #[schema(example = "Project Team")]
+    pub name: Option<String>,
+    /// The other members (the caller is added as admin).
+    pub member_ids: Vec<String>,
+}
+
+/// `PATCH /groups/{id}` body: the fields to change (admins only). `null` clears the image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateGroupBody {
+    pub name: Option<String>,
+    // Absent stays absent across the RPC hop; only an explicit null clears the image.
+    #[serde(
+        default,
+        with = "super::double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub image_url: Option<Option<String>>,
+}
+
+/// `POST /groups/{id}/members` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMembersBody {
+    #[serde(alias = "userIds")]
+    pub member_ids: Vec<String>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub user_id: String,
+    pub role: MemberRole,
+    pub joined_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A group as its members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// A two-person conversation without a name.
+    pub direct: bool,
+    pub members: Vec<MemberView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// In `GET /groups`: the newest message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub last_message: Option<Box<super::messages::MessageView>>,
+    /// In `GET /groups`: messages from others after the caller's last seen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<u64>,
+}
+
+/// The answer to `group.create`: the group, and whether it was created now (`false` when a
+/// direct conversation already existed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedGroup {
+    pub group: GroupView,
+    pub created: bool,
+}
+
+/// `group.create` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroup {
+    pub caller: String,
+    #[serde(flatten)]
+    pub body: CreateGroupBody,
+}
+
+/// Requests naming a caller and a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRef {
+    pub caller: String,
+    pub group_id: String,
+}
+
+/// `group.update` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateGroup {
+    pub caller: String,
+    pub group_id: String,
+    #[serde(flatten)]
+    pub body: UpdateGroupBody,
+}
+
+/// `group.members.add` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMembers {
+    pub caller: String,
+    pub group_id: String,
+    pub member_ids: Vec<String>,
+}
+
+/// `group.members.remove` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveMember {
+    pub caller: String,
+    pub group_id: String,
+    pub user_id: String,
+}
+
+/// `group.list` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerRef {
+    pub caller: String,
+}
+
+pattern!(/// Create a group (or find the existing direct conversation).
+    GroupCreate, "group.create", CreateGroup => CreatedGroup);
+pattern!(/// The caller's groups, most recently updated first.
+    GroupList, "group.list", CallerRef => Vec<GroupView>);
+pattern!(/// One group, to its members (404 to everyone else).
+    GroupGet, "group.get", GroupRef => GroupView);
+pattern!(/// Rename or change the image (admins).
+    GroupUpdate, "group.update", UpdateGroup => GroupView);
+pattern!(/// Add members (admins).
+    GroupAddMembers, "group.members.add", AddMembers => GroupView);
+pattern!(/// Remove a member (admins, or a member removing themself).
+    GroupRemoveMember, "group.members.remove", RemoveMember => ());

@@ -1,0 +1,51 @@
+//! Typed clients of other roles over the RPC port, shared by the roles that call them.
+
+use std::sync::Arc;
+
+use chat_domain::config::Config;
+use chat_domain::contracts::auth::AuthKeys;
+use chat_domain::contracts::groups::{GroupGet, GroupRef};
+use chat_domain::rpc::CallContext;
+use chat_domain::tokens::{public_keys_from_file, KeySource, PublicKeyJwk, TokenVerifier};
+use chat_domain::{Error, ErrorCode};
+
+use crate::rpc::RpcClient;
+
+/// Fetches verification keys from auth over RPC.
+pub struct RpcKeySource(pub RpcClient);
+
+#[async_trait::async_trait]
+impl KeySource for RpcKeySource {
+    async fn fetch(&self) -> Result<Vec<PublicKeyJwk>, Error> {
+        self.0.call::<AuthKeys>(&(), &CallContext::internal()).await
+    }
+}
+
+/// The token verifier of a non-auth role: the keys in `JWT_PUBLIC_KEY_FILE` if set, and auth's
+/// published keys (fetched over RPC when a token names a key not known yet).
+pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, String> {
+    let keys = public_keys_from_file(config.jwt_public_key_file.as_deref())?;
+    Ok(TokenVerifier::new(
+        keys,
+        Some(Arc::new(RpcKeySource(rpc.clone()))),
+    ))
+}
+
+/// Whether `caller` is a member of `group_id`, asked of the group role (`group.get`: not found
+/// means not a member, or no such group).
+pub async fn is_member(
+    rpc: &RpcClient,
+    caller: &str,
+    group_id: &str,
+    ctx: &CallContext,
+) -> Result<bool, Error> {
+    let request = GroupRef {
+        caller: caller.to_string(),
+        group_id: group_id.to_string(),
+    };
+    match rpc.call::<GroupGet>(&request, ctx).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.code == ErrorCode::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,225 @@
+//! The event log port: chat commands and facts, keyed by group id so one group's events stay
+//! in order. Kafka (`chat-kafka`) and the in-process log (`chat-embedded`) implement
+//! [`EventTransport`]; roles use the typed [`EventLog`] over it.
+//!
+//! - [`EventLog::publish`] returns once the log has the event durably.
+//! - [`EventLog::consume`] hands records to a handler one at a time and commits a record's offset
+//!   only after the handler succeeded; a failing handler is retried with backoff (ordering is
+//!   kept), and a crash re-delivers what was not committed.
+//! - [`EventLog::tail`] follows every partition from its end, without commits: how each chat
+//!   replica receives all facts.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use chat_domain::events::Envelope;
+use chat_domain::Error;
+
+/// Where a consumer starts when its group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Everything still on the log (for processing that must not miss anything).
+    Earliest,
+    /// Only what arrives from now on (for live fan-out; gaps are filled by catch-up).
+    Latest,
+}
+
+/// One record as the transport delivers it.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub payload: Arc<[u8]>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Takes one record; `false` means "stop now" (shutdown): the record is not committed.
+pub type RawHandler = Arc<dyn Fn(RawRecord) -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// What an event log must do. Topic and group names arrive namespaced.
+#[async_trait::async_trait]
+pub trait EventTransport: Send + Sync {
+    /// Creates the topics that do not exist yet.
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), Error>;
+    /// Appends `payload` to `topic` under `key` and returns once the log has it durably.
+    async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error>;
+    /// Hands the records of `topic` to `handler` in order, as consumer group `group`, committing
+    /// each after `handler` returned true. Runs until `shutdown` or `handler` returns false.
+    async fn consume(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartAt,
+        shutdown: CancellationToken,
+        handler: RawHandler,
+    ) -> Result<(), Error>;
+    /// Hands every record of every partition of `topic` from its end to `handler`, without a
+    /// consumer group or commits. Runs until `shutdown`.
+    async fn tail(
+        &self,
+        topic: &str,
+        shutdown: CancellationToken,
+        handler: RawHandler,
+    ) -> Result<(), Error>;
+}
+
+/// One record handed to a consumer's handler.
+#[derive(Debug, Clone)]
+pub struct Record<T> {
+    pub envelope: Envelope<T>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The typed event log of a process. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    transport: Arc<dyn EventTransport>,
+    namespace: String,
+}
+
+impl EventLog {
+    /// The log on `transport`, with topics and consumer groups prefixed by `namespace`.
+    pub fn new(transport: Arc<dyn EventTransport>, namespace: &str) -> Self {
+        EventLog {
+            transport,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// The namespaced name of a topic.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.namespace)
+    }
+
+    /// Creates the topics (un-namespaced names) if they do not exist.
+    pub async fn ensure_topics(&self, names: &[&str]) -> Result<(), Error> {
+        let topics: Vec<String> = names.iter().map(|n| self.topic(n)).collect();
+        self.transport.ensure_topics(&topics).await
+    }
+
+    /// Publishes `envelope` on `topic` (un-namespaced), keyed by its group id, and waits until
+    /// the log has it.
+    pub async fn publish<T: Serialize>(
+        &self,
+        topic: &str,
+        envelope: &Envelope<T>,
+    ) -> Result<(), Error> {
+        let payload = serde_json::to_vec(envelope).map_err(Error::internal)?;
+        self.transport
+            .publish(&self.topic(topic), &envelope.group_id, payload)
+            .await
+    }
+
+    /// Consumes `topic` (un-namespaced) as consumer group `group`, handing each record to
+    /// `handler` in order and committing its offset only after `handler` succeeds. A failing
+    /// handler is retried with backoff; undecodable records are logged and skipped. Runs until
+    /// `shutdown`.
+    pub async fn consume<T, F, Fut>(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartAt,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), Error>
+    where
+        T: DeserializeOwned + Clone + Send + 'static,
+        F: Fn(Record<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let topic = self.topic(topic);
+        let handler = Arc::new(handler);
+        let (name, stop) = (topic.clone(), shutdown.clone());
+        let raw: RawHandler = Arc::new(move |raw: RawRecord| {
+            let (handler, topic, shutdown) = (handler.clone(), name.clone(), stop.clone());
+            Box::pin(async move {
+                match serde_json::from_slice::<Envelope<T>>(&raw.payload) {
+                    Ok(envelope) => {
+                        tracing::debug!(%topic, partition = raw.partition, offset = raw.offset, event_id = %envelope.id, "consumed");
+                        let record = Record {
+                            envelope,
+                            partition: raw.partition,
+                            offset: raw.offset,
+                        };
+                        retry_until_handled(handler.as_ref(), record, &topic, &shutdown).await
+                    }
+                    Err(_) => {
+                        tracing::error!(%topic, partition = raw.partition, offset = raw.offset, "skipping an undecodable event");
+                        true
+                    }
+                }
+            })
+        });
+        let group = self.topic(group);
+        self.transport
+            .consume(&topic, &group, start, shutdown, raw)
+            .await
+    }
+
+    /// Follows every partition of `topic` (un-namespaced) from its end, without a consumer group
+    /// or commits. Anything missed while down is recovered by clients' catch-up, not by the log.
+    /// Runs until `shutdown`.
+    pub async fn tail<T, F, Fut>(
+        &self,
+        topic: &str,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Envelope<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let topic = self.topic(topic);
+        let handler = Arc::new(handler);
+        let name = topic.clone();
+        let raw: RawHandler = Arc::new(move |raw: RawRecord| {
+            let (handler, topic) = (handler.clone(), name.clone());
+            Box::pin(async move {
+                match serde_json::from_slice::<Envelope<T>>(&raw.payload) {
+                    Ok(envelope) => {
+                        tracing::debug!(%topic, partition = raw.partition, offset = raw.offset, event_id = %envelope.id, "tailed");
+                        handler(envelope).await
+                    }
+                    Err(_) => {
+                        tracing::error!(%topic, offset = raw.offset, "skipping an undecodable event")
+                    }
+                }
+                true
+            })
+        });
+        self.transport.tail(&topic, shutdown, raw).await
+    }
+}
+
+/// Hands `record` to `handler` until it succeeds, backing off between attempts: skipping it would
+/// break ordering. False when `shutdown` came first.
+async fn retry_until_handled<T, F, Fut>(
+    handler: &F,
+    record: Record<T>,
+    topic: &str,
+    shutdown: &CancellationToken,
+) -> bool
+where
+    T: Clone,
+    F: Fn(Record<T>) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut delay = Duration::from_millis(100);
+    while let Err(e) = handler(record.clone()).await {
+        tracing::warn!(%topic, partition = record.partition, offset = record.offset, error = %e,
+            "event handler failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    true
+}
