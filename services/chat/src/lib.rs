@@ -47,6 +47,31 @@ pub use chat_domain::config::ChatLimits;
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
 
+/// A command waiting for its answer, removed from the pending map however the wait ends: an
+/// answer, a timeout, an error, or the caller's future being dropped (a socket that went away).
+struct Waiting<'a> {
+    pending: &'a Pending,
+    id: String,
+}
+
+impl<'a> Waiting<'a> {
+    fn insert(pending: &'a Pending, id: String, tx: oneshot::Sender<Result<Value, Error>>) -> Self {
+        pending
+            .lock()
+            .expect("pending poisoned")
+            .insert(id.clone(), tx);
+        Waiting { pending, id }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&self.id);
+        }
+    }
+}
+
 /// What the chat role's handlers share.
 #[derive(Clone)]
 pub struct Chat {
@@ -209,23 +234,15 @@ impl Chat {
         }
         let command_id = command.command_id().to_string();
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("pending poisoned")
-            .insert(command_id.clone(), tx);
-        let result = async {
+        let _waiting = Waiting::insert(&self.pending, command_id, tx);
+        async {
             self.events.publish(COMMANDS, &Envelope::new("chat", group_id, command)).await?;
             match tokio::time::timeout(self.limits.ack_timeout, rx).await {
                 Ok(Ok(answer)) => answer,
                 _ => Err(Error::timeout("the message service did not answer in time; retry with the same clientMessageId")),
             }
         }
-        .await;
-        self.pending
-            .lock()
-            .expect("pending poisoned")
-            .remove(&command_id);
-        result
+        .await
     }
 
     fn resolve(&self, command_id: Option<&str>, answer: Result<Value, Error>) {
@@ -680,5 +697,22 @@ pub async fn follow_facts(chat: Chat, io: SocketIo, log: EventLog, shutdown: Can
     };
     if let Err(e) = log.tail(FACTS, shutdown, on_fact).await {
         tracing::error!(error = %e, "the facts tail stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_that_ends_any_way_leaves_nothing_pending() {
+        let pending: Pending = Arc::default();
+        let (tx, rx) = oneshot::channel();
+        let waiting = Waiting::insert(&pending, "c1".into(), tx);
+        assert_eq!(pending.lock().unwrap().len(), 1);
+        // The socket went away: the future holding the wait is dropped before any answer.
+        drop(waiting);
+        assert!(pending.lock().unwrap().is_empty());
+        drop(rx);
     }
 }
