@@ -316,6 +316,13 @@ impl Response {
     }
 
     /// Asserts the status and the error shape `{"error":{"code","message"}}`; returns the code.
+    /// The error's specific `reason`.
+    pub fn reason(&self) -> &str {
+        self.body["error"]["reason"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error reason in {}", self.text))
+    }
+
     pub fn assert_error(&self, status: u16) -> &str {
         assert_eq!(
             self.status.as_u16(),
@@ -332,6 +339,14 @@ impl Response {
         let code = error["code"]
             .as_str()
             .unwrap_or_else(|| panic!("no error code in {}", self.text));
+        let reason = self.reason();
+        assert!(
+            reason == code
+                || chat_domain::error::all_reasons()
+                    .iter()
+                    .any(|r| r.reason == reason && r.code.as_str() == code),
+            "reason {reason} is not documented for code {code}"
+        );
         assert_eq!(
             self.body.as_object().map(|o| o.len()),
             Some(1),

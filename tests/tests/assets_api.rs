@@ -136,6 +136,7 @@ async fn a_file_sent_out_of_order_with_a_retried_chunk_downloads_identically() {
             let other = png(chunks[i].len(), 99);
             let r = put(api, &ada, form("photo.png", i as i64, total as i64, &other)).await;
             assert_eq!(r.assert_error(409), "conflict");
+            assert_eq!(r.reason(), "chunk_conflict");
             let s = status(api, &ada, "photo.png").await;
             assert_eq!(s.body["receivedChunks"].as_array().unwrap().len(), 5);
             assert_eq!(s.body["missingChunks"].as_array().unwrap().len(), total - 5);

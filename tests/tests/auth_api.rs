@@ -106,6 +106,7 @@ async fn a_registered_email_conflicts_whatever_its_case() {
         .post("/auth/register", json!({"firstName": "A", "lastName": "L", "email": " ADA@example.COM ", "password": "another one"}))
         .await;
     assert_eq!(r.assert_error(409), "conflict");
+    assert_eq!(r.reason(), "email_taken");
 }
 
 #[tokio::test]
@@ -467,6 +468,18 @@ async fn health_metrics_and_openapi_are_served() {
         assert!(
             openapi.body["paths"].get(path).is_some(),
             "{path} missing from the OpenAPI document"
+        );
+    }
+    let reasons = &openapi.body["components"]["schemas"]["ErrorDetail"]["properties"]["reason"];
+    for reason in [
+        "email_taken",
+        "not_group_admin",
+        "upload_not_found",
+        "unavailable",
+    ] {
+        assert!(
+            reasons["enum"].as_array().unwrap().contains(&json!(reason)),
+            "{reason} missing from ErrorDetail.reason: {reasons}"
         );
     }
     let jwks = api.get("/.well-known/jwks.json", None).await;

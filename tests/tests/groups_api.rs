@@ -217,8 +217,8 @@ async fn only_admins_rename_add_and_remove_others() {
             Some(json!({"name": "Mine"}))
         )
         .await
-        .assert_error(403),
-        "forbidden"
+        .reason(),
+        "not_group_admin"
     );
     call(
         api,
@@ -239,15 +239,16 @@ async fn only_admins_rename_add_and_remove_others() {
     .await
     .assert_error(403);
     // Outsiders get 404, not 403: they do not learn the group exists.
-    call(
+    let outsider = call(
         api,
         Method::POST,
         &path("/members"),
         &carol,
         Some(json!({"memberIds": [carol.id]})),
     )
-    .await
-    .assert_error(404);
+    .await;
+    assert_eq!(outsider.assert_error(404), "not_found");
+    assert_eq!(outsider.reason(), "group_not_found");
 
     let renamed = call(
         api,

@@ -235,6 +235,7 @@ async fn non_members_can_neither_send_read_see_nor_delete() {
     let refused = e.send(&group, "let me in", "e-1").await;
     assert_eq!(refused["ok"], false);
     assert_eq!(refused["error"]["code"], "forbidden");
+    assert_eq!(refused["error"]["reason"], "not_member");
     let seen = e
         .request("chat.message.seen", json!({"groupId": group, "seq": 1}))
         .await;
@@ -246,6 +247,7 @@ async fn non_members_can_neither_send_read_see_nor_delete() {
         )
         .await;
     assert_eq!(delete["error"]["code"], "forbidden");
+    assert_eq!(delete["error"]["reason"], "not_member", "{delete}");
     history(&stack, &eve, &group, "").await.assert_error(404);
     let found = api
         .send(api.authed(Method::GET, "/messages/search?q=secret", &eve))
@@ -265,6 +267,7 @@ async fn non_members_can_neither_send_read_see_nor_delete() {
         .request("chat.message.send", json!({"content": "no group"}))
         .await;
     assert_eq!(malformed["error"]["code"], "bad_request");
+    assert_eq!(malformed["error"]["reason"], "invalid_payload");
     let too_long = b.send(&group, &"x".repeat(4001), "long").await;
     assert_eq!(too_long["error"]["code"], "validation");
 }
@@ -297,6 +300,7 @@ async fn seen_and_delete_reach_the_other_members() {
         .request("chat.message.seen", json!({"groupId": group, "seq": 99}))
         .await;
     assert_eq!(bad_seq["error"]["code"], "validation");
+    assert_eq!(bad_seq["error"]["reason"], "seq_out_of_range");
 
     assert_ok(
         &a.request(

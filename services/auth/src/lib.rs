@@ -10,6 +10,7 @@
 //!   an unknown email is checked against a dummy hash.
 //! - Login attempts are rate-limited per email and per client address.
 
+use chat_ports::startup::StartupError;
 use std::sync::Arc;
 
 use argon2::password_hash::{
@@ -82,11 +83,11 @@ pub struct AuthService {
 }
 
 fn invalid_credentials() -> Error {
-    Error::unauthorized("invalid email or password")
+    AuthError::InvalidCredentials.into()
 }
 
 fn invalid_refresh() -> Error {
-    Error::unauthorized("invalid or expired refresh token")
+    AuthError::InvalidRefreshToken.into()
 }
 
 /// SHA-256 hex of a refresh token: what the store keeps.
@@ -299,7 +300,7 @@ impl AuthService {
             .by_id(&request.user_id)
             .await?
             .map(|u| u.view())
-            .ok_or_else(|| Error::not_found("user not found"))
+            .ok_or_else(|| AuthError::UserNotFound.into())
     }
 
     /// `PATCH /users/me`: names, and a profile picture that is an image the caller uploaded
@@ -307,9 +308,7 @@ impl AuthService {
     pub async fn update_me(&self, request: UpdateUser) -> Result<UserView, Error> {
         let body = request.body;
         if body.first_name.is_none() && body.last_name.is_none() && body.profile_url.is_none() {
-            return Err(Error::validation(
-                "nothing to change: give firstName, lastName and/or profileUrl",
-            ));
+            return Err(AuthError::NothingToChange.into());
         }
         let first_name = body
             .first_name
@@ -331,7 +330,7 @@ impl AuthService {
             .update_profile(&request.user_id, first_name, last_name, body.profile_url)
             .await?
             .map(|u| u.view())
-            .ok_or_else(|| Error::not_found("user not found"))
+            .ok_or_else(|| AuthError::UserNotFound.into())
     }
 
     /// Records when a user was last online (from the chat role).
@@ -351,7 +350,7 @@ impl AuthService {
             .map(str::trim)
             .filter(|s| !s.is_empty());
         if search.is_some_and(|s| s.chars().count() > 100) {
-            return Err(Error::validation("search must be at most 100 characters"));
+            return Err(AuthError::SearchTooLong.into());
         }
         let (users, total) = self.stores.users.list(search, page).await?;
         Ok(Page {
@@ -423,21 +422,25 @@ impl AuthService {
 pub async fn load_signing_key(
     config: &Config,
     keys: &dyn SigningKeyStore,
-) -> Result<SigningKey, String> {
+) -> Result<SigningKey, StartupError> {
     if let Some(path) = &config.jwt_private_key_file {
+        let invalid = |why: String| StartupError::InvalidSetting {
+            variable: "JWT_PRIVATE_KEY_FILE",
+            why,
+        };
         let pem = std::fs::read_to_string(path)
-            .map_err(|e| format!("JWT_PRIVATE_KEY_FILE: cannot read the file: {e}"))?;
-        let key = SigningKey::from_pem(&pem)
-            .map_err(|e| format!("JWT_PRIVATE_KEY_FILE: {}", e.message))?;
+            .map_err(|e| invalid(format!("cannot read the file: {e}")))?;
+        let key = SigningKey::from_pem(&pem).map_err(|e| invalid(e.message))?;
         tracing::info!(kid = %key.kid(), "signing access tokens with the configured key");
         return Ok(key);
     }
-    let candidate = SigningKey::generate().map_err(|e| e.message)?;
+    let step = StartupError::step("the development signing key");
+    let candidate = SigningKey::generate().map_err(step)?;
     let stored = keys
         .development_key(candidate.to_pkcs8_der())
         .await
-        .map_err(|e| e.message)?;
-    let key = SigningKey::from_pkcs8_der(&stored).map_err(|e| e.message)?;
+        .map_err(step)?;
+    let key = SigningKey::from_pkcs8_der(&stored).map_err(step)?;
     tracing::warn!(kid = %key.kid(),
         "DEVELOPMENT SIGNING KEY IN USE: JWT_PRIVATE_KEY_FILE is not set, so access tokens are signed with a key \
          generated once and stored in the database. Never run production like this; the operator mounts a real key.");

@@ -110,7 +110,8 @@ fn ack_ok(extra: Value) -> Value {
 }
 
 fn ack_err(error: &Error) -> Value {
-    json!({"ok": false, "error": {"code": error.code, "message": error.message}})
+    error.log_at_boundary("socket");
+    json!({"ok": false, "error": {"code": error.code, "reason": error.reason(), "message": error.message}})
 }
 
 /// Why a handshake was refused; its text is what `connect_error` carries.
@@ -228,18 +229,18 @@ impl Chat {
     /// Sends a command and waits for the fact that answers it.
     async fn command(&self, group_id: &str, command: Command) -> Result<Value, Error> {
         if self.is_draining() {
-            return Err(Error::unavailable(
-                "this server is restarting; resend after reconnecting, with the same clientMessageId",
-            ));
+            return Err(MessageError::Restarting.into());
         }
         let command_id = command.command_id().to_string();
         let (tx, rx) = oneshot::channel();
         let _waiting = Waiting::insert(&self.pending, command_id, tx);
         async {
-            self.events.publish(COMMANDS, &Envelope::new("chat", group_id, command)).await?;
+            self.events
+                .publish(COMMANDS, &Envelope::new("chat", group_id, command))
+                .await?;
             match tokio::time::timeout(self.limits.ack_timeout, rx).await {
                 Ok(Ok(answer)) => answer,
-                _ => Err(Error::timeout("the message service did not answer in time; retry with the same clientMessageId")),
+                _ => Err(MessageError::SendTimedOut.into()),
             }
         }
         .await
@@ -487,7 +488,7 @@ async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<Str
         return Err(Error::rate_limited(1));
     }
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
-        return Err(Error::unauthorized("not authenticated"));
+        return Err(MessageError::NotAuthenticated.into());
     };
     let room = group_room(group_id);
     if socket.rooms().iter().any(|r| r.as_ref() == room) {
@@ -497,12 +498,17 @@ async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<Str
         socket.join(room);
         Ok(user)
     } else {
-        Err(Error::forbidden("you are not a member of this group"))
+        Err(MessageError::NotMember.into())
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
-    serde_json::from_value(data).map_err(|_| Error::bad_request(format!("invalid {event} payload")))
+    serde_json::from_value(data).map_err(|_| {
+        MessageError::InvalidPayload {
+            event: event.to_string(),
+        }
+        .into()
+    })
 }
 
 fn answer(ack: AckSender, result: Result<Value, Error>) {
@@ -527,9 +533,10 @@ async fn on_send(
             .as_ref()
             .is_some_and(|c| c.chars().count() > MAX_MESSAGE_CHARS)
         {
-            return Err(Error::validation(format!(
-                "a message is at most {MAX_MESSAGE_CHARS} characters"
-            )));
+            return Err(MessageError::MessageTooLong {
+                max: MAX_MESSAGE_CHARS,
+            }
+            .into());
         }
         let command = Command::Send {
             command_id: uuid::Uuid::new_v4().to_string(),
@@ -676,7 +683,7 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
             return Err(Error::rate_limited(1));
         }
         let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
-            return Err(Error::unauthorized("not authenticated"));
+            return Err(MessageError::NotAuthenticated.into());
         };
         if !chat.presence.refresh(&user, PRESENCE_TTL).await? {
             // The count expired (no heartbeat for too long): count this socket again.

@@ -9,6 +9,7 @@
 //! must carry the same bytes. Completing assembles the chunks into one stored file whose
 //! content type is sniffed from its first bytes, never taken from the client.
 
+use crate::contracts::assets::AssetError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::contracts::messages::Attachment;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 
 /// Longest accepted file name, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 255;
@@ -69,19 +70,19 @@ impl AssetLimits {
         check_filename(&chunk.filename)?;
         self.check_total(chunk.total_chunks)?;
         if chunk.index >= chunk.total_chunks {
-            return Err(Error::validation(format!(
-                "chunkIndex must be less than totalChunks ({})",
-                chunk.total_chunks
-            )));
+            return Err(AssetError::ChunkIndexOutOfRange {
+                total: chunk.total_chunks,
+            }
+            .into());
         }
         if chunk.bytes.is_empty() {
-            return Err(Error::validation("chunk is empty"));
+            return Err(AssetError::EmptyChunk.into());
         }
         if chunk.bytes.len() > self.max_chunk_bytes {
-            return Err(too_large(format!(
-                "a chunk may hold at most {} bytes",
-                self.max_chunk_bytes
-            )));
+            return Err(AssetError::ChunkTooLarge {
+                max: self.max_chunk_bytes,
+            }
+            .into());
         }
         if chunk.bytes.len() as u64 > self.max_file_bytes {
             return Err(self.file_too_large());
@@ -95,10 +96,10 @@ impl AssetLimits {
     /// `totalChunks` is within bounds.
     pub fn check_total(&self, total_chunks: u32) -> Result<(), Error> {
         if total_chunks == 0 || total_chunks > self.max_chunks {
-            return Err(Error::validation(format!(
-                "totalChunks must be from 1 to {}",
-                self.max_chunks
-            )));
+            return Err(AssetError::TotalChunksOutOfRange {
+                max: self.max_chunks,
+            }
+            .into());
         }
         Ok(())
     }
@@ -109,23 +110,19 @@ impl AssetLimits {
         if self.allowed_types.iter().any(|t| t == sniffed) {
             Ok(sniffed)
         } else {
-            Err(Error::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("files of type {sniffed} are not accepted"),
-            ))
+            Err(AssetError::TypeNotAccepted {
+                sniffed: sniffed.to_string(),
+            }
+            .into())
         }
     }
 
     pub fn file_too_large(&self) -> Error {
-        too_large(format!(
-            "a file may hold at most {} bytes",
-            self.max_file_bytes
-        ))
+        AssetError::FileTooLarge {
+            max: self.max_file_bytes,
+        }
+        .into()
     }
-}
-
-fn too_large(message: String) -> Error {
-    Error::new(ErrorCode::PayloadTooLarge, message)
 }
 
 /// A file name is a label, never a path: 1-255 bytes, no path separators, no control
@@ -143,10 +140,10 @@ pub fn check_filename(name: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::validation(format!(
-            "filename must be 1-{MAX_FILENAME_BYTES} bytes without '/', '\\', '..', surrounding \
-             spaces or control characters"
-        )))
+        Err(AssetError::InvalidFilename {
+            max: MAX_FILENAME_BYTES,
+        }
+        .into())
     }
 }
 
@@ -253,22 +250,26 @@ impl UploadStatus {
     /// and every chunk there (the error lists the first missing ones).
     pub fn ready_to_complete(&self, total_chunks: u32) -> Result<(), Error> {
         if self.total_chunks != total_chunks {
-            return Err(Error::conflict(format!(
-                "this upload has {} chunks, not {total_chunks}",
-                self.total_chunks
-            )));
+            return Err(AssetError::ChunkCountMismatch {
+                expected: self.total_chunks,
+                given: total_chunks,
+            }
+            .into());
         }
         let missing = self.missing();
         if missing.is_empty() {
             return Ok(());
         }
         let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
-        Err(Error::validation(format!(
-            "{} chunk(s) missing: {}{}",
-            missing.len(),
-            shown.join(", "),
-            if missing.len() > 20 { ", ..." } else { "" }
-        )))
+        Err(AssetError::ChunksMissing {
+            detail: format!(
+                "{} chunk(s) missing: {}{}",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 20 { ", ..." } else { "" }
+            ),
+        }
+        .into())
     }
 
     /// Indices still missing, ascending.
@@ -460,15 +461,17 @@ pub fn check_image_url(field: &str, url: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::validation(format!(
-            "{field} must be an http(s) URL or an absolute path of at most 2048 characters"
-        )))
+        Err(AssetError::InvalidUrl {
+            field: field.to_string(),
+        }
+        .into())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorCode;
 
     #[test]
     fn file_names_never_become_paths() {

@@ -1,9 +1,19 @@
 //! The one error type of scalable-chat.
 //!
-//! Every failure a client can see is an [`Error`]: a stable machine-readable [`ErrorCode`] and a
-//! human-readable message. It crosses the RPC bus unchanged and is turned into an HTTP response in
-//! exactly one place (`chat_http::ApiError`), with the shape
-//! `{ "error": { "code": "...", "message": "..." } }`.
+//! Every failure a client can see is an [`Error`]: a category ([`ErrorCode`], which fixes the
+//! HTTP status), a specific stable `reason` (`email_taken`, `not_group_admin`, …) and a
+//! human-readable message. It crosses the RPC bus unchanged and is turned into an HTTP response
+//! in exactly one place (`chat_http::ApiError`), with the shape
+//! `{ "error": { "code": "forbidden", "reason": "not_group_admin", "message": "..." } }`.
+//!
+//! Each service declares why it refuses a request as a typed enum with [`error_reasons!`]
+//! (`contracts::auth::AuthError`, `contracts::groups::GroupError`, …): the variant fixes the
+//! category and the reason once, and [`all_reasons`] lists them for the OpenAPI document and the
+//! README. Failures are logged where they leave the process (the HTTP response, the RPC reply,
+//! the socket acknowledgement), not where they are made: [`Error::internal`] and
+//! [`Error::dependency`] keep their detail for that log and never send it.
+
+use std::borrow::Cow;
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -44,6 +54,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Validation,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RangeNotSatisfiable,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+    ];
+
     /// The HTTP status this code maps to.
     pub fn status(self) -> StatusCode {
         match self {
@@ -90,19 +118,26 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// A failure a client can see. Constructed through the helpers below so that internal details are
-/// logged rather than returned.
+/// A failure a client can see. Constructed from a service's reason enum, or through the helpers
+/// below for the generic categories; internal details are kept for the log, never returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{code}: {message}")]
 #[serde(rename_all = "camelCase")]
 pub struct Error {
-    /// Machine-readable code.
+    /// Machine-readable category.
     pub code: ErrorCode,
+    /// Machine-readable specific reason; the code's own name for the generic categories. Empty
+    /// from a peer older than reasons (read it through [`Error::reason`]).
+    #[serde(default)]
+    reason: Cow<'static, str>,
     /// Human-readable message, safe to show to the caller.
     pub message: String,
     /// For [`ErrorCode::RateLimited`]: seconds until a retry may succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
+    /// What went wrong inside, for the log at the boundary. Never serialised.
+    #[serde(skip)]
+    detail: Option<String>,
 }
 
 /// Shorthand for results carrying [`Error`].
@@ -111,10 +146,56 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with a code and a message that is safe to show to the caller.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_reason(code, code.as_str(), message)
+    }
+    /// An error with a specific reason (what [`error_reasons!`] enums convert into).
+    pub fn with_reason(code: ErrorCode, reason: &'static str, message: impl Into<String>) -> Self {
         Error {
             code,
+            reason: Cow::Borrowed(reason),
             message: message.into(),
             retry_after_secs: None,
+            detail: None,
+        }
+    }
+    /// The specific reason: what clients switch on.
+    pub fn reason(&self) -> &str {
+        if self.reason.is_empty() {
+            self.code.as_str()
+        } else {
+            &self.reason
+        }
+    }
+    /// Whether this error is `reason`.
+    pub fn is(&self, reason: impl Into<Error>) -> bool {
+        self.reason() == reason.into().reason()
+    }
+    /// Whether retrying the same request later may succeed: the service or a dependency failed,
+    /// rather than the request being refused.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal
+        )
+    }
+    /// What went wrong inside, for the log; `None` for a refusal the caller caused.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+    /// Logs an error where it leaves the process (an HTTP response, an RPC reply, a socket
+    /// acknowledgement): failures inside at error or warning level with their detail, refusals
+    /// the caller caused at debug level.
+    pub fn log_at_boundary(&self, boundary: &str) {
+        match (self.code, &self.detail) {
+            (ErrorCode::Internal, detail) => tracing::error!(
+                boundary, code = %self.code, detail = detail.as_deref().unwrap_or(""), "request failed"
+            ),
+            (_, Some(detail)) => tracing::warn!(
+                boundary, code = %self.code, reason = self.reason(), detail = detail.as_str(), "request failed"
+            ),
+            (_, None) => tracing::debug!(
+                boundary, code = %self.code, reason = self.reason(), message = self.message.as_str(), "request refused"
+            ),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -144,21 +225,152 @@ impl Error {
     /// Too many attempts; the caller may retry after `retry_after_secs`.
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Error {
-            code: ErrorCode::RateLimited,
-            message: "too many attempts, try again later".into(),
             retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(ErrorCode::RateLimited, "too many attempts, try again later")
         }
     }
-    /// An unexpected failure: `detail` goes to the log (at error level), the caller sees a generic
-    /// message. Never pass a secret as `detail`.
+    /// An unexpected failure: `detail` is logged at the boundary (at error level), the caller
+    /// sees a generic message. Never pass a secret as `detail`.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
-        Self::new(ErrorCode::Internal, "internal error")
+        Error {
+            detail: Some(detail.to_string()),
+            ..Self::new(ErrorCode::Internal, "internal error")
+        }
     }
-    /// A dependency failed: logged with `detail`, reported to the caller as unavailable.
+    /// A dependency failed: `detail` is logged at the boundary, the caller is told which
+    /// dependency is unavailable.
     pub fn dependency(what: &str, detail: impl std::fmt::Display) -> Self {
-        tracing::warn!(dependency = what, error = %detail, "dependency failure");
-        Self::new(ErrorCode::Unavailable, format!("{what} is unavailable"))
+        Error {
+            detail: Some(format!("{what}: {detail}")),
+            ..Self::new(ErrorCode::Unavailable, format!("{what} is unavailable"))
+        }
+    }
+}
+
+/// One specific reason, as documented: the README's table and the OpenAPI `reason` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasonDoc {
+    /// The wire name, for example `not_group_admin`.
+    pub reason: &'static str,
+    /// Its category, which fixes the HTTP status.
+    pub code: ErrorCode,
+    /// When it is returned.
+    pub doc: &'static str,
+}
+
+/// Declares a service's refusals: a `thiserror` enum whose variants each carry their category
+/// and stable reason, convertible into [`Error`], with the documentation table `REASONS`.
+///
+/// ```ignore
+/// error_reasons! {
+///     /// Why the group role refuses a request.
+///     pub enum GroupError {
+///         /// The caller is not an admin of the group.
+///         #[error("only group admins can do this")]
+///         NotGroupAdmin => (Forbidden, "not_group_admin"),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! error_reasons {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                #[error($($message:tt)+)]
+                $variant:ident $({ $($field:ident : $type:ty),* $(,)? })? => ($code:ident, $reason:literal),
+            )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        pub enum $name {
+            $(
+                $(#[doc = $doc])*
+                #[error($($message)+)]
+                $variant $({ $($field: $type),* })?,
+            )+
+        }
+
+        impl $name {
+            /// Every reason of this enum, documented.
+            pub const REASONS: &'static [$crate::error::ReasonDoc] = &[$(
+                $crate::error::ReasonDoc {
+                    reason: $reason,
+                    code: $crate::error::ErrorCode::$code,
+                    doc: concat!($($doc),*),
+                },
+            )+];
+
+            /// The stable wire name of this reason.
+            pub fn reason(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $reason,)+
+                }
+            }
+
+            /// The category, which fixes the HTTP status.
+            pub fn code(&self) -> $crate::error::ErrorCode {
+                match self {
+                    $(Self::$variant { .. } => $crate::error::ErrorCode::$code,)+
+                }
+            }
+        }
+
+        impl From<$name> for $crate::error::Error {
+            fn from(e: $name) -> Self {
+                $crate::error::Error::with_reason(e.code(), e.reason(), e.to_string())
+            }
+        }
+    };
+}
+
+/// The README's table of reasons (between its `reasons` markers), as Markdown.
+pub fn reasons_table() -> String {
+    let mut table = String::from("| `reason` | `code` (HTTP status) | When |\n|---|---|---|\n");
+    for r in all_reasons() {
+        let doc = r.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        table.push_str(&format!(
+            "| `{}` | `{}` ({}) | {} |\n",
+            r.reason,
+            r.code,
+            r.code.status().as_u16(),
+            doc
+        ));
+    }
+    table
+}
+
+/// Every specific reason any role returns, for the OpenAPI document and the README.
+pub fn all_reasons() -> Vec<ReasonDoc> {
+    use crate::contracts::messages::MessageError;
+    use crate::contracts::{assets::AssetError, auth::AuthError, groups::GroupError};
+    let mut all = Vec::new();
+    all.extend_from_slice(RequestError::REASONS);
+    all.extend_from_slice(AuthError::REASONS);
+    all.extend_from_slice(GroupError::REASONS);
+    all.extend_from_slice(MessageError::REASONS);
+    all.extend_from_slice(AssetError::REASONS);
+    all
+}
+
+error_reasons! {
+    /// Refusals of any request, before a service looks at it.
+    pub enum RequestError {
+        /// No `Authorization: Bearer` header.
+        #[error("missing Authorization: Bearer token")]
+        MissingToken => (Unauthorized, "missing_token"),
+        /// The `Authorization` header is not `Bearer <token>`.
+        #[error("Authorization must be: Bearer <access token>")]
+        MalformedAuthorization => (Unauthorized, "malformed_authorization"),
+        /// The access token is malformed, signed by an unknown key, expired, or for another
+        /// issuer or audience.
+        #[error("invalid or expired access token")]
+        InvalidToken => (Unauthorized, "invalid_token"),
+        /// The path names no route.
+        #[error("no such route")]
+        NoSuchRoute => (NotFound, "no_such_route"),
     }
 }
 
@@ -171,8 +383,12 @@ pub struct ErrorBody {
 /// The `error` member of [`ErrorBody`].
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable code, for example `unauthorized`.
+    /// Machine-readable category, for example `forbidden`; it fixes the HTTP status.
     pub code: ErrorCode,
+    /// Machine-readable specific reason, for example `not_group_admin` (the table in the
+    /// README lists them all); the category's own name when there is nothing more specific.
+    #[schema(example = "not_group_admin")]
+    pub reason: String,
     /// Human-readable message.
     pub message: String,
 }
@@ -197,6 +413,46 @@ mod tests {
         let e = Error::internal("connection string mongodb://user:hunter2@db");
         assert_eq!(e.message, "internal error");
         assert_eq!(e.code.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn reasons_are_unique_and_snake_case() {
+        let all = all_reasons();
+        let mut names: Vec<&str> = all.iter().map(|r| r.reason).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "a reason is declared twice");
+        for r in &all {
+            assert!(
+                r.reason.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{} is not snake_case",
+                r.reason
+            );
+            assert!(!r.doc.trim().is_empty(), "{} is not documented", r.reason);
+        }
+    }
+
+    #[test]
+    fn a_reason_fixes_code_status_and_message() {
+        let e = Error::from(RequestError::InvalidToken);
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+        assert_eq!(e.reason(), "invalid_token");
+        assert_eq!(e.message, "invalid or expired access token");
+        assert!(e.is(RequestError::InvalidToken));
+        assert_eq!(Error::not_found("x").reason(), "not_found");
+    }
+
+    #[test]
+    fn a_reply_from_an_older_peer_has_its_code_as_reason() {
+        let e: Error = serde_json::from_str(r#"{"code":"conflict","message":"taken"}"#).unwrap();
+        assert_eq!(e.reason(), "conflict");
+    }
+
+    #[test]
+    fn detail_is_kept_for_the_log_and_never_serialised() {
+        let e = Error::dependency("mongodb", "auth failed for user:hunter2");
+        assert!(e.detail().unwrap().contains("hunter2"));
+        assert!(!serde_json::to_string(&e).unwrap().contains("hunter2"));
     }
 
     #[test]

@@ -55,50 +55,63 @@ impl CallContext {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct ReplyEnvelope {
+#[derive(Serialize)]
+struct OkReply<'a, T> {
     v: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ok: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: &'a T,
+}
+
+#[derive(Serialize)]
+struct ErrorReply<'a> {
+    v: u8,
+    error: &'a Error,
+}
+
+#[derive(Deserialize)]
+struct Reply<T> {
+    #[serde(default = "Option::default")]
+    ok: Option<T>,
+    #[serde(default)]
     error: Option<Error>,
 }
 
 /// The reply body, and the outcome label for metrics (`ok` or the error code), which the caller
-/// would otherwise have to parse back out of the body.
+/// would otherwise have to parse back out of the body. The value is serialised once, straight
+/// into the body. A refusal or failure is logged here, where it leaves the role.
 pub fn encode_reply<T: Serialize>(result: Result<T, Error>) -> (Vec<u8>, &'static str) {
-    let envelope = match result.map(|v| serde_json::to_value(v)) {
-        Ok(Ok(value)) => ReplyEnvelope {
+    let error = match result {
+        Ok(value) => match serde_json::to_vec(&OkReply {
             v: WIRE_VERSION,
-            ok: Some(value),
-            error: None,
+            ok: &value,
+        }) {
+            Ok(body) => return (body, "ok"),
+            Err(e) => Error::internal(format!("cannot encode a reply: {e}")),
         },
-        Ok(Err(e)) => ReplyEnvelope {
-            v: WIRE_VERSION,
-            ok: None,
-            error: Some(Error::internal(e)),
-        },
-        Err(e) => ReplyEnvelope {
-            v: WIRE_VERSION,
-            ok: None,
-            error: Some(e),
-        },
+        Err(e) => e,
     };
-    let outcome = envelope.error.as_ref().map_or("ok", |e| e.code.as_str());
-    (serde_json::to_vec(&envelope).unwrap_or_default(), outcome)
+    error.log_at_boundary("rpc");
+    let body = serde_json::to_vec(&ErrorReply {
+        v: WIRE_VERSION,
+        error: &error,
+    })
+    .unwrap_or_default();
+    (body, error.code.as_str())
 }
 
+/// The response in a reply body, or the error it carries.
 pub fn decode_reply<T: DeserializeOwned>(pattern: &str, body: &[u8]) -> Result<T, Error> {
-    let envelope: ReplyEnvelope = serde_json::from_slice(body)
-        .map_err(|e| Error::internal(format!("malformed reply to {pattern}: {e}")))?;
-    if let Some(error) = envelope.error {
-        return Err(error);
-    }
-    T::deserialize(envelope.ok.unwrap_or(serde_json::Value::Null)).map_err(|e| {
+    let reply: Reply<T> = serde_json::from_slice(body).map_err(|e| {
         Error::internal(format!(
             "reply to {pattern} does not match its contract: {e}"
         ))
-    })
+    })?;
+    match (reply.error, reply.ok) {
+        (Some(error), _) => Err(error),
+        (None, Some(value)) => Ok(value),
+        // `null` or absent: a unit or optional response.
+        (None, None) => T::deserialize(serde_json::Value::Null)
+            .map_err(|e| Error::internal(format!("reply to {pattern} has no value: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +132,15 @@ mod tests {
         );
         let (unit, _) = encode_reply::<()>(Ok(()));
         decode_reply::<()>("p", &unit).unwrap();
+        let (none, _) = encode_reply::<Option<u32>>(Ok(None));
+        assert_eq!(decode_reply::<Option<u32>>("p", &none).unwrap(), None);
+        let (some, _) = encode_reply(Ok(Some(3u32)));
+        assert_eq!(decode_reply::<Option<u32>>("p", &some).unwrap(), Some(3));
+        assert_eq!(
+            decode_reply::<u32>("p", br#"{"v":1,"ok":"seven"}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::Internal
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! RPC ([`KeySource`]); an unknown `kid` triggers one refresh (rate-limited), so a rotated key is
 //! picked up without a restart.
 
+use crate::error::RequestError;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -303,7 +304,7 @@ impl TokenVerifier {
     /// Checks signature, algorithm, issuer, audience and expiry; any failure is `unauthorized`
     /// with a message that does not help an attacker.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, Error> {
-        let invalid = || Error::unauthorized("invalid or expired access token");
+        let invalid = || Error::from(RequestError::InvalidToken);
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         if header.alg != Algorithm::EdDSA {
             return Err(invalid());

@@ -1,5 +1,6 @@
 //! Domain values that validate on construction, so invalid data cannot reach the stores.
 
+use crate::contracts::auth::AuthError;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -12,7 +13,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let email = raw.trim().to_lowercase();
-        let invalid = || Error::validation("email must be a valid address like name@example.com");
+        let invalid = || Error::from(AuthError::InvalidEmail);
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -42,9 +43,10 @@ impl PersonName {
         let name = raw.trim();
         let len = name.chars().count();
         if len == 0 || len > 100 || name.chars().any(char::is_control) {
-            return Err(Error::validation(format!(
-                "{field} must be 1 to 100 characters"
-            )));
+            return Err(AuthError::InvalidName {
+                field: field.to_string(),
+            }
+            .into());
         }
         Ok(PersonName(name.to_string()))
     }
@@ -62,9 +64,11 @@ pub const PASSWORD_MAX_CHARS: usize = 128;
 pub fn check_new_password(password: &str) -> Result<(), Error> {
     let len = password.chars().count();
     if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&len) || password.trim().is_empty() {
-        return Err(Error::validation(format!(
-            "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
-        )));
+        return Err(AuthError::InvalidPassword {
+            min: PASSWORD_MIN_CHARS,
+            max: PASSWORD_MAX_CHARS,
+        }
+        .into());
     }
     Ok(())
 }

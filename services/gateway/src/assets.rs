@@ -19,7 +19,7 @@ use chat_domain::assets::{
 use chat_domain::contracts::assets::*;
 use chat_domain::error::ErrorBody;
 use chat_domain::rpc::CallContext;
-use chat_domain::{Error, ErrorCode};
+use chat_domain::Error;
 use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
 use chat_ports::clients::is_member;
 use serde::Deserialize;
@@ -41,21 +41,24 @@ pub struct UploadChunkForm {
     total_chunks: u32,
 }
 
-fn multipart_error(e: MultipartError) -> Error {
+fn multipart_error(e: MultipartError, max_chunk_bytes: usize) -> Error {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::new(
-            ErrorCode::PayloadTooLarge,
-            "the chunk is larger than allowed; send smaller chunks",
-        )
+        AssetError::ChunkTooLarge {
+            max: max_chunk_bytes,
+        }
+        .into()
     } else {
-        Error::bad_request("the multipart body is malformed")
+        AssetError::MalformedMultipart.into()
     }
 }
 
 fn whole_number(field: &str, text: &str) -> Result<u32, Error> {
-    text.trim()
-        .parse::<u32>()
-        .map_err(|_| Error::validation(format!("{field} must be a whole number, 0 or more")))
+    text.trim().parse::<u32>().map_err(|_| {
+        AssetError::NotWholeNumber {
+            field: field.to_string(),
+        }
+        .into()
+    })
 }
 
 /// `POST /assets/upload`
@@ -75,12 +78,7 @@ pub async fn upload_chunk(
 ) -> ApiResult<axum::Json<ChunkReceipt>> {
     // Refusals come after the body is read: a server that answers mid-upload and closes the
     // connection leaves the client with a broken pipe instead of the error.
-    let not_multipart = || {
-        Error::new(
-            ErrorCode::UnsupportedMediaType,
-            "expected multipart/form-data with the fields chunk, filename, chunkIndex and totalChunks",
-        )
-    };
+    let not_multipart = || Error::from(AssetError::NotMultipart);
     let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -94,7 +92,8 @@ pub async fn upload_chunk(
     let multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| not_multipart())?;
-    let (fields, claims) = (read_fields(multipart).await, caller?.0);
+    let max_chunk = gw.asset_limits.max_chunk_bytes;
+    let (fields, claims) = (read_fields(multipart, max_chunk).await, caller?.0);
     let fields = fields?;
     let chunk = ChunkUpload {
         owner_id: claims.sub,
@@ -123,7 +122,8 @@ struct ChunkFields {
 }
 
 /// Reads every field of the upload form, then checks that the required ones are there.
-async fn read_fields(mut multipart: Multipart) -> Result<ChunkFields, Error> {
+async fn read_fields(mut multipart: Multipart, max_chunk: usize) -> Result<ChunkFields, Error> {
+    let multipart_error = |e| multipart_error(e, max_chunk);
     let (mut bytes, mut filename, mut index, mut total, mut part_name) =
         (None, None, None, None, None);
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -138,7 +138,11 @@ async fn read_fields(mut multipart: Multipart) -> Result<ChunkFields, Error> {
             _ => {}
         }
     }
-    let missing = |name: &str| Error::bad_request(format!("the field {name} is required"));
+    let missing = |name: &str| {
+        Error::from(AssetError::FieldRequired {
+            field: name.to_string(),
+        })
+    };
     Ok(ChunkFields {
         filename: filename.or(part_name).ok_or_else(|| missing("filename"))?,
         index: whole_number("chunkIndex", &index.ok_or_else(|| missing("chunkIndex"))?)?,
@@ -163,7 +167,7 @@ pub async fn upload_status(
         .status(&claims.sub, &query.filename)
         .await?
         .map(|s| axum::Json(s.into()))
-        .ok_or_else(|| Error::not_found("no upload of that file is in progress"))
+        .ok_or_else(|| AssetError::NoUploadInProgress.into())
         .map_err(ApiError)
 }
 
@@ -182,7 +186,7 @@ pub async fn abandon_upload(
     if gw.assets.abandon(&claims.sub, &query.filename).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::not_found("no upload of that file is in progress").into())
+        Err(Error::from(AssetError::NoUploadInProgress).into())
     }
 }
 
@@ -239,7 +243,7 @@ pub async fn download(
         Err(e) => query.access_token.filter(|t| !t.is_empty()).ok_or(e)?,
     };
     let caller = gw.verifier.verify(&token).await?.sub;
-    let not_found = || Error::not_found("no such file");
+    let not_found = || Error::from(AssetError::FileNotFound);
     let asset = gw.assets.get(&id).await?.ok_or_else(not_found)?;
     if !may_read(&gw, &caller, &asset, &ctx).await? {
         return Err(not_found().into());
@@ -281,10 +285,7 @@ pub async fn download(
         }
         RangeRequest::Unsatisfiable => {
             let content_range = format!("bytes */{}", asset.size);
-            let error = Error::new(
-                ErrorCode::RangeNotSatisfiable,
-                format!("the file has {} bytes", asset.size),
-            );
+            let error = AssetError::RangeNotSatisfiable { size: asset.size }.into();
             return Ok(([(header::CONTENT_RANGE, content_range)], ApiError(error)).into_response());
         }
     };

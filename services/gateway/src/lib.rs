@@ -20,7 +20,7 @@ use chat_domain::contracts::auth::*;
 use chat_domain::contracts::groups::*;
 use chat_domain::contracts::messages::*;
 use chat_domain::contracts::Page;
-use chat_domain::error::ErrorBody;
+use chat_domain::error::{ErrorBody, RequestError};
 use chat_domain::tokens::{AccessClaims, PublicKeyJwk, TokenVerifier};
 use chat_domain::Error;
 use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
@@ -63,13 +63,13 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, Error> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer token"))?;
+        .ok_or(RequestError::MissingToken)?;
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::unauthorized("Authorization must be: Bearer <access token>"))
+        .ok_or_else(|| RequestError::MalformedAuthorization.into())
 }
 
 fn client_address(state: &Gateway, headers: &HeaderMap, peer: SocketAddr) -> String {
@@ -488,13 +488,41 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        document_reasons(components);
     }
+}
+
+/// Lists every error reason, with when it is returned, on `ErrorDetail.reason`.
+fn document_reasons(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    let Some(RefOr::T(Schema::Object(detail))) = components.schemas.get_mut("ErrorDetail") else {
+        return;
+    };
+    let reasons = chat_domain::error::all_reasons();
+    let mut description = String::from(
+        "Why exactly; the code's own name when nothing more specific applies. Reasons:",
+    );
+    for r in &reasons {
+        let doc = r.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        description.push_str(&format!("\n- `{}` ({}): {doc}", r.reason, r.code));
+    }
+    let mut names: Vec<&str> = reasons.iter().map(|r| r.reason).collect();
+    for code in chat_domain::ErrorCode::ALL {
+        if !names.contains(&code.as_str()) {
+            names.push(code.as_str());
+        }
+    }
+    let mut reason = Object::with_type(SchemaType::Type(Type::String));
+    reason.description = Some(description);
+    reason.enum_values = Some(names.into_iter().map(Into::into).collect());
+    detail.properties.insert("reason".into(), reason.into());
 }
 
 /// The OpenAPI document of the REST API, generated from the handlers.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"message\"}}."),
+    info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"reason\",\"message\"}}."),
     paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks,
         assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
     components(schemas(ErrorBody, chat_domain::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),

@@ -29,15 +29,16 @@ pub struct GroupService {
 }
 
 fn not_found() -> Error {
-    Error::not_found("group not found")
+    GroupError::GroupNotFound.into()
 }
 
 fn clean_name(raw: &str) -> Result<Option<String>, Error> {
     let name = raw.trim();
     if name.chars().count() > MAX_GROUP_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(Error::validation(format!(
-            "name must be at most {MAX_GROUP_NAME_CHARS} characters"
-        )));
+        return Err(GroupError::NameTooLong {
+            max: MAX_GROUP_NAME_CHARS,
+        }
+        .into());
     }
     Ok((!name.is_empty()).then(|| name.to_string()))
 }
@@ -95,9 +96,10 @@ impl GroupService {
     /// Distinct ids other than the caller, all of existing users.
     async fn existing_members(&self, caller: &str, ids: &[String]) -> Result<Vec<String>, Error> {
         if ids.len() > MAX_MEMBERS_PER_REQUEST {
-            return Err(Error::validation(format!(
-                "at most {MAX_MEMBERS_PER_REQUEST} members per request"
-            )));
+            return Err(GroupError::TooManyMembers {
+                max: MAX_MEMBERS_PER_REQUEST,
+            }
+            .into());
         }
         let wanted: BTreeSet<String> = ids
             .iter()
@@ -113,10 +115,10 @@ impl GroupService {
             .take(5)
             .collect();
         if !unknown.is_empty() {
-            return Err(Error::validation(format!(
-                "unknown user ids in memberIds: {}",
-                unknown.join(", ")
-            )));
+            return Err(GroupError::UnknownUsers {
+                ids: unknown.join(", "),
+            }
+            .into());
         }
         Ok(wanted)
     }
@@ -145,7 +147,7 @@ impl GroupService {
             .iter()
             .any(|m| m.user_id == caller && m.role == MemberRole::Admin)
         {
-            return Err(Error::forbidden("only group admins can do this"));
+            return Err(GroupError::NotGroupAdmin.into());
         }
         Ok((group, members))
     }
@@ -160,9 +162,7 @@ impl GroupService {
             .existing_members(&caller, &request.body.member_ids)
             .await?;
         if name.is_none() && others.is_empty() {
-            return Err(Error::validation(
-                "a group needs a name or at least one other member",
-            ));
+            return Err(GroupError::NameOrMembersRequired.into());
         }
         let direct_key = (name.is_none() && others.len() == 1).then(|| {
             let mut pair = [caller.clone(), others[0].clone()];
@@ -212,18 +212,14 @@ impl GroupService {
         let (group, members) = self.as_admin(&request.caller, &request.group_id).await?;
         let body = request.body;
         if body.name.is_none() && body.image_url.is_none() {
-            return Err(Error::validation(
-                "nothing to change: give name and/or imageUrl",
-            ));
+            return Err(GroupError::NothingToChange.into());
         }
         let name = match &body.name {
-            Some(raw) => {
-                Some(clean_name(raw)?.ok_or_else(|| Error::validation("name must not be empty"))?)
-            }
+            Some(raw) => Some(clean_name(raw)?.ok_or(GroupError::NameEmpty)?),
             None => None,
         };
         if name.is_some() && group.direct_key.is_some() {
-            return Err(Error::validation("direct conversations have no name"));
+            return Err(GroupError::DirectGroupIsFixed.into());
         }
         let mut image = None;
         if let Some(Some(url)) = &body.image_url {
@@ -240,17 +236,13 @@ impl GroupService {
     pub async fn add_members(&self, request: AddMembers) -> Result<GroupView, Error> {
         let (group, _) = self.as_admin(&request.caller, &request.group_id).await?;
         if group.direct_key.is_some() {
-            return Err(Error::validation(
-                "direct conversations cannot have more members; create a group",
-            ));
+            return Err(GroupError::DirectGroupIsFixed.into());
         }
         let ids = self
             .existing_members(&request.caller, &request.member_ids)
             .await?;
         if ids.is_empty() {
-            return Err(Error::validation(
-                "memberIds must name at least one other user",
-            ));
+            return Err(GroupError::NoMembersGiven.into());
         }
         let added = self.groups.add_members(&group.id, &ids).await?;
         tracing::info!(group_id = %group.id, added = added.len(), "members added");
@@ -279,7 +271,7 @@ impl GroupService {
         let target = members
             .iter()
             .find(|m| m.user_id == request.user_id)
-            .ok_or_else(|| Error::not_found("that user is not a member of this group"))?;
+            .ok_or(GroupError::NotAMember)?;
         self.groups
             .remove_member(&group.id, &target.user_id)
             .await?;

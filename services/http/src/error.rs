@@ -1,5 +1,6 @@
 //! The one place an [`Error`] becomes an HTTP response: its code's status, the JSON error shape
-//! `{ "error": { "code": "...", "message": "..." } }`, and `Retry-After` when rate limited.
+//! `{ "error": { "code": "...", "reason": "...", "message": "..." } }`, and `Retry-After` when
+//! rate limited. Failures are logged here, once, with their detail.
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -22,16 +23,17 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let Error {
-            code,
-            message,
-            retry_after_secs,
-        } = self.0;
+        let error = self.0;
+        error.log_at_boundary("http");
         let body = ErrorBody {
-            error: ErrorDetail { code, message },
+            error: ErrorDetail {
+                code: error.code,
+                reason: error.reason().to_string(),
+                message: error.message,
+            },
         };
-        let mut response = (code.status(), axum::Json(body)).into_response();
-        if let Some(secs) = retry_after_secs {
+        let mut response = (error.code.status(), axum::Json(body)).into_response();
+        if let Some(secs) = error.retry_after_secs {
             if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

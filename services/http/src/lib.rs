@@ -26,6 +26,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument;
 
+use chat_domain::error::RequestError;
 use chat_domain::rpc::CallContext;
 use chat_domain::{Error, ErrorCode};
 use chat_ports::metrics::{metrics, HttpLabels};
@@ -39,7 +40,7 @@ pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id
 /// by extractors (larger bodies get 413 with the error shape).
 pub fn with_common_layers(router: Router, max_body_bytes: usize) -> Router {
     router
-        .fallback(|| async { ApiError(Error::not_found("no such route")) })
+        .fallback(|| async { ApiError(RequestError::NoSuchRoute.into()) })
         .method_not_allowed_fallback(|| async {
             ApiError(Error::new(
                 ErrorCode::MethodNotAllowed,

@@ -14,11 +14,11 @@
 
 use std::sync::Arc;
 
-use chat_domain::contracts::groups::MemberRole;
+use chat_domain::contracts::groups::{GroupError, MemberRole};
 use chat_domain::contracts::messages::*;
 use chat_domain::events::COMMANDS;
 use chat_domain::events::{Envelope, FACTS};
-use chat_domain::{Error, ErrorCode};
+use chat_domain::Error;
 use chat_ports::assets::{owned_asset, AssetStore};
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
@@ -37,7 +37,7 @@ pub struct MessageService {
 const PRODUCER: &str = "message";
 
 fn not_a_member() -> Error {
-    Error::forbidden("you are not a member of this group")
+    MessageError::NotMember.into()
 }
 
 /// Validates a send: text and/or attachment, bounded text and client id.
@@ -49,19 +49,19 @@ fn check_send(
     if client_message_id.trim().is_empty()
         || client_message_id.chars().count() > MAX_CLIENT_ID_CHARS
     {
-        return Err(Error::validation(format!(
-            "clientMessageId must be 1 to {MAX_CLIENT_ID_CHARS} characters"
-        )));
+        return Err(MessageError::InvalidClientMessageId {
+            max: MAX_CLIENT_ID_CHARS,
+        }
+        .into());
     }
     let content = content.as_deref().map(str::trim).filter(|c| !c.is_empty());
     match content {
         None if attachment.is_some() => Ok(None),
-        None => Err(Error::validation(
-            "a message needs content or an attachment",
-        )),
-        Some(c) if c.chars().count() > MAX_MESSAGE_CHARS => Err(Error::validation(format!(
-            "a message is at most {MAX_MESSAGE_CHARS} characters"
-        ))),
+        None => Err(MessageError::EmptyMessage.into()),
+        Some(c) if c.chars().count() > MAX_MESSAGE_CHARS => Err(MessageError::MessageTooLong {
+            max: MAX_MESSAGE_CHARS,
+        }
+        .into()),
         Some(c) => Ok(Some(c.to_string())),
     }
 }
@@ -94,21 +94,15 @@ impl MessageService {
         let command = record.envelope.event;
         match self.apply(&group_id, &command).await {
             Ok(fact) => self.publish(&group_id, fact).await,
-            Err(e)
-                if matches!(
-                    e.code,
-                    ErrorCode::Unavailable | ErrorCode::Timeout | ErrorCode::Internal
-                ) =>
-            {
-                Err(e)
-            }
+            // Infrastructure failed: the log redelivers the command.
+            Err(e) if e.is_transient() => Err(e),
             Err(error) => {
                 let user_id = match &command {
                     Command::Send { user_id, .. }
                     | Command::Seen { user_id, .. }
                     | Command::Delete { user_id, .. } => user_id.clone(),
                 };
-                tracing::info!(%group_id, code = %error.code, "command rejected");
+                tracing::info!(%group_id, reason = error.reason(), "command rejected");
                 let fact = Fact::CommandRejected {
                     command_id: command.command_id().to_string(),
                     user_id,
@@ -137,11 +131,7 @@ impl MessageService {
                     Some(a) => Some(
                         owned_asset(self.assets.as_ref(), user_id, &a.url)
                             .await?
-                            .ok_or_else(|| {
-                                Error::validation(
-                                    "attach a file you uploaded (its url from complete-upload)",
-                                )
-                            })?,
+                            .ok_or_else(|| Error::from(MessageError::AttachmentNotUploaded))?,
                     ),
                     None => None,
                 };
@@ -185,9 +175,7 @@ impl MessageService {
                     .map(|m| m.seq)
                     .unwrap_or(0);
                 if *seq < 0 || *seq > last {
-                    return Err(Error::validation(format!(
-                        "seq must be between 0 and {last}"
-                    )));
+                    return Err(MessageError::SeqOutOfRange { last }.into());
                 }
                 let now = Utc::now();
                 self.groups.mark_seen(group_id, user_id, *seq, now).await?;
@@ -213,17 +201,15 @@ impl MessageService {
                     .get(message_id)
                     .await?
                     .filter(|m| m.group_id == group_id)
-                    .ok_or_else(|| Error::not_found("message not found"))?;
+                    .ok_or(MessageError::MessageNotFound)?;
                 if message.sender_id != *user_id && member.role != MemberRole::Admin {
-                    return Err(Error::forbidden(
-                        "only the sender or a group admin can delete a message",
-                    ));
+                    return Err(MessageError::NotSenderOrAdmin.into());
                 }
                 let deleted = self
                     .messages
                     .tombstone(message_id)
                     .await?
-                    .ok_or_else(|| Error::not_found("message not found"))?;
+                    .ok_or(MessageError::MessageNotFound)?;
                 Ok(Fact::MessageDeleted {
                     command_id: Some(command_id.clone()),
                     message_id: deleted.id,
@@ -239,16 +225,17 @@ impl MessageService {
         self.groups
             .membership(&request.group_id, &request.caller)
             .await?
-            .ok_or_else(|| Error::not_found("group not found"))?;
+            .ok_or(GroupError::GroupNotFound)?;
         let q = request.query;
         let limit = q.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
         if limit == 0 || limit > MAX_HISTORY_PAGE {
-            return Err(Error::validation(format!(
-                "limit must be 1 to {MAX_HISTORY_PAGE}"
-            )));
+            return Err(MessageError::InvalidLimit {
+                max: MAX_HISTORY_PAGE,
+            }
+            .into());
         }
         if q.before.is_some() && q.after.is_some() {
-            return Err(Error::validation("give before or after, not both"));
+            return Err(MessageError::BeforeAndAfter.into());
         }
         // One more than asked tells whether there is more.
         let mut data = match q.after {
@@ -272,11 +259,11 @@ impl MessageService {
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<MessageView>, Error> {
         let text = request.query.q.trim();
         if text.is_empty() || text.chars().count() > 100 {
-            return Err(Error::validation("q must be 1 to 100 characters"));
+            return Err(MessageError::InvalidQuery.into());
         }
         let limit = request.query.limit.unwrap_or(20);
         if limit == 0 || limit > 100 {
-            return Err(Error::validation("limit must be 1 to 100"));
+            return Err(MessageError::InvalidLimit { max: 100 }.into());
         }
         let groups: Vec<String> = self
             .groups

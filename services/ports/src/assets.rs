@@ -2,6 +2,7 @@
 //! [`chat_domain::assets`]).
 
 use bytes::Bytes;
+use chat_domain::contracts::assets::AssetError;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
@@ -66,16 +67,16 @@ pub async fn owned_image(
     check_image_url(field, url)?;
     if asset_id_from_url(url).is_none() {
         if url.starts_with("/assets/") {
-            return Err(Error::validation("that asset does not exist"));
+            return Err(AssetError::AssetNotFound.into());
         }
         return Ok(None);
     }
     match owned_asset(store, owner_id, url).await? {
         Some(asset) if asset.is_image() => Ok(Some(asset)),
-        Some(asset) => Err(Error::validation(format!(
-            "that file is {}, not an image",
-            asset.content_type
-        ))),
-        None => Err(Error::validation("use an image you uploaded")),
+        Some(asset) => Err(AssetError::NotAnImage {
+            content_type: asset.content_type,
+        }
+        .into()),
+        None => Err(AssetError::NotYourUpload.into()),
     }
 }

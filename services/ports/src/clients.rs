@@ -1,5 +1,6 @@
 //! Typed clients of other roles over the RPC port, shared by the roles that call them.
 
+use crate::startup::StartupError;
 use std::sync::Arc;
 
 use chat_domain::config::Config;
@@ -23,8 +24,13 @@ impl KeySource for RpcKeySource {
 
 /// The token verifier of a non-auth role: the keys in `JWT_PUBLIC_KEY_FILE` if set, and auth's
 /// published keys (fetched over RPC when a token names a key not known yet).
-pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, String> {
-    let keys = public_keys_from_file(config.jwt_public_key_file.as_deref())?;
+pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, StartupError> {
+    let keys = public_keys_from_file(config.jwt_public_key_file.as_deref()).map_err(|why| {
+        StartupError::InvalidSetting {
+            variable: "JWT_PUBLIC_KEY_FILE",
+            why,
+        }
+    })?;
     Ok(TokenVerifier::new(
         keys,
         Some(Arc::new(RpcKeySource(rpc.clone()))),

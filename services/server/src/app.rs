@@ -3,6 +3,7 @@
 //! tasks) and binds the HTTP listener; [`Application::run_until_stopped`] serves until SIGTERM
 //! and drains in order.
 
+use chat_ports::startup::StartupError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,17 +34,9 @@ pub enum StartError {
     #[error("this build has no {0} adapters; rebuild with `--features {0}`")]
     #[cfg_attr(all(feature = "production", feature = "embedded"), allow(dead_code))]
     FamilyMissing(&'static str),
-    /// A dependency did not answer in time, or refused us.
-    #[error("{0}")]
-    #[cfg_attr(not(feature = "production"), allow(dead_code))]
-    Dependency(String),
-    /// The embedded database could not be opened.
-    #[error("{0}")]
-    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    Store(String),
-    /// The token keys could not be loaded.
-    #[error("{0}")]
-    Keys(String),
+    /// A dependency, the database file or the token keys.
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     #[error("{0}")]
     Listen(std::io::Error),
     #[error("http server failed: {0}")]
@@ -251,12 +244,13 @@ impl Mounts {
     async fn auth(&mut self, config: &Config) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
         let limiter = self.family.cache().await?.limiter;
-        let signer = chat_auth::load_signing_key(config, stores.signing_keys.as_ref())
-            .await
-            .map_err(StartError::Keys)?;
+        let signer = chat_auth::load_signing_key(config, stores.signing_keys.as_ref()).await?;
         let extra_keys =
             chat_domain::tokens::public_keys_from_file(config.jwt_public_key_file.as_deref())
-                .map_err(StartError::Keys)?;
+                .map_err(|why| StartupError::InvalidSetting {
+                    variable: "JWT_PUBLIC_KEY_FILE",
+                    why,
+                })?;
         let auth_stores = chat_auth::AuthStores {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
@@ -264,7 +258,7 @@ impl Mounts {
             assets: stores.assets,
         };
         let service = chat_auth::AuthService::new(auth_stores, signer, extra_keys, config.into())
-            .map_err(|e| StartError::Keys(e.message))?;
+            .map_err(StartupError::step("the signing keys"))?;
         self.rpc = chat_auth::rpc_handlers(Arc::new(service), std::mem::take(&mut self.rpc));
         Ok(())
     }
@@ -305,7 +299,7 @@ impl Mounts {
         // The gateway reads and writes file bytes itself, so it needs the stores too.
         let assets = self.family.stores().await?.assets;
         let rpc = self.family.rpc_client();
-        let verifier = chat_ports::clients::verifier(config, &rpc).map_err(StartError::Keys)?;
+        let verifier = chat_ports::clients::verifier(config, &rpc)?;
         let state = chat_gateway::Gateway {
             rpc,
             verifier: Arc::new(verifier),
@@ -330,7 +324,7 @@ impl Mounts {
         let events = self.family.events().await?;
         let presence = self.family.cache().await?.presence;
         let rpc = self.family.rpc_client();
-        let verifier = chat_ports::clients::verifier(config, &rpc).map_err(StartError::Keys)?;
+        let verifier = chat_ports::clients::verifier(config, &rpc)?;
         let chat = Chat::new(
             rpc,
             Arc::new(verifier),

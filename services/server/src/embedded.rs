@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use chat_domain::config::Config;
-use chat_embedded::{
-    LocalBus, LocalLog, MemoryPresence, MemoryRateLimiter, SqliteProbe, SqliteStore,
-};
+use chat_embedded::{LocalBus, LocalLog, MemoryPresence, MemoryRateLimiter, SqliteDb, SqliteProbe};
 use chat_ports::events::EventLog;
 use chat_ports::health::Probe;
 use chat_ports::rpc::{RpcClient, RpcListener};
@@ -48,7 +46,7 @@ impl Family for Embedded {
             return Ok(stores.clone());
         }
         let file = self.config.data_dir.join("chat.db");
-        let db = SqliteStore::open(&file, self.config.assets.clone()).map_err(StartError::Store)?;
+        let db = SqliteDb::open(&file, self.config.assets.clone())?;
         self.probes.push(Arc::new(SqliteProbe(db.clone())));
         Ok(self.stores.insert(db.stores()).clone())
     }

@@ -2,6 +2,7 @@
 //! when a role first asks for it and waited for up to `STARTUP_TIMEOUT_SECONDS` (in Kubernetes
 //! pods start in any order).
 
+use chat_ports::startup::StartupError;
 use std::sync::Arc;
 
 use chat_domain::config::Config;
@@ -57,11 +58,10 @@ impl Production {
             &self.app_name,
             config.startup_timeout,
         )
-        .await
-        .map_err(StartError::Dependency)?;
+        .await?;
         let n = chat_mongodb::ensure_indexes(&db)
             .await
-            .map_err(|e| StartError::Dependency(format!("cannot create indexes: {}", e.message)))?;
+            .map_err(StartupError::step("creating the indexes"))?;
         tracing::info!(indexes = n, database = %config.mongodb_database(), "indexes are in place");
         Ok(db)
     }
@@ -85,9 +85,7 @@ impl Family for Production {
             return Ok(cache.clone());
         }
         let config = &self.config;
-        let conn = chat_redis::connect(&config.redis_url, config.startup_timeout)
-            .await
-            .map_err(StartError::Dependency)?;
+        let conn = chat_redis::connect(&config.redis_url, config.startup_timeout).await?;
         self.probes.push(Arc::new(RedisProbe(conn.clone())));
         let cache = Cache {
             limiter: Arc::new(RedisRateLimiter::new(conn.clone(), &config.namespace)),
@@ -102,7 +100,7 @@ impl Family for Production {
         }
         let config = &self.config;
         let kafka = KafkaLog::new(&config.kafka_brokers, KAFKA_PARTITIONS)
-            .map_err(|e| StartError::Dependency(e.message))?;
+            .map_err(StartupError::step("the Kafka client"))?;
         self.probes.push(Arc::new(kafka.probe()));
         let log = EventLog::new(Arc::new(kafka), &config.namespace);
         chat_ports::startup::wait_for(
@@ -111,8 +109,7 @@ impl Family for Production {
             config.startup_timeout,
             || log.ensure_topics(&[COMMANDS, FACTS]),
         )
-        .await
-        .map_err(StartError::Dependency)?;
+        .await?;
         Ok(self.events.insert(log).clone())
     }
 

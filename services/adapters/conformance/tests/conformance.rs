@@ -11,7 +11,7 @@ use chat_domain::assets::{AssetLimits, ByteRange, ChunkUpload};
 use chat_domain::config::Secret;
 use chat_domain::values::{Email, PageRequest};
 use chat_domain::ErrorCode;
-use chat_embedded::{MemoryPresence, MemoryRateLimiter, SqliteStore};
+use chat_embedded::{MemoryPresence, MemoryRateLimiter, SqliteDb};
 use chat_mongodb::{self as mongo, Database};
 use chat_ports::assets::AssetStore;
 use chat_ports::store::*;
@@ -80,7 +80,7 @@ async fn mongodb_and_redis() -> Ports {
 
 async fn embedded() -> Ports {
     Ports {
-        stores: SqliteStore::in_memory(limits()).unwrap().stores(),
+        stores: SqliteDb::in_memory(limits()).unwrap().stores(),
         limiter: Arc::new(MemoryRateLimiter::default()),
         presence: Arc::new(MemoryPresence::default()),
     }

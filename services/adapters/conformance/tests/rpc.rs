@@ -168,7 +168,10 @@ fn broker_closes_connection(name: &str) {
             ])
             .status()
             .expect("rabbitmqctl runs");
-        assert!(status.success());
+        assert!(
+            status.success(),
+            "cannot close {pid:?}; listing:\n{listing}"
+        );
     }
 }
 

@@ -16,4 +16,4 @@ pub mod sqlite;
 pub use bus::LocalBus;
 pub use log::LocalLog;
 pub use memory::{MemoryPresence, MemoryRateLimiter};
-pub use sqlite::{SqliteProbe, SqliteStore};
+pub use sqlite::{SqliteDb, SqliteProbe};

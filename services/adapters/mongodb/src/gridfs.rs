@@ -10,6 +10,7 @@
 //!   document last (as the specification asks), then deletes the upload's chunks and remembers
 //!   the asset id in the session, so completing again answers with the same file.
 
+use chat_domain::contracts::assets::AssetError;
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, Document};
@@ -142,9 +143,7 @@ impl MongoAssetStore {
                 Err(e) => return Err(e).db(),
             }
         }
-        Err(Error::conflict(
-            "this upload is changing concurrently; retry the chunk",
-        ))
+        Err(AssetError::ConcurrentChange.into())
     }
 
     async fn drop_session(&self, session: &Document) -> Result<(), Error> {
@@ -271,10 +270,11 @@ impl AssetStore for MongoAssetStore {
         let session = self.open_session(&chunk).await?;
         let total = session.get_i64("totalChunks").unwrap_or_default() as u32;
         if total != chunk.total_chunks {
-            return Err(Error::conflict(format!(
-                "an upload of {} with {total} chunks is in progress; finish or abandon it first",
-                chunk.filename
-            )));
+            return Err(AssetError::UploadInProgress {
+                filename: chunk.filename,
+                total,
+            }
+            .into());
         }
         let session_id = session.get_object_id("_id").map_err(|_| corrupt())?;
         let sha = sha256_hex(&chunk.bytes);
@@ -305,10 +305,7 @@ impl AssetStore for MongoAssetStore {
                         .db()?;
                     return Ok(progress(&session));
                 }
-                return Err(Error::conflict(format!(
-                    "chunk {} was already received with different bytes",
-                    chunk.index
-                )));
+                return Err(AssetError::ChunkConflict { index: chunk.index }.into());
             }
             Err(e) => return Err(e).db(),
         }
@@ -324,7 +321,7 @@ impl AssetStore for MongoAssetStore {
             .return_document(ReturnDocument::After)
             .await
             .db()?
-            .ok_or_else(|| Error::conflict("the upload was abandoned meanwhile"))?;
+            .ok_or(AssetError::ConcurrentChange)?;
         let received_bytes = updated.get_i64("receivedBytes").unwrap_or_default() as u64;
         if received_bytes > self.limits.max_file_bytes {
             // Nothing of an upload that can never complete is kept.
@@ -360,12 +357,12 @@ impl AssetStore for MongoAssetStore {
         let session = self
             .session(owner_id, filename)
             .await?
-            .ok_or_else(|| Error::not_found("no upload of that file is in progress"))?;
+            .ok_or(AssetError::NoUploadInProgress)?;
         if let Ok(asset_id) = session.get_str("assetId") {
             return self
                 .get(asset_id)
                 .await?
-                .ok_or_else(|| Error::not_found("no upload of that file is in progress"));
+                .ok_or_else(|| AssetError::NoUploadInProgress.into());
         }
         self.status_of(&session)
             .await?
@@ -461,7 +458,7 @@ impl AssetStore for MongoAssetStore {
     }
 
     async fn grant_group(&self, asset_id: &str, group_id: &str) -> Result<(), Error> {
-        let id = ObjectId::parse_str(asset_id).map_err(|_| Error::not_found("no such asset"))?;
+        let id = ObjectId::parse_str(asset_id).map_err(|_| AssetError::FileNotFound)?;
         self.files
             .update_one(
                 doc! {"_id": id},
@@ -473,7 +470,7 @@ impl AssetStore for MongoAssetStore {
     }
 
     async fn make_public(&self, asset_id: &str) -> Result<(), Error> {
-        let id = ObjectId::parse_str(asset_id).map_err(|_| Error::not_found("no such asset"))?;
+        let id = ObjectId::parse_str(asset_id).map_err(|_| AssetError::FileNotFound)?;
         self.files
             .update_one(doc! {"_id": id}, doc! {"$set": {"metadata.public": true}})
             .await

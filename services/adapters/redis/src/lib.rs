@@ -1,6 +1,7 @@
 //! The Redis adapters: connection with start-up retry, the readiness probe, rate limits and
 //! presence.
 
+use chat_ports::startup::StartupError;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -22,9 +23,11 @@ impl<T> Db<T> for redis::RedisResult<T> {
 }
 
 /// Connects, retrying until `timeout`; the returned manager reconnects by itself afterwards.
-pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, String> {
-    let client = redis::Client::open(url.expose())
-        .map_err(|_| "REDIS_URL is not a valid Redis URL".to_string())?;
+pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, StartupError> {
+    let client = redis::Client::open(url.expose()).map_err(|_| StartupError::InvalidSetting {
+        variable: "REDIS_URL",
+        why: "not a Redis URL".into(),
+    })?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2));

@@ -94,3 +94,78 @@ impl From<AssetRecord> for AssetView {
         }
     }
 }
+
+crate::error_reasons! {
+    /// Why an upload, a download or an attachment is refused.
+    pub enum AssetError {
+        /// The upload request is not `multipart/form-data`.
+        #[error("expected multipart/form-data with the fields chunk, filename, chunkIndex and totalChunks")]
+        NotMultipart => (UnsupportedMediaType, "not_multipart"),
+        /// The multipart body cannot be read.
+        #[error("the multipart body is malformed")]
+        MalformedMultipart => (BadRequest, "malformed_multipart"),
+        /// A required multipart field is missing.
+        #[error("the field {field} is required")]
+        FieldRequired { field: String } => (BadRequest, "field_required"),
+        /// `chunkIndex` or `totalChunks` is not a whole number.
+        #[error("{field} must be a whole number, 0 or more")]
+        NotWholeNumber { field: String } => (Validation, "not_a_whole_number"),
+        /// A file name that is a path, empty, too long or has control characters.
+        #[error("filename must be 1-{max} bytes without '/', '\\', '..', surrounding spaces or control characters")]
+        InvalidFilename { max: usize } => (Validation, "invalid_filename"),
+        /// `chunkIndex` is not below `totalChunks`.
+        #[error("chunkIndex must be less than totalChunks ({total})")]
+        ChunkIndexOutOfRange { total: u32 } => (Validation, "chunk_index_out_of_range"),
+        /// `totalChunks` is 0 or over the limit.
+        #[error("totalChunks must be from 1 to {max}")]
+        TotalChunksOutOfRange { max: u32 } => (Validation, "total_chunks_out_of_range"),
+        /// A chunk without bytes.
+        #[error("chunk is empty")]
+        EmptyChunk => (Validation, "empty_chunk"),
+        /// A chunk over the per-chunk limit.
+        #[error("a chunk may hold at most {max} bytes")]
+        ChunkTooLarge { max: usize } => (PayloadTooLarge, "chunk_too_large"),
+        /// The file would exceed the per-file limit.
+        #[error("a file may hold at most {max} bytes")]
+        FileTooLarge { max: u64 } => (PayloadTooLarge, "file_too_large"),
+        /// The file's type, sniffed from its first bytes, is not accepted.
+        #[error("files of type {sniffed} are not accepted")]
+        TypeNotAccepted { sniffed: String } => (UnsupportedMediaType, "type_not_accepted"),
+        /// Another upload of the same file name with another `totalChunks` is in progress.
+        #[error("an upload of {filename} with {total} chunks is in progress; finish or abandon it first")]
+        UploadInProgress { filename: String, total: u32 } => (Conflict, "upload_in_progress"),
+        /// This chunk index was already received with other bytes.
+        #[error("chunk {index} was already received with different bytes")]
+        ChunkConflict { index: u32 } => (Conflict, "chunk_conflict"),
+        /// Completing with a `totalChunks` other than the upload's.
+        #[error("this upload has {expected} chunks, not {given}")]
+        ChunkCountMismatch { expected: u32, given: u32 } => (Conflict, "chunk_count_mismatch"),
+        /// The upload changed or was abandoned concurrently; retry the chunk.
+        #[error("this upload changed concurrently; retry the chunk")]
+        ConcurrentChange => (Conflict, "upload_changed"),
+        /// Completing an upload that still lacks chunks (the message lists them).
+        #[error("{detail}")]
+        ChunksMissing { detail: String } => (Validation, "chunks_missing"),
+        /// No upload of that file name is in progress for the caller.
+        #[error("no upload of that file is in progress")]
+        NoUploadInProgress => (NotFound, "upload_not_found"),
+        /// The file does not exist, or the caller may not read it.
+        #[error("no such file")]
+        FileNotFound => (NotFound, "file_not_found"),
+        /// The byte range lies outside the file.
+        #[error("the file has {size} bytes")]
+        RangeNotSatisfiable { size: u64 } => (RangeNotSatisfiable, "range_not_satisfiable"),
+        /// A picture or attachment URL that is neither http(s) nor an absolute path.
+        #[error("{field} must be an http(s) URL or an absolute path of at most 2048 characters")]
+        InvalidUrl { field: String } => (Validation, "invalid_url"),
+        /// A `/assets/…` URL naming no stored file.
+        #[error("that asset does not exist")]
+        AssetNotFound => (Validation, "asset_not_found"),
+        /// A stored file of the caller's that is not an image, used as a picture.
+        #[error("that file is {content_type}, not an image")]
+        NotAnImage { content_type: String } => (Validation, "not_an_image"),
+        /// A stored file someone else uploaded, used as the caller's picture.
+        #[error("use an image you uploaded")]
+        NotYourUpload => (Validation, "not_your_upload"),
+    }
+}

@@ -184,3 +184,37 @@ pattern!(/// Record when a user was last online.
     UserLastSeen, "user.last_seen", LastSeen => ());
 pattern!(/// The public keys that verify access tokens.
     AuthKeys, "auth.keys", () => Vec<PublicKeyJwk>);
+
+crate::error_reasons! {
+    /// Why the auth role, or a value it validates, refuses a request.
+    pub enum AuthError {
+        /// Registration with an email that already has an account.
+        #[error("an account with this email already exists")]
+        EmailTaken => (Conflict, "email_taken"),
+        /// Not a plausible email address.
+        #[error("email must be a valid address like name@example.com")]
+        InvalidEmail => (Validation, "invalid_email"),
+        /// A first or last name that is empty, longer than 100 characters or holds control
+        /// characters.
+        #[error("{field} must be 1 to 100 characters")]
+        InvalidName { field: String } => (Validation, "invalid_name"),
+        /// A new password outside the policy.
+        #[error("password must be {min} to {max} characters")]
+        InvalidPassword { min: usize, max: usize } => (Validation, "invalid_password"),
+        /// Login with an unknown email or a wrong password (the same answer for both).
+        #[error("invalid email or password")]
+        InvalidCredentials => (Unauthorized, "invalid_credentials"),
+        /// A refresh token that is unknown, expired or already used (reuse revokes its session).
+        #[error("invalid or expired refresh token")]
+        InvalidRefreshToken => (Unauthorized, "invalid_refresh_token"),
+        /// The account named by a valid token no longer exists.
+        #[error("user not found")]
+        UserNotFound => (NotFound, "user_not_found"),
+        /// A profile update that changes nothing.
+        #[error("nothing to change: give firstName, lastName and/or profileUrl")]
+        NothingToChange => (Validation, "nothing_to_change"),
+        /// A user search longer than 100 characters.
+        #[error("search must be at most 100 characters")]
+        SearchTooLong => (Validation, "search_too_long"),
+    }
+}

@@ -162,3 +162,42 @@ pattern!(/// Add members (admins).
     GroupAddMembers, "group.members.add", AddMembers => GroupView);
 pattern!(/// Remove a member (admins, or a member removing themself).
     GroupRemoveMember, "group.members.remove", RemoveMember => ());
+
+crate::error_reasons! {
+    /// Why the group role refuses a request.
+    pub enum GroupError {
+        /// The group does not exist, or the caller is not a member of it.
+        #[error("group not found")]
+        GroupNotFound => (NotFound, "group_not_found"),
+        /// The caller is a member but not an admin of the group.
+        #[error("only group admins can do this")]
+        NotGroupAdmin => (Forbidden, "not_group_admin"),
+        /// A name longer than the limit, or with control characters.
+        #[error("name must be at most {max} characters")]
+        NameTooLong { max: usize } => (Validation, "name_too_long"),
+        /// A rename to an empty name.
+        #[error("name must not be empty")]
+        NameEmpty => (Validation, "name_empty"),
+        /// A group without a name and without another member.
+        #[error("a group needs a name or at least one other member")]
+        NameOrMembersRequired => (Validation, "name_or_members_required"),
+        /// More members in one request than allowed.
+        #[error("at most {max} members per request")]
+        TooManyMembers { max: usize } => (Validation, "too_many_members"),
+        /// `memberIds` names users that do not exist.
+        #[error("unknown user ids in memberIds: {ids}")]
+        UnknownUsers { ids: String } => (Validation, "unknown_users"),
+        /// Adding members without naming one.
+        #[error("memberIds must name at least one other user")]
+        NoMembersGiven => (Validation, "no_members_given"),
+        /// An update that changes nothing.
+        #[error("nothing to change: give name and/or imageUrl")]
+        NothingToChange => (Validation, "group_nothing_to_change"),
+        /// A direct conversation is between two people: it has no name and takes no members.
+        #[error("direct conversations have a fixed pair of members and no name; create a group")]
+        DirectGroupIsFixed => (Validation, "direct_group_is_fixed"),
+        /// Removing a user who is not a member.
+        #[error("that user is not a member of this group")]
+        NotAMember => (NotFound, "member_not_found"),
+    }
+}

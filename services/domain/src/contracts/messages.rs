@@ -213,3 +213,54 @@ pattern!(/// Search the caller's groups.
     MessageSearch, "message.search", SearchRequest => Vec<MessageView>);
 pattern!(/// Last message, unread count and last seen sequence per group, for the caller.
     MessageSummaries, "message.summaries", SummariesRequest => Vec<GroupSummary>);
+
+crate::error_reasons! {
+    /// Why the message or chat role refuses a request or a socket event.
+    pub enum MessageError {
+        /// The caller is not a member of the group.
+        #[error("you are not a member of this group")]
+        NotMember => (Forbidden, "not_member"),
+        /// A socket event before the handshake was authenticated.
+        #[error("not authenticated")]
+        NotAuthenticated => (Unauthorized, "not_authenticated"),
+        /// A socket event whose payload does not have the documented shape.
+        #[error("invalid {event} payload")]
+        InvalidPayload { event: String } => (BadRequest, "invalid_payload"),
+        /// A `clientMessageId` that is empty or too long.
+        #[error("clientMessageId must be 1 to {max} characters")]
+        InvalidClientMessageId { max: usize } => (Validation, "invalid_client_message_id"),
+        /// A message with neither text nor attachment.
+        #[error("a message needs content or an attachment")]
+        EmptyMessage => (Validation, "empty_message"),
+        /// A message text over the limit.
+        #[error("a message is at most {max} characters")]
+        MessageTooLong { max: usize } => (Validation, "message_too_long"),
+        /// An attachment that is not a file the sender uploaded.
+        #[error("attach a file you uploaded (its url from complete-upload)")]
+        AttachmentNotUploaded => (Validation, "attachment_not_uploaded"),
+        /// A seen receipt for a sequence number the group has not reached.
+        #[error("seq must be between 0 and {last}")]
+        SeqOutOfRange { last: i64 } => (Validation, "seq_out_of_range"),
+        /// The message does not exist in this group.
+        #[error("message not found")]
+        MessageNotFound => (NotFound, "message_not_found"),
+        /// Deleting someone else's message without being an admin.
+        #[error("only the sender or a group admin can delete a message")]
+        NotSenderOrAdmin => (Forbidden, "not_sender_or_admin"),
+        /// A history page size out of range.
+        #[error("limit must be 1 to {max}")]
+        InvalidLimit { max: u32 } => (Validation, "invalid_limit"),
+        /// History asked with both cursors.
+        #[error("give before or after, not both")]
+        BeforeAndAfter => (Validation, "before_and_after"),
+        /// A search query that is empty or longer than 100 characters.
+        #[error("q must be 1 to 100 characters")]
+        InvalidQuery => (Validation, "invalid_query"),
+        /// The chat replica is shutting down: resend after reconnecting, same `clientMessageId`.
+        #[error("this server is restarting; resend after reconnecting, with the same clientMessageId")]
+        Restarting => (Unavailable, "restarting"),
+        /// The message role did not confirm in time: resend with the same `clientMessageId`.
+        #[error("the message service did not answer in time; retry with the same clientMessageId")]
+        SendTimedOut => (Timeout, "send_timed_out"),
+    }
+}

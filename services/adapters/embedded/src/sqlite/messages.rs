@@ -1,0 +1,189 @@
+//! Messages on SQLite: gap-free per-group sequences, idempotent sends, cursors.
+
+use super::*;
+
+const MESSAGE_COLUMNS: &str =
+    "id, group_id, seq, sender_id, client_message_id, content, attachment, deleted, created_at";
+
+fn message_from_row(r: &Row) -> rusqlite::Result<MessageView> {
+    let attachment: Option<String> = r.get(6)?;
+    Ok(MessageView {
+        id: r.get(0)?,
+        group_id: r.get(1)?,
+        seq: r.get(2)?,
+        sender_id: r.get(3)?,
+        client_message_id: r.get(4)?,
+        content: r.get(5)?,
+        attachment: attachment.and_then(|a| serde_json::from_str::<Attachment>(&a).ok()),
+        deleted: r.get(7)?,
+        created_at: time(r.get(8)?),
+    })
+}
+
+fn messages_where(
+    conn: &Connection,
+    clause: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<MessageView>, Error> {
+    let mut statement = conn
+        .prepare(&format!("SELECT {MESSAGE_COLUMNS} FROM messages {clause}"))
+        .db()?;
+    let messages = statement
+        .query_map(args, message_from_row)
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    Ok(messages)
+}
+
+fn first_message(
+    conn: &Connection,
+    clause: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Option<MessageView>, Error> {
+    Ok(messages_where(conn, clause, args)?.into_iter().next())
+}
+
+#[async_trait::async_trait]
+impl MessageStore for SqliteMessageStore {
+    async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
+        self.run(move |conn| {
+            // One transaction: the next number and the insert cannot be split by another writer.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
+            let by_client = "WHERE sender_id = ?1 AND client_message_id = ?2";
+            if let Some(existing) =
+                first_message(&tx, by_client, &[&message.sender_id, &message.client_message_id])?
+            {
+                return Ok((existing, false));
+            }
+            let seq: i64 = tx.query_row(
+                "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE group_id = ?1",
+                [&message.group_id],
+                |r| r.get(0),
+            ).db()?;
+            let id = new_id();
+            let attachment = message
+                .attachment
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(Error::internal)?;
+            let created_at = millis(Utc::now());
+            tx.execute(
+                "INSERT INTO messages (id, group_id, seq, sender_id, client_message_id, content, attachment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, message.group_id, seq, message.sender_id, message.client_message_id,
+                    message.content, attachment, created_at],
+            ).db()?;
+            tx.commit().db()?;
+            // What was just written, as a read would return it (times in milliseconds).
+            let stored = MessageView {
+                id,
+                group_id: message.group_id,
+                seq,
+                sender_id: message.sender_id,
+                client_message_id: message.client_message_id,
+                content: message.content,
+                attachment: message.attachment,
+                deleted: false,
+                created_at: time(created_at),
+            };
+            Ok((stored, true))
+        })
+        .await
+    }
+
+    async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
+        let id = message_id.to_string();
+        self.run(move |conn| first_message(conn, "WHERE id = ?1", &[&id]))
+            .await
+    }
+
+    async fn before(
+        &self,
+        group_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let group = group_id.to_string();
+        let before = before.unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            messages_where(
+                conn,
+                &format!("WHERE group_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT {limit}"),
+                &[&group, &before],
+            )
+        })
+        .await
+    }
+
+    async fn after(
+        &self,
+        group_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let group = group_id.to_string();
+        self.run(move |conn| {
+            messages_where(
+                conn,
+                &format!("WHERE group_id = ?1 AND seq > ?2 ORDER BY seq LIMIT {limit}"),
+                &[&group, &after],
+            )
+        })
+        .await
+    }
+
+    async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
+        let id = message_id.to_string();
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE messages SET deleted = 1, content = NULL, attachment = NULL WHERE id = ?1",
+                [&id],
+            )
+            .db()?;
+            first_message(conn, "WHERE id = ?1", &[&id])
+        })
+        .await
+    }
+
+    async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error> {
+        let (group, user) = (group_id.to_string(), user_id.to_string());
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT count(*) FROM messages
+                 WHERE group_id = ?1 AND seq > ?2 AND sender_id != ?3 AND deleted = 0",
+                params![group, seq, user],
+                |r| r.get(0),
+            )
+            .db()
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        group_ids: &[String],
+        text: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let (groups, text) = (group_ids.to_vec(), text.to_lowercase());
+        self.run(move |conn| {
+            let mut found = Vec::new();
+            for group in groups {
+                found.extend(messages_where(
+                    conn,
+                    &format!(
+                        "WHERE group_id = ?1 AND deleted = 0 AND instr(ulower(content), ?2)
+                         ORDER BY created_at DESC, id DESC LIMIT {limit}"
+                    ),
+                    &[&group, &text],
+                )?);
+            }
+            found.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            found.truncate(limit as usize);
+            Ok(found)
+        })
+        .await
+    }
+}

@@ -1,0 +1,276 @@
+//! The embedded store of `chat-server all` without MongoDB: every store port on one SQLite file
+//! under the data directory, with the MongoDB adapter's semantics (the conformance tests run
+//! the same assertions against both): unique emails, single-use refresh tokens, one direct
+//! conversation per pair, gap-free per-group sequences, idempotent sends, cursors, Unicode
+//! case-insensitive search, and chunked uploads assembled into stored files.
+//!
+//! One connection in WAL mode serves the process; calls run on the blocking pool. A committed
+//! write survives the process being killed: an acknowledged message is on disk.
+//!
+//! As with MongoDB, each port has its own type ([`SqliteUserStore`], [`SqliteGroupStore`], …),
+//! here all on the one [`SqliteDb`]; the modules mirror the MongoDB adapter's.
+
+mod assets;
+mod groups;
+mod messages;
+mod users;
+
+use chat_ports::startup::StartupError;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use chat_domain::assets::{
+    sha256_hex, Assembler, AssetLimits, AssetRecord, ByteRange, ChunkProgress, ChunkUpload,
+    UploadStatus,
+};
+use chat_domain::contracts::{assets::AssetError, auth::AuthError, groups::GroupError};
+use chat_domain::values::{search_words, Email, PageRequest};
+use chat_domain::Error;
+use chat_ports::assets::{AssetStore, ByteStream};
+use chat_ports::health::Probe;
+use chat_ports::store::{
+    Attachment, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore, MessageView,
+    NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
+    SigningKeyStore, Stores, UserRecord, UserStore,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL,
+  email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL, profile_url TEXT,
+  last_seen_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+  token_hash TEXT PRIMARY KEY, family_id TEXT NOT NULL, user_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER,
+  revoked INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS refresh_family ON refresh_tokens(family_id);
+CREATE TABLE IF NOT EXISTS signing_keys (id TEXT PRIMARY KEY, pkcs8 BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chat_groups (
+  id TEXT PRIMARY KEY, name TEXT, image_url TEXT, direct_key TEXT UNIQUE,
+  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+  group_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL, joined_at INTEGER NOT NULL,
+  last_seen_at INTEGER, last_seen_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (group_id, user_id));
+CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
+CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY, group_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
+  client_message_id TEXT NOT NULL, content TEXT, attachment TEXT,
+  deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+  UNIQUE (group_id, seq), UNIQUE (sender_id, client_message_id));
+CREATE TABLE IF NOT EXISTS upload_sessions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, owner_id TEXT NOT NULL, filename TEXT NOT NULL,
+  total_chunks INTEGER NOT NULL, received_bytes INTEGER NOT NULL DEFAULT 0,
+  expires_at INTEGER NOT NULL, asset_id TEXT, UNIQUE (owner_id, filename));
+CREATE TABLE IF NOT EXISTS upload_chunks (
+  session_id INTEGER NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  data BLOB NOT NULL, PRIMARY KEY (session_id, idx));
+CREATE TABLE IF NOT EXISTS assets (
+  id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, filename TEXT NOT NULL,
+  content_type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+  created_at INTEGER NOT NULL, public INTEGER NOT NULL DEFAULT 0, groups TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS asset_chunks (
+  asset_id TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (asset_id, n));
+"#;
+
+/// The embedded database: one connection shared by the stores. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteDb {
+    conn: Arc<Mutex<Connection>>,
+    limits: AssetLimits,
+}
+
+fn db_error(e: rusqlite::Error) -> Error {
+    Error::internal(format!("embedded database: {e}"))
+}
+
+/// `.db()?` on a SQLite result: its error as the port's (logged, reported as internal).
+trait Db<T> {
+    fn db(self) -> Result<T, Error>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, Error> {
+        self.map_err(db_error)
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A new id laid out as MongoDB's ObjectId (24 hex digits: seconds, a per-process random
+/// part, a counter), so ids look the same in both modes and sort in creation order within a
+/// process, which lists use to break ties between equal timestamps.
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static PROCESS: OnceLock<(String, AtomicU32)> = OnceLock::new();
+    let (process, counter) = PROCESS.get_or_init(|| {
+        let random = uuid::Uuid::new_v4();
+        let bytes = random.as_bytes();
+        let start = u32::from_be_bytes([0, bytes[5], bytes[6], bytes[7]]);
+        (
+            random.simple().to_string()[..10].to_string(),
+            AtomicU32::new(start),
+        )
+    });
+    let secs = Utc::now().timestamp().max(0) as u32;
+    let count = counter.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+    format!("{secs:08x}{process}{count:06x}")
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) `file` and its schema.
+    pub fn open(file: &Path, limits: AssetLimits) -> Result<Self, StartupError> {
+        let failed = |path: &Path, e: &dyn std::fmt::Display| StartupError::File {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(dir, &e))?;
+        }
+        let conn = Connection::open(file).map_err(|e| failed(file, &e))?;
+        Self::prepare(conn, limits).map_err(|e| failed(file, &e))
+    }
+
+    /// A throw-away database in memory (tests).
+    pub fn in_memory(limits: AssetLimits) -> Result<Self, rusqlite::Error> {
+        Self::prepare(Connection::open_in_memory()?, limits)
+    }
+
+    fn prepare(conn: Connection, limits: AssetLimits) -> Result<Self, rusqlite::Error> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // SQLite's lower() and LIKE fold ASCII only; search must fold every script.
+        conn.create_scalar_function(
+            "ulower",
+            1,
+            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+            |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteDb {
+            conn: Arc::new(Mutex::new(conn)),
+            limits,
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| Error::internal("database poisoned"))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+}
+
+/// The store types: one per port, each a handle on the shared database.
+macro_rules! stores_on_db {
+    ($($(#[doc = $doc:literal])* $name:ident;)*) => {$(
+        $(#[doc = $doc])*
+        #[derive(Clone)]
+        pub struct $name(SqliteDb);
+
+        impl std::ops::Deref for $name {
+            type Target = SqliteDb;
+            fn deref(&self) -> &SqliteDb {
+                &self.0
+            }
+        }
+    )*};
+}
+
+stores_on_db! {
+    /// Accounts.
+    SqliteUserStore;
+    /// Refresh-token families.
+    SqliteRefreshTokenStore;
+    /// The auth role's signing keys.
+    SqliteSigningKeyStore;
+    /// Groups and memberships.
+    SqliteGroupStore;
+    /// Messages.
+    SqliteMessageStore;
+    /// Uploads and stored files.
+    SqliteAssetStore;
+}
+
+impl SqliteDb {
+    /// Every store port on this database.
+    pub fn stores(self) -> Stores {
+        Stores {
+            users: Arc::new(SqliteUserStore(self.clone())),
+            refresh_tokens: Arc::new(SqliteRefreshTokenStore(self.clone())),
+            signing_keys: Arc::new(SqliteSigningKeyStore(self.clone())),
+            groups: Arc::new(SqliteGroupStore(self.clone())),
+            messages: Arc::new(SqliteMessageStore(self.clone())),
+            assets: Arc::new(SqliteAssetStore(self)),
+        }
+    }
+}
+
+/// Readiness: the embedded database answers a query.
+pub struct SqliteProbe(pub SqliteDb);
+
+#[async_trait::async_trait]
+impl Probe for SqliteProbe {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0
+            .run(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).db())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_ports::assets::owned_image;
+
+    #[tokio::test]
+    async fn pictures_elsewhere_pass_and_unknown_assets_here_do_not() {
+        let store = SqliteAssetStore(SqliteDb::in_memory(AssetLimits::default()).unwrap());
+        let image = |url: &'static str| owned_image(&store, "imageUrl", "ada", url);
+        // A CDN path that happens to contain /assets/ is not ours.
+        assert_eq!(
+            image("https://cdn.example.com/assets/logo.png")
+                .await
+                .unwrap(),
+            None
+        );
+        let unknown = image("/assets/logo.png").await.unwrap_err();
+        assert_eq!(unknown.message, "that asset does not exist");
+        let nobody = image("/assets/665f1f77bcf86cd799439011").await.unwrap_err();
+        assert_eq!(nobody.message, "use an image you uploaded");
+        assert!(image("javascript:alert(1)").await.is_err());
+    }
+}

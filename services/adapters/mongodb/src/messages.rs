@@ -1,0 +1,220 @@
+//! Messages on MongoDB: gap-free per-group sequences, idempotent sends, cursors.
+
+use super::*;
+
+/// [`MessageStore`] on the `messages` collection. The unique `(groupId, seq)` index makes the
+/// sequence gap-free and unambiguous even if two processes ever append to one group at once (the
+/// loser retries with the next number); the unique `(senderId, clientMessageId)` index makes
+/// retried sends idempotent.
+pub struct MongoMessageStore(Collection<Document>);
+
+impl MongoMessageStore {
+    pub fn new(db: &Database) -> Self {
+        MongoMessageStore(db.collection(MESSAGES))
+    }
+
+    async fn by_client_id(
+        &self,
+        sender: &str,
+        client_id: &str,
+    ) -> Result<Option<MessageView>, Error> {
+        self.0
+            .find_one(doc! {"senderId": sender, "clientMessageId": client_id})
+            .await
+            .db()?
+            .as_ref()
+            .map(message_from_doc)
+            .transpose()
+    }
+
+    async fn many(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let docs: Vec<Document> = self
+            .0
+            .find(filter)
+            .sort(sort)
+            .limit(i64::from(limit))
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        docs.iter().map(message_from_doc).collect()
+    }
+}
+
+fn message_from_doc(d: &Document) -> Result<MessageView, Error> {
+    let bad = |field: &str| Error::internal(format!("message document without a valid {field}"));
+    let attachment = match d.get_document("attachment") {
+        Ok(a) => Some(Attachment {
+            filename: a
+                .get_str("filename")
+                .map_err(|_| bad("attachment"))?
+                .to_string(),
+            url: a.get_str("url").map_err(|_| bad("attachment"))?.to_string(),
+            content_type: a
+                .get_str("type")
+                .map_err(|_| bad("attachment"))?
+                .to_string(),
+            size: a.get_i64("size").map_err(|_| bad("attachment"))?.max(0) as u64,
+        }),
+        Err(_) => None,
+    };
+    Ok(MessageView {
+        id: d.get_object_id("_id").map_err(|_| bad("_id"))?.to_hex(),
+        group_id: d
+            .get_str("groupId")
+            .map_err(|_| bad("groupId"))?
+            .to_string(),
+        seq: d.get_i64("seq").map_err(|_| bad("seq"))?,
+        sender_id: d
+            .get_str("senderId")
+            .map_err(|_| bad("senderId"))?
+            .to_string(),
+        client_message_id: d
+            .get_str("clientMessageId")
+            .map_err(|_| bad("clientMessageId"))?
+            .to_string(),
+        content: d.get_str("content").ok().map(String::from),
+        attachment,
+        deleted: d.get_bool("deleted").unwrap_or(false),
+        created_at: from_bson_time(*d.get_datetime("createdAt").map_err(|_| bad("createdAt"))?),
+    })
+}
+
+#[async_trait::async_trait]
+impl MessageStore for MongoMessageStore {
+    async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
+        if let Some(existing) = self
+            .by_client_id(&message.sender_id, &message.client_message_id)
+            .await?
+        {
+            return Ok((existing, false));
+        }
+        for _ in 0..10 {
+            let last = self
+                .0
+                .find_one(doc! {"groupId": &message.group_id})
+                .sort(doc! {"seq": -1})
+                .await
+                .db()?;
+            let seq = last.and_then(|d| d.get_i64("seq").ok()).unwrap_or(0) + 1;
+            let mut document = doc! {
+                "_id": ObjectId::new(),
+                "groupId": &message.group_id,
+                "seq": seq,
+                "senderId": &message.sender_id,
+                "clientMessageId": &message.client_message_id,
+                "deleted": false,
+                "createdAt": BsonDateTime::now(),
+            };
+            if let Some(content) = &message.content {
+                document.insert("content", content);
+            }
+            if let Some(a) = &message.attachment {
+                document.insert(
+                    "attachment",
+                    doc! {"filename": &a.filename, "url": &a.url, "type": &a.content_type, "size": a.size as i64},
+                );
+            }
+            match self.0.insert_one(document.clone()).await {
+                Ok(_) => return Ok((message_from_doc(&document)?, true)),
+                Err(e) if is_duplicate_key(&e) => {
+                    // Either a concurrent retry of the same send won, or another writer took
+                    // this sequence number.
+                    if let Some(existing) = self
+                        .by_client_id(&message.sender_id, &message.client_message_id)
+                        .await?
+                    {
+                        return Ok((existing, false));
+                    }
+                }
+                Err(e) => return Err(e).db(),
+            }
+        }
+        Err(Error::unavailable(
+            "could not assign a sequence number; try again",
+        ))
+    }
+
+    async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
+        let Ok(oid) = ObjectId::parse_str(message_id) else {
+            return Ok(None);
+        };
+        self.0
+            .find_one(doc! {"_id": oid})
+            .await
+            .db()?
+            .as_ref()
+            .map(message_from_doc)
+            .transpose()
+    }
+
+    async fn before(
+        &self,
+        group_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let mut filter = doc! {"groupId": group_id};
+        if let Some(seq) = before {
+            filter.insert("seq", doc! {"$lt": seq});
+        }
+        self.many(filter, doc! {"seq": -1}, limit).await
+    }
+
+    async fn after(
+        &self,
+        group_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        self.many(
+            doc! {"groupId": group_id, "seq": {"$gt": after}},
+            doc! {"seq": 1},
+            limit,
+        )
+        .await
+    }
+
+    async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
+        let Ok(oid) = ObjectId::parse_str(message_id) else {
+            return Ok(None);
+        };
+        let updated = self
+            .0
+            .find_one_and_update(
+                doc! {"_id": oid},
+                doc! {"$set": {"deleted": true, "deletedAt": BsonDateTime::now()}, "$unset": {"content": "", "attachment": ""}},
+            )
+            .return_document(ReturnDocument::After)
+            .await.db()?;
+        updated.as_ref().map(message_from_doc).transpose()
+    }
+
+    async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error> {
+        Ok(self
+            .0
+            .count_documents(doc! {"groupId": group_id, "seq": {"$gt": seq}, "senderId": {"$ne": user_id}, "deleted": false})
+            .await.db()?)
+    }
+
+    async fn search(
+        &self,
+        group_ids: &[String],
+        text: &str,
+        limit: u32,
+    ) -> Result<Vec<MessageView>, Error> {
+        let filter = doc! {
+            "groupId": {"$in": group_ids},
+            "deleted": false,
+            "content": {"$regex": escape_regex(text), "$options": "i"},
+        };
+        self.many(filter, doc! {"createdAt": -1, "_id": -1}, limit)
+            .await
+    }
+}
