@@ -9,6 +9,7 @@
 //!   becomes admin; when the last member leaves, the group is deleted.
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chat_domain::contracts::groups::*;
@@ -195,12 +196,22 @@ impl GroupService {
     }
 
     pub async fn list(&self, request: CallerRef) -> Result<Vec<GroupView>, Error> {
-        let mut views = Vec::new();
-        for group in self.groups.groups_of(&request.caller).await? {
-            let members = self.groups.members(&group.id).await?;
-            views.push(view(group, members));
+        let groups = self.groups.groups_of(&request.caller).await?;
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let mut members: HashMap<String, Vec<MemberRecord>> = HashMap::new();
+        for member in self.groups.members_of(&ids).await? {
+            members
+                .entry(member.group_id.clone())
+                .or_default()
+                .push(member);
         }
-        Ok(views)
+        Ok(groups
+            .into_iter()
+            .map(|group| {
+                let of_group = members.remove(&group.id).unwrap_or_default();
+                view(group, of_group)
+            })
+            .collect())
     }
 
     pub async fn get(&self, request: GroupRef) -> Result<GroupView, Error> {

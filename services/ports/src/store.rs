@@ -197,6 +197,8 @@ pub trait GroupStore: Send + Sync {
     async fn groups_of(&self, user_id: &str) -> Result<Vec<GroupRecord>, Error>;
     /// Members of a group, in joining order.
     async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error>;
+    /// Members of each of `group_ids`, in joining order within a group: one query for a list.
+    async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error>;
     async fn membership(
         &self,
         group_id: &str,

@@ -417,6 +417,27 @@ async fn memberships_roles_and_seen_state(p: Ports) {
         .map(|m| m.user_id)
         .collect();
     assert_eq!(members, vec!["a", "b", "c"], "in joining order");
+    let both: Vec<(String, String)> = p
+        .groups
+        .members_of(&[group.id.clone(), older.id.clone(), "nonexistent".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.group_id, m.user_id))
+        .collect();
+    let of = |g: &str| -> Vec<&str> {
+        both.iter()
+            .filter(|(id, _)| id == g)
+            .map(|(_, u)| u.as_str())
+            .collect()
+    };
+    assert_eq!(
+        of(&group.id),
+        vec!["a", "b", "c"],
+        "one query, joining order"
+    );
+    assert_eq!(of(&older.id), vec!["a", "z"]);
+    assert_eq!(both.len(), 5);
     // The group just changed: it comes first.
     let of_a: Vec<String> = p
         .groups

@@ -179,6 +179,19 @@ impl GroupStore for MongoGroupStore {
         docs.iter().map(member_from_doc).collect()
     }
 
+    async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error> {
+        let docs: Vec<Document> = self
+            .members
+            .find(doc! {"groupId": {"$in": group_ids}})
+            .sort(doc! {"joinedAt": 1, "_id": 1})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        docs.iter().map(member_from_doc).collect()
+    }
+
     async fn membership(
         &self,
         group_id: &str,

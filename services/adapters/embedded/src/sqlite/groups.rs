@@ -133,6 +133,26 @@ impl GroupStore for SqliteGroupStore {
         .await
     }
 
+    async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error> {
+        let ids = group_ids.to_vec();
+        self.run(move |conn| {
+            let mut statement = conn
+                .prepare(&format!(
+                    "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id IN \
+                     (SELECT value FROM json_each(?1)) ORDER BY joined_at, rowid"
+                ))
+                .db()?;
+            let ids = serde_json::to_string(&ids).map_err(Error::internal)?;
+            let members = statement
+                .query_map([ids], member_from_row)
+                .db()?
+                .collect::<Result<Vec<_>, _>>()
+                .db()?;
+            Ok(members)
+        })
+        .await
+    }
+
     async fn membership(
         &self,
         group_id: &str,
