@@ -3,12 +3,42 @@
 # infrastructure, and prints figures (RPC round trip, login, /auth/me, real-time delivery,
 # 50 MB upload and download, embedded mode start-up and memory). Nothing is asserted; compare
 # the figures with the README's.
-# Arguments name sections to run alone: rpc login realtime attachments embedded.
+# Arguments name sections to run alone: rpc login realtime fanout attachments embedded.
+#   fanout    the real-time fan-out table against the Node Socket.IO reference
+#             (scripts/bench-realtime.sh; needs Node.js, no infrastructure)
+#   realtime  fanout, then a message between two chat replicas through Kafka (infrastructure)
+# `--quick` (with fanout or realtime) runs the short sweep; see scripts/bench-realtime.sh for its
+# settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SCALABLE_CHAT_CACHE=${SCALABLE_CHAT_CACHE:-$HOME/.cache/scalable-chat}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$SCALABLE_CHAT_CACHE/target}
-infra_env=$(scripts/infra.sh up)
-eval "$infra_env"
-cargo build --release -p chat-server -p chat-tests --bin chat-server --bin bench
-"$CARGO_TARGET_DIR/release/bench" "$@"
+
+sections=()
+quick=()
+for a in "$@"; do
+  case $a in
+    --quick) quick=(--quick) ;;
+    *) sections+=("$a") ;;
+  esac
+done
+[ ${#sections[@]} -gt 0 ] || sections=(rpc login realtime attachments embedded)
+fanout=
+rust=()
+for s in "${sections[@]}"; do
+  case $s in
+    fanout) fanout=1 ;;
+    realtime) fanout=1; rust+=("$s") ;;
+    *) rust+=("$s") ;;
+  esac
+done
+
+if [ -n "$fanout" ]; then
+  scripts/bench-realtime.sh "${quick[@]}"
+fi
+if [ ${#rust[@]} -gt 0 ]; then
+  infra_env=$(scripts/infra.sh up)
+  eval "$infra_env"
+  cargo build --release -p chat-server -p chat-tests --bin chat-server --bin bench
+  "$CARGO_TARGET_DIR/release/bench" "${rust[@]}"
+fi
