@@ -33,6 +33,11 @@ eval "$tools_env"
 # cluster_upgrade) keep skipping unless a developer points KUBECONFIG at a real cluster.
 control_plane=${CHAT_CONTROL_PLANE_SCRIPT:-../shared/k8s/control-plane.sh}
 [ -x "$control_plane" ] || { echo "no control-plane script at $control_plane (set CHAT_CONTROL_PLANE_SCRIPT)" >&2; exit 1; }
+# A control plane left half-running by an earlier session (the API server up, etcd gone) says
+# "already running" to `up`; restart it whole.
+if "$control_plane" status 2>/dev/null | grep -q stopped; then
+  "$control_plane" down >/dev/null 2>&1 || true
+fi
 "$control_plane" up >/dev/null
 export CHAT_CONTROL_PLANE_KUBECONFIG=${K8S_STATE:-$HOME/.cache/k8s-control-plane}/kubeconfig
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked

@@ -1,16 +1,19 @@
 //! The in-process event log of `chat-server all`: [`LocalLog`] implements [`EventTransport`]
-//! with Kafka's semantics in memory. One ordered partition per topic; consumer groups commit
-//! offsets after their handler succeeded; tails start at the end. Records that every consumer
+//! with Kafka's semantics in memory. One ordered log per topic; like Kafka, order holds per
+//! key (the group id): a consumer group handles records of up to [`LocalLog::LANES`] keys at
+//! once, each key's records in order, and commits the offset below which every record is
+//! handled; tails start at the end. Records that every consumer
 //! group has committed are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them.
 //! The log lives in memory: what it loses on a crash is what no client was told was done
 //! (acknowledgements wait for the stores).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use chat_domain::Error;
 use chat_ports::events::{EventTransport, RawHandler, RawRecord, StartAt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The in-process event log. Cheap to share (`Arc`).
@@ -19,9 +22,12 @@ pub struct LocalLog {
     topics: Mutex<HashMap<String, Arc<LocalTopic>>>,
 }
 
+/// A record as kept: the hash of its key (which picks its lane) and its payload.
+type Kept = (u64, Arc<[u8]>);
+
 struct LocalTopic {
     /// (offset of the first record kept, the records).
-    records: Mutex<(u64, VecDeque<Arc<[u8]>>)>,
+    records: Mutex<(u64, VecDeque<Kept>)>,
     /// The offset after the last record; bumped on every publish.
     end: watch::Sender<u64>,
     committed: Mutex<HashMap<String, u64>>,
@@ -30,6 +36,9 @@ struct LocalTopic {
 impl LocalLog {
     /// Records kept per topic before committed ones are trimmed.
     pub const RETAIN: usize = 10_000;
+    /// Keys a consumer group handles at once. A handler mostly waits (on the database), so
+    /// handling one record at a time would cap throughput at one store round trip per record.
+    pub const LANES: usize = 16;
 
     fn topic(&self, name: &str) -> Arc<LocalTopic> {
         self.topics
@@ -48,9 +57,11 @@ impl LocalLog {
 }
 
 impl LocalTopic {
-    fn append(&self, payload: Vec<u8>) {
+    fn append(&self, key: &str, payload: Vec<u8>) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
         let mut records = self.records.lock().expect("topic poisoned");
-        records.1.push_back(payload.into());
+        records.1.push_back((hasher.finish(), payload.into()));
         let end = records.0 + records.1.len() as u64;
         if records.1.len() > LocalLog::RETAIN {
             let committed = self.committed.lock().expect("topic poisoned");
@@ -64,22 +75,25 @@ impl LocalTopic {
         self.end.send_replace(end);
     }
 
-    /// The record at `offset` or, if it was trimmed, the first one kept.
-    fn at(&self, offset: u64) -> Option<RawRecord> {
+    /// The record at `offset` or, if it was trimmed, the first one kept, with its key's hash.
+    fn at(&self, offset: u64) -> Option<(u64, RawRecord)> {
         let records = self.records.lock().expect("topic poisoned");
         let offset = offset.max(records.0);
         records
             .1
             .get((offset - records.0) as usize)
-            .map(|r| RawRecord {
-                payload: r.clone(),
-                partition: 0,
-                offset: offset as i64,
+            .map(|(key, payload)| {
+                let record = RawRecord {
+                    payload: payload.clone(),
+                    partition: 0,
+                    offset: offset as i64,
+                };
+                (*key, record)
             })
     }
 
     /// Waits for the record at `offset` (or the first kept after it); `None` on shutdown.
-    async fn next(&self, offset: u64, shutdown: &CancellationToken) -> Option<RawRecord> {
+    async fn next(&self, offset: u64, shutdown: &CancellationToken) -> Option<(u64, RawRecord)> {
         let mut end = self.end.subscribe();
         loop {
             let ready = tokio::select! {
@@ -112,8 +126,8 @@ impl EventTransport for LocalLog {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, _key: &str, payload: Vec<u8>) -> Result<(), Error> {
-        self.topic(topic).append(payload);
+    async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error> {
+        self.topic(topic).append(key, payload);
         Ok(())
     }
 
@@ -136,13 +150,58 @@ impl EventTransport for LocalLog {
             .expect("topic poisoned")
             .entry(group.to_string())
             .or_insert(start);
-        while let Some(record) = local.next(offset, &shutdown).await {
-            let at = record.offset as u64;
-            if !handler(record).await {
-                break;
+        // One task per lane handles its records in order and reports each offset when done.
+        let (done_tx, mut done) = mpsc::unbounded_channel::<(u64, bool)>();
+        let lanes: Vec<mpsc::Sender<RawRecord>> = (0..Self::LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<RawRecord>(64);
+                let (handler, done) = (handler.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    while let Some(record) = rx.recv().await {
+                        let at = record.offset as u64;
+                        let handled = handler(record).await;
+                        let _ = done.send((at, handled));
+                        if !handled {
+                            break;
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        drop(done_tx);
+        // Offsets handed to a lane and not yet handled: the commit stays below the lowest.
+        let mut in_flight = BTreeSet::new();
+        let settle = |in_flight: &mut BTreeSet<u64>, at: u64, next: u64| {
+            in_flight.remove(&at);
+            local.commit(group, in_flight.first().copied().unwrap_or(next));
+        };
+        loop {
+            tokio::select! {
+                record = local.next(offset, &shutdown) => {
+                    let Some((key, record)) = record else { break };
+                    let at = record.offset as u64;
+                    in_flight.insert(at);
+                    offset = at + 1;
+                    let lane = &lanes[(key % Self::LANES as u64) as usize];
+                    if lane.send(record).await.is_err() {
+                        break;
+                    }
+                }
+                Some((at, handled)) = done.recv() => {
+                    if !handled {
+                        break;
+                    }
+                    settle(&mut in_flight, at, offset);
+                }
             }
-            offset = at + 1;
-            local.commit(group, offset);
+        }
+        // Let the lanes finish what they hold (their handlers give up on shutdown).
+        drop(lanes);
+        while let Some((at, handled)) = done.recv().await {
+            if handled {
+                settle(&mut in_flight, at, offset);
+            }
         }
         Ok(())
     }
@@ -155,7 +214,7 @@ impl EventTransport for LocalLog {
     ) -> Result<(), Error> {
         let local = self.topic(topic);
         let mut offset = *local.end.borrow();
-        while let Some(record) = local.next(offset, &shutdown).await {
+        while let Some((_, record)) = local.next(offset, &shutdown).await {
             let at = record.offset as u64;
             if at > offset {
                 tracing::warn!(%topic, skipped = at - offset, "the tail fell behind the log's retention");

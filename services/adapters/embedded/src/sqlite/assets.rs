@@ -25,7 +25,7 @@ fn status_of(
     session: &SessionRow,
 ) -> Result<UploadStatus, Error> {
     let mut statement = conn
-        .prepare("SELECT idx FROM upload_chunks WHERE session_id = ?1 ORDER BY idx")
+        .prepare_cached("SELECT idx FROM upload_chunks WHERE session_id = ?1 ORDER BY idx")
         .db()?;
     let received = statement
         .query_map([session.0], |r| r.get::<_, u32>(0))
@@ -233,11 +233,15 @@ impl AssetStore for SqliteAssetStore {
             let id = new_id();
             let (length, sha) = {
                 let mut statement = tx
-                    .prepare("SELECT data FROM upload_chunks WHERE session_id = ?1 ORDER BY idx")
+                    .prepare_cached(
+                        "SELECT data FROM upload_chunks WHERE session_id = ?1 ORDER BY idx",
+                    )
                     .db()?;
                 let mut rows = statement.query([session.0]).db()?;
                 let mut insert = tx
-                    .prepare("INSERT INTO asset_chunks (asset_id, n, data) VALUES (?1, ?2, ?3)")
+                    .prepare_cached(
+                        "INSERT INTO asset_chunks (asset_id, n, data) VALUES (?1, ?2, ?3)",
+                    )
                     .db()?;
                 let mut assembler = Assembler::default();
                 while let Some(row) = rows.next().db()? {
@@ -344,7 +348,7 @@ impl AssetStore for SqliteAssetStore {
             let tx = conn.transaction().db()?;
             let ids: Vec<i64> = {
                 let mut statement = tx
-                    .prepare("SELECT id FROM upload_sessions WHERE expires_at < ?1")
+                    .prepare_cached("SELECT id FROM upload_sessions WHERE expires_at < ?1")
                     .db()?;
                 let ids = statement
                     .query_map([millis(now)], |r| r.get(0))

@@ -99,7 +99,7 @@ impl GroupStore for SqliteGroupStore {
         let user = user_id.to_string();
         self.run(move |conn| {
             let mut statement = conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {GROUP_COLUMNS} FROM chat_groups
                  WHERE id IN (SELECT group_id FROM members WHERE user_id = ?1)
                  ORDER BY updated_at DESC, id DESC"
@@ -119,7 +119,7 @@ impl GroupStore for SqliteGroupStore {
         let id = group_id.to_string();
         self.run(move |conn| {
             let mut statement = conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                 "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id = ?1 ORDER BY joined_at, rowid"
             ))
                 .db()?;
@@ -137,7 +137,7 @@ impl GroupStore for SqliteGroupStore {
         let ids = group_ids.to_vec();
         self.run(move |conn| {
             let mut statement = conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id IN \
                      (SELECT value FROM json_each(?1)) ORDER BY joined_at, rowid"
                 ))
@@ -160,13 +160,11 @@ impl GroupStore for SqliteGroupStore {
     ) -> Result<Option<MemberRecord>, Error> {
         let (group, user) = (group_id.to_string(), user_id.to_string());
         self.run(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id = ?1 AND user_id = ?2"
-                ),
-                [group, user],
-                member_from_row,
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id = ?1 AND user_id = ?2"
+            ))
+            .db()?
+            .query_row([group, user], member_from_row)
             .optional()
             .db()
         })

@@ -26,7 +26,7 @@ fn messages_where(
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<MessageView>, Error> {
     let mut statement = conn
-        .prepare(&format!("SELECT {MESSAGE_COLUMNS} FROM messages {clause}"))
+        .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages {clause}"))
         .db()?;
     let messages = statement
         .query_map(args, message_from_row)
@@ -56,11 +56,11 @@ impl MessageStore for SqliteMessageStore {
             {
                 return Ok((existing, false));
             }
-            let seq: i64 = tx.query_row(
-                "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE group_id = ?1",
-                [&message.group_id],
-                |r| r.get(0),
-            ).db()?;
+            let seq: i64 = tx
+                .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE group_id = ?1")
+                .db()?
+                .query_row([&message.group_id], |r| r.get(0))
+                .db()?;
             let id = new_id();
             let attachment = message
                 .attachment
@@ -69,12 +69,14 @@ impl MessageStore for SqliteMessageStore {
                 .transpose()
                 .map_err(Error::internal)?;
             let created_at = millis(Utc::now());
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO messages (id, group_id, seq, sender_id, client_message_id, content, attachment, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, message.group_id, seq, message.sender_id, message.client_message_id,
-                    message.content, attachment, created_at],
-            ).db()?;
+            )
+            .db()?
+            .execute(params![id, message.group_id, seq, message.sender_id, message.client_message_id,
+                message.content, attachment, created_at])
+            .db()?;
             tx.commit().db()?;
             // What was just written, as a read would return it (times in milliseconds).
             let stored = MessageView {

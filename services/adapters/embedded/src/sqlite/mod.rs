@@ -144,7 +144,21 @@ impl SqliteDb {
             std::fs::create_dir_all(dir).map_err(|e| failed(dir, &e))?;
         }
         let conn = Connection::open(file).map_err(|e| failed(file, &e))?;
-        Self::prepare(conn, limits).map_err(|e| failed(file, &e))
+        let db = Self::prepare(conn, limits).map_err(|e| failed(file, &e))?;
+        // Checkpoints copy the write-ahead log into the database file, with an fsync. Run by
+        // the committing writer (SQLite's default), one stalls every write queued behind it;
+        // a second connection does them in the background instead.
+        let checkpoints = Connection::open(file).map_err(|e| failed(file, &e))?;
+        db.conn
+            .lock()
+            .map_err(|_| failed(file, &"poisoned"))?
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| failed(file, &e))?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_every_second(checkpoints))
+            .map_err(|e| failed(file, &e))?;
+        Ok(db)
     }
 
     /// A throw-away database in memory (tests).
@@ -157,6 +171,8 @@ impl SqliteDb {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Statements are prepared once and reused (the hot ones run for every message).
+        conn.set_prepared_statement_cache_capacity(64);
         // SQLite's lower() and LIKE fold ASCII only; search must fold every script.
         conn.create_scalar_function(
             "ulower",
@@ -186,6 +202,17 @@ impl SqliteDb {
         })
         .await
         .map_err(Error::internal)?
+    }
+}
+
+/// Copies the write-ahead log into the database file every second without blocking writers
+/// (`PASSIVE`), for as long as the process runs.
+fn checkpoint_every_second(conn: Connection) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "embedded database checkpoint failed");
+        }
     }
 }
 

@@ -129,7 +129,9 @@ impl UserStore for SqliteUserStore {
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error> {
         let ids = ids.to_vec();
         self.run(move |conn| {
-            let mut statement = conn.prepare("SELECT id FROM users WHERE id = ?1").db()?;
+            let mut statement = conn
+                .prepare_cached("SELECT id FROM users WHERE id = ?1")
+                .db()?;
             let mut found = Vec::new();
             for id in ids {
                 if let Some(id) = statement
@@ -174,7 +176,7 @@ impl UserStore for SqliteUserStore {
                 )
                 .db()?;
             let mut statement = conn
-                .prepare(&format!(
+                .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE {clause} ORDER BY id LIMIT {} OFFSET {}",
                 page.limit,
                 page.skip()
