@@ -49,7 +49,7 @@ if (received.content !== "hello from js" || received.seq !== 1) fail(`received $
 const latencyMs = Date.now() - started;
 
 const bad = await a.timeout(10000).emitWithAck("chat.message.send", { groupId: "000000000000000000000000", content: "x" });
-if (bad.ok || bad.error.code !== "forbidden") fail(`non-member send ${JSON.stringify(bad)}`);
+if (bad.ok || bad.error.code !== "forbidden" || bad.error.reason !== "not_member") fail(`non-member send ${JSON.stringify(bad)}`);
 
 clearTimeout(deadline);
 console.log(JSON.stringify({ ok: true, latencyMs }));
