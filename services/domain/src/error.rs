@@ -166,10 +166,6 @@ impl Error {
             &self.reason
         }
     }
-    /// Whether this error is `reason`.
-    pub fn is(&self, reason: impl Into<Error>) -> bool {
-        self.reason() == reason.into().reason()
-    }
     /// Whether retrying the same request later may succeed: the service or a dependency failed,
     /// rather than the request being refused.
     pub fn is_transient(&self) -> bool {
@@ -183,17 +179,18 @@ impl Error {
         self.detail.as_deref()
     }
     /// Logs an error where it leaves the process (an HTTP response, an RPC reply, a socket
-    /// acknowledgement): failures inside at error or warning level with their detail, refusals
-    /// the caller caused at debug level.
+    /// acknowledgement). A failure made here has its detail and is logged at error (internal) or
+    /// warning level; anything else (a refusal, or a failure another role made and logged
+    /// already, since the detail never crosses the wire) at debug level.
     pub fn log_at_boundary(&self, boundary: &str) {
-        match (self.code, &self.detail) {
-            (ErrorCode::Internal, detail) => tracing::error!(
-                boundary, code = %self.code, detail = detail.as_deref().unwrap_or(""), "request failed"
+        match &self.detail {
+            Some(detail) if self.code == ErrorCode::Internal => tracing::error!(
+                boundary, code = %self.code, detail = detail.as_str(), "request failed"
             ),
-            (_, Some(detail)) => tracing::warn!(
+            Some(detail) => tracing::warn!(
                 boundary, code = %self.code, reason = self.reason(), detail = detail.as_str(), "request failed"
             ),
-            (_, None) => tracing::debug!(
+            None => tracing::debug!(
                 boundary, code = %self.code, reason = self.reason(), message = self.message.as_str(), "request refused"
             ),
         }
@@ -254,8 +251,15 @@ pub struct ReasonDoc {
     pub reason: &'static str,
     /// Its category, which fixes the HTTP status.
     pub code: ErrorCode,
-    /// When it is returned.
+    /// When it is returned, as written in the source (doc-comment lines joined).
     pub doc: &'static str,
+}
+
+impl ReasonDoc {
+    /// When it is returned, on one line.
+    pub fn when(&self) -> String {
+        self.doc.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Declares a service's refusals: a `thiserror` enum whose variants each carry their category
@@ -330,13 +334,12 @@ macro_rules! error_reasons {
 pub fn reasons_table() -> String {
     let mut table = String::from("| `reason` | `code` (HTTP status) | When |\n|---|---|---|\n");
     for r in all_reasons() {
-        let doc = r.doc.split_whitespace().collect::<Vec<_>>().join(" ");
         table.push_str(&format!(
             "| `{}` | `{}` ({}) | {} |\n",
             r.reason,
             r.code,
             r.code.status().as_u16(),
-            doc
+            r.when()
         ));
     }
     table
@@ -428,7 +431,7 @@ mod tests {
                 "{} is not snake_case",
                 r.reason
             );
-            assert!(!r.doc.trim().is_empty(), "{} is not documented", r.reason);
+            assert!(!r.when().is_empty(), "{} is not documented", r.reason);
         }
     }
 
@@ -438,7 +441,6 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Unauthorized);
         assert_eq!(e.reason(), "invalid_token");
         assert_eq!(e.message, "invalid or expired access token");
-        assert!(e.is(RequestError::InvalidToken));
         assert_eq!(Error::not_found("x").reason(), "not_found");
     }
 

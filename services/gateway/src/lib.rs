@@ -504,8 +504,7 @@ fn document_reasons(components: &mut utoipa::openapi::Components) {
         "Why exactly; the code's own name when nothing more specific applies. Reasons:",
     );
     for r in &reasons {
-        let doc = r.doc.split_whitespace().collect::<Vec<_>>().join(" ");
-        description.push_str(&format!("\n- `{}` ({}): {doc}", r.reason, r.code));
+        description.push_str(&format!("\n- `{}` ({}): {}", r.reason, r.code, r.when()));
     }
     let mut names: Vec<&str> = reasons.iter().map(|r| r.reason).collect();
     for code in chat_domain::ErrorCode::ALL {

@@ -7,7 +7,9 @@ use chat_domain::config::Config;
 use chat_domain::contracts::auth::AuthKeys;
 use chat_domain::contracts::groups::{GroupGet, GroupRef};
 use chat_domain::rpc::CallContext;
-use chat_domain::tokens::{public_keys_from_file, KeySource, PublicKeyJwk, TokenVerifier};
+use chat_domain::tokens::{
+    public_keys_from_file, KeySource, PublicKeyJwk, TokenVerifier, VerifyingKey,
+};
 use chat_domain::{Error, ErrorCode};
 
 use crate::rpc::RpcClient;
@@ -22,17 +24,21 @@ impl KeySource for RpcKeySource {
     }
 }
 
-/// The token verifier of a non-auth role: the keys in `JWT_PUBLIC_KEY_FILE` if set, and auth's
-/// published keys (fetched over RPC when a token names a key not known yet).
-pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, StartupError> {
-    let keys = public_keys_from_file(config.jwt_public_key_file.as_deref()).map_err(|why| {
+/// The extra verification keys in `JWT_PUBLIC_KEY_FILE` (none when unset).
+pub fn configured_public_keys(config: &Config) -> Result<Vec<VerifyingKey>, StartupError> {
+    public_keys_from_file(config.jwt_public_key_file.as_deref()).map_err(|why| {
         StartupError::InvalidSetting {
             variable: "JWT_PUBLIC_KEY_FILE",
             why,
         }
-    })?;
+    })
+}
+
+/// The token verifier of a non-auth role: the keys in `JWT_PUBLIC_KEY_FILE` if set, and auth's
+/// published keys (fetched over RPC when a token names a key not known yet).
+pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, StartupError> {
     Ok(TokenVerifier::new(
-        keys,
+        configured_public_keys(config)?,
         Some(Arc::new(RpcKeySource(rpc.clone()))),
     ))
 }

@@ -245,12 +245,7 @@ impl Mounts {
         let stores = self.family.stores().await?;
         let limiter = self.family.cache().await?.limiter;
         let signer = chat_auth::load_signing_key(config, stores.signing_keys.as_ref()).await?;
-        let extra_keys =
-            chat_domain::tokens::public_keys_from_file(config.jwt_public_key_file.as_deref())
-                .map_err(|why| StartupError::InvalidSetting {
-                    variable: "JWT_PUBLIC_KEY_FILE",
-                    why,
-                })?;
+        let extra_keys = chat_ports::clients::configured_public_keys(config)?;
         let auth_stores = chat_auth::AuthStores {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,

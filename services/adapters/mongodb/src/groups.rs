@@ -167,16 +167,7 @@ impl GroupStore for MongoGroupStore {
     }
 
     async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error> {
-        let docs: Vec<Document> = self
-            .members
-            .find(doc! {"groupId": group_id})
-            .sort(doc! {"joinedAt": 1, "_id": 1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
-        docs.iter().map(member_from_doc).collect()
+        self.members_of(&[group_id.to_string()]).await
     }
 
     async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error> {

@@ -116,21 +116,7 @@ impl GroupStore for SqliteGroupStore {
     }
 
     async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error> {
-        let id = group_id.to_string();
-        self.run(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members WHERE group_id = ?1 ORDER BY joined_at, rowid"
-            ))
-                .db()?;
-            let members = statement
-                .query_map([id], member_from_row)
-                .db()?
-                .collect::<Result<Vec<_>, _>>()
-                .db()?;
-            Ok(members)
-        })
-        .await
+        self.members_of(&[group_id.to_string()]).await
     }
 
     async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error> {
