@@ -1,11 +1,11 @@
-//! Harness for black-box tests: starts `chat-server` roles as real processes on free ports,
+//! Harness for black-box tests: starts `chat-server` roles as real processes on `PORT=0` (each
+//! reports the port it bound through `CHAT_ADDRESS_FILE`, so no port is picked and then raced for),
 //! against the real servers of `scripts/infra.sh`, each test in its own MongoDB database and
 //! namespace (queues, keys), and drives them over HTTP.
 //!
 //! Every response body goes through [`Response::new`], which fails the test if it contains a
 //! password hash: no endpoint may ever return one.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,15 +35,6 @@ pub fn chat_server_bin() -> PathBuf {
                 candidates[1].display()
             )
         })
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A short unique name.
@@ -227,10 +218,10 @@ impl Deployment {
             .database(&self.database)
     }
 
-    /// Starts `chat-server <role>` on a free port and waits until its `/readyz` answers 200.
-    /// In an embedded deployment every role is `chat-server all`.
+    /// Starts `chat-server <role>` on a port of its choosing and waits until its `/readyz`
+    /// answers 200. In an embedded deployment every role is `chat-server all`.
     pub async fn spawn(&self, role: &str) -> RoleProcess {
-        let port = free_port();
+        let address_file = std::env::temp_dir().join(unique("chat-address-"));
         let mut command = Command::new(chat_server_bin());
         command.arg(if self.embedded && role != "migrate" {
             "all"
@@ -244,17 +235,48 @@ impl Deployment {
         }
         let child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
+            .env("CHAT_ADDRESS_FILE", &address_file)
             .stdin(Stdio::null())
             .spawn()
             .expect("chat-server starts");
         let mut process = RoleProcess {
             role: role.to_string(),
-            port,
+            port: 0,
             child: Some(child),
         };
+        process.port = reported_port(&mut process, &address_file).await;
+        let _ = std::fs::remove_file(&address_file);
         wait_ready(&mut process).await;
         process
+    }
+}
+
+/// The port the process reports in `address_file` once it listens.
+async fn reported_port(process: &mut RoleProcess, address_file: &std::path::Path) -> u16 {
+    let start = Instant::now();
+    loop {
+        if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
+            panic!(
+                "chat-server {} exited during start-up: {status}",
+                process.role
+            );
+        }
+        if let Ok(address) = std::fs::read_to_string(address_file) {
+            return address
+                .trim()
+                .parse::<std::net::SocketAddr>()
+                .unwrap_or_else(|_| {
+                    panic!("not an address in {}: {address}", address_file.display())
+                })
+                .port();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "chat-server {} reported no address after 60 s",
+            process.role
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -108,7 +108,7 @@ fn a_partial_infrastructure_setting_is_refused_by_name() {
     let mut command = without_infrastructure();
     command
         .env("MONGODB_URI", "mongodb://127.0.0.1:27017/partial")
-        .env("PORT", chat_tests::free_port().to_string())
+        .env("PORT", "0")
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("chat-server runs");
     let status = chat_tests::wait_at_most(&mut child, Duration::from_secs(30));
@@ -128,7 +128,7 @@ fn the_first_log_line_names_the_embedded_mode() {
     let dir = std::env::temp_dir().join(chat_tests::unique("chat-first-line-"));
     let mut child = without_infrastructure()
         .env("CHAT_DATA_DIR", &dir)
-        .env("PORT", chat_tests::free_port().to_string())
+        .env("PORT", "0")
         .env("LOG_FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -80,8 +80,12 @@ pub enum LogFormat {
 /// code path first reads it.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `PORT`: HTTP port (API and/or health and metrics). Default: the role's port.
+    /// `PORT`: HTTP port (API and/or health and metrics). Default: the role's port. `0` takes a
+    /// free port (see `address_file`).
     pub port: Option<u16>,
+    /// `CHAT_ADDRESS_FILE`: once listening, the process writes the address it bound
+    /// (`127.0.0.1:41234`) to this file, for supervisors and tests that start it on `PORT=0`.
+    pub address_file: Option<PathBuf>,
     /// `BIND_ADDRESS`: address to listen on. Default `0.0.0.0`.
     pub bind_address: std::net::IpAddr,
     /// `LOG_FORMAT`: `text` or `json`. Default `text`.
@@ -234,9 +238,12 @@ impl Config {
         let env = Env(vars);
         let chat = ChatLimits::default();
         let config = Config {
-            port: env.optional("PORT", "a TCP port number (1-65535)", |v| {
-                v.parse::<u16>().ok().filter(|p| *p > 0)
-            })?,
+            port: env.optional(
+                "PORT",
+                "a TCP port number (1-65535, or 0 for a free one)",
+                |v| v.parse::<u16>().ok(),
+            )?,
+            address_file: env.raw("CHAT_ADDRESS_FILE").map(PathBuf::from),
             bind_address: env.parse("BIND_ADDRESS", "0.0.0.0".parse().unwrap(), "an IP address")?,
             log_format: env.choice(
                 "LOG_FORMAT",
@@ -548,6 +555,8 @@ mod tests {
     fn a_bad_value_names_the_variable() {
         let err = Config::from_lookup(&vars(&[("PORT", "eighty")])).unwrap_err();
         assert_eq!(err.variable, "PORT");
+        let any = Config::from_lookup(&vars(&[("PORT", "0")])).unwrap();
+        assert_eq!(any.port, Some(0), "0 asks for a free port");
         let err = Config::from_lookup(&vars(&[("RPC_TIMEOUT_MS", "0")])).unwrap_err();
         assert_eq!(err.variable, "RPC_TIMEOUT_MS");
         let err = Config::from_lookup(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();

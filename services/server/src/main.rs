@@ -173,8 +173,25 @@ async fn run(role: Role, config: Config) -> Result<(), StartError> {
         return app::migrate(&config).await;
     }
     let rabbitmq = config.rabbitmq_uri.redacted_uri();
+    let address_file = config.address_file.clone();
     let application = Application::build(role, config, shutdown::on_signal()).await?;
     let address = application.address().map_err(StartError::Listen)?;
     tracing::info!(role = role.name(), %address, %rabbitmq, "listening");
+    if let Some(path) = address_file {
+        report_address(&path, address)?;
+    }
     application.run_until_stopped().await
+}
+
+/// Writes the bound address to `path` whole (a reader never sees half of it).
+fn report_address(path: &std::path::Path, address: std::net::SocketAddr) -> Result<(), StartError> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, address.to_string())
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| {
+            StartError::Startup(chat_ports::startup::StartupError::File {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            })
+        })
 }
