@@ -8,6 +8,9 @@
 //! - a group never loses its last admin: when the last admin leaves, the longest-standing member
 //!   becomes admin; when the last member leaves, the group is deleted.
 
+mod rules;
+
+use rules::Succession;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,12 +147,7 @@ impl GroupService {
         group_id: &str,
     ) -> Result<(GroupRecord, Vec<MemberRecord>), Error> {
         let (group, members) = self.visible(caller, group_id).await?;
-        if !members
-            .iter()
-            .any(|m| m.user_id == caller && m.role == MemberRole::Admin)
-        {
-            return Err(GroupError::NotGroupAdmin.into());
-        }
+        rules::require_admin(&members, caller)?;
         Ok((group, members))
     }
 
@@ -162,14 +160,7 @@ impl GroupService {
         let others = self
             .existing_members(&caller, &request.body.member_ids)
             .await?;
-        if name.is_none() && others.is_empty() {
-            return Err(GroupError::NameOrMembersRequired.into());
-        }
-        let direct_key = (name.is_none() && others.len() == 1).then(|| {
-            let mut pair = [caller.clone(), others[0].clone()];
-            pair.sort();
-            pair.join(":")
-        });
+        let direct_key = rules::direct_key(&caller, name.as_deref(), &others)?;
         let mut members = vec![(caller.clone(), MemberRole::Admin)];
         members.extend(others.into_iter().map(|id| (id, MemberRole::Member)));
         let (group, created) = self
@@ -293,20 +284,18 @@ impl GroupService {
             },
         )
         .await;
-        let remaining: Vec<&MemberRecord> = members
-            .iter()
-            .filter(|m| m.user_id != target.user_id)
-            .collect();
-        if remaining.is_empty() {
-            self.groups.delete(&group.id).await?;
-            tracing::info!(group_id = %group.id, "last member left; group deleted");
-        } else if !remaining.iter().any(|m| m.role == MemberRole::Admin) {
-            // Members come in joining order: the longest-standing one inherits the group.
-            let heir = remaining[0];
-            self.groups
-                .set_role(&group.id, &heir.user_id, MemberRole::Admin)
-                .await?;
-            tracing::info!(group_id = %group.id, user_id = %heir.user_id, "last admin left; promoted the longest-standing member");
+        match rules::succession(&members, &target.user_id) {
+            Succession::Delete => {
+                self.groups.delete(&group.id).await?;
+                tracing::info!(group_id = %group.id, "last member left; group deleted");
+            }
+            Succession::Promote(heir) => {
+                self.groups
+                    .set_role(&group.id, &heir, MemberRole::Admin)
+                    .await?;
+                tracing::info!(group_id = %group.id, user_id = %heir, "last admin left; promoted the longest-standing member");
+            }
+            Succession::Keep => {}
         }
         Ok(())
     }
