@@ -101,6 +101,157 @@ fn user_room(user_id: &str) -> String {
     format!("u:{user_id}")
 }
 
+/// What a fact means on a replica: the command it answers, if any, and what to do with the
+/// sockets, in order.
+#[derive(Debug)]
+struct Routing {
+    answer: Option<(String, Result<Value, Error>)>,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Every socket of `user` joins `room`.
+    Join { user: String, room: String },
+    /// Every socket of `user` leaves `room`.
+    Leave { user: String, room: String },
+    /// `event` to the sockets in the rooms `to`, except those in `except`.
+    Emit {
+        to: Vec<String>,
+        except: Option<String>,
+        event: &'static str,
+        body: Value,
+    },
+}
+
+fn emit(to: String, event: &'static str, body: Value) -> Step {
+    Step::Emit {
+        to: vec![to],
+        except: None,
+        event,
+        body,
+    }
+}
+
+/// Decides what a fact does, without touching a socket (the unit tests' subject).
+fn route(envelope: Envelope<Fact>) -> Routing {
+    // Every fact but presence is keyed by its group; presence carries its own group ids.
+    let group_id = envelope.key;
+    let room = group_room(&group_id);
+    let answer = |command_id: Option<String>, value: Value| command_id.map(|id| (id, Ok(value)));
+    match envelope.event {
+        Fact::MessageCreated {
+            command_id,
+            message,
+        } => {
+            let body = serde_json::to_value(&message).unwrap_or_default();
+            Routing {
+                answer: answer(command_id, json!({ "message": &body })),
+                steps: vec![emit(room, "chat.message.incoming", body)],
+            }
+        }
+        Fact::MessageSeen {
+            command_id,
+            user_id,
+            seq,
+            seen_at,
+        } => Routing {
+            answer: answer(command_id, json!({ "seq": seq })),
+            steps: vec![emit(
+                room,
+                "chat.message.seen",
+                json!({"groupId": group_id, "userId": user_id, "seq": seq, "seenAt": seen_at}),
+            )],
+        },
+        Fact::MessageDeleted {
+            command_id,
+            message_id,
+            seq,
+            deleted_by,
+        } => Routing {
+            answer: answer(command_id, json!({ "messageId": &message_id })),
+            steps: vec![emit(
+                room,
+                "chat.message.deleted",
+                json!({"groupId": group_id, "messageId": message_id, "seq": seq, "deletedBy": deleted_by}),
+            )],
+        },
+        Fact::CommandRejected {
+            command_id, error, ..
+        } => Routing {
+            answer: Some((command_id, Err(error))),
+            steps: Vec::new(),
+        },
+        Fact::GroupCreated { group } => {
+            let mut steps: Vec<Step> = group
+                .members
+                .iter()
+                .map(|m| Step::Join {
+                    user: m.user_id.clone(),
+                    room: group_room(&group.id),
+                })
+                .collect();
+            let body = serde_json::to_value(&group).unwrap_or_default();
+            steps.push(emit(group_room(&group.id), "group.created", body));
+            Routing {
+                answer: None,
+                steps,
+            }
+        }
+        Fact::MembersAdded { user_ids, group } => {
+            let mut steps: Vec<Step> = user_ids
+                .iter()
+                .map(|user| Step::Join {
+                    user: user.clone(),
+                    room: room.clone(),
+                })
+                .collect();
+            let body = json!({"groupId": group_id, "userIds": user_ids, "group": group});
+            steps.push(emit(room, "group.members.added", body));
+            Routing {
+                answer: None,
+                steps,
+            }
+        }
+        Fact::Presence {
+            user_id,
+            online,
+            at,
+            group_ids,
+        } => {
+            let (event, body) = if online {
+                ("user.online", json!({ "userId": user_id }))
+            } else {
+                ("user.offline", json!({"userId": user_id, "lastSeenAt": at}))
+            };
+            Routing {
+                answer: None,
+                steps: vec![Step::Emit {
+                    to: group_ids.iter().map(|g| group_room(g)).collect(),
+                    except: Some(user_room(&user_id)),
+                    event,
+                    body,
+                }],
+            }
+        }
+        Fact::MemberRemoved { user_id } => {
+            let body = json!({"groupId": group_id, "userId": user_id});
+            Routing {
+                answer: None,
+                // The removed member hears of it once, then leaves; the others hear it in the room.
+                steps: vec![
+                    emit(user_room(&user_id), "group.member.removed", body.clone()),
+                    Step::Leave {
+                        user: user_id,
+                        room: room.clone(),
+                    },
+                    emit(room, "group.member.removed", body),
+                ],
+            }
+        }
+    }
+}
+
 fn ack_ok(extra: Value) -> Value {
     let mut body = json!({"ok": true});
     if let (Value::Object(map), Value::Object(more)) = (&mut body, extra) {
@@ -256,87 +407,34 @@ impl Chat {
 
     /// Emits a fact to this replica's sockets and answers the command it settles, if waited on here.
     pub async fn on_fact(&self, io: &SocketIo, envelope: Envelope<Fact>) {
-        let group_id = envelope.group_id.clone();
-        let room = group_room(&group_id);
-        let emitted = match envelope.event {
-            Fact::MessageCreated {
-                command_id,
-                message,
-            } => {
-                self.resolve(command_id.as_deref(), Ok(json!({"message": &message})));
-                io.to(room).emit("chat.message.incoming", &message).await
-            }
-            Fact::MessageSeen {
-                command_id,
-                user_id,
-                seq,
-                seen_at,
-            } => {
-                self.resolve(command_id.as_deref(), Ok(json!({"seq": seq})));
-                let body =
-                    json!({"groupId": group_id, "userId": user_id, "seq": seq, "seenAt": seen_at});
-                io.to(room).emit("chat.message.seen", &body).await
-            }
-            Fact::MessageDeleted {
-                command_id,
-                message_id,
-                seq,
-                deleted_by,
-            } => {
-                self.resolve(command_id.as_deref(), Ok(json!({"messageId": &message_id})));
-                let body = json!({"groupId": group_id, "messageId": message_id, "seq": seq, "deletedBy": deleted_by});
-                io.to(room).emit("chat.message.deleted", &body).await
-            }
-            Fact::CommandRejected {
-                command_id, error, ..
-            } => {
-                self.resolve(Some(&command_id), Err(error));
-                Ok(())
-            }
-            Fact::GroupCreated { group } => {
-                for member in &group.members {
-                    let _ = io.to(user_room(&member.user_id)).join(room.clone()).await;
+        let routing = route(envelope);
+        if let Some((command_id, answer)) = routing.answer {
+            self.resolve(Some(&command_id), answer);
+        }
+        for step in routing.steps {
+            match step {
+                Step::Join { user, room } => {
+                    let _ = io.to(user_room(&user)).join(room).await;
                 }
-                io.to(group_room(&group.id))
-                    .emit("group.created", &group)
-                    .await
-            }
-            Fact::MembersAdded { user_ids, group } => {
-                for user in &user_ids {
-                    let _ = io.to(user_room(user)).join(room.clone()).await;
+                Step::Leave { user, room } => {
+                    let _ = io.to(user_room(&user)).leave(room).await;
                 }
-                let body = json!({"groupId": group_id, "userIds": user_ids, "group": group});
-                io.to(room).emit("group.members.added", &body).await
+                Step::Emit {
+                    to,
+                    except,
+                    event,
+                    body,
+                } => {
+                    let to = io.to(to);
+                    let emitted = match except {
+                        Some(room) => to.except(room).emit(event, &body).await,
+                        None => to.emit(event, &body).await,
+                    };
+                    if let Err(e) = emitted {
+                        tracing::debug!(error = %e, "emit failed");
+                    }
+                }
             }
-            Fact::Presence {
-                user_id,
-                online,
-                at,
-                group_ids,
-            } => {
-                let rooms: Vec<String> = group_ids.iter().map(|g| group_room(g)).collect();
-                let (event, body) = if online {
-                    ("user.online", json!({"userId": user_id}))
-                } else {
-                    ("user.offline", json!({"userId": user_id, "lastSeenAt": at}))
-                };
-                io.to(rooms)
-                    .except(user_room(&user_id))
-                    .emit(event, &body)
-                    .await
-            }
-            Fact::MemberRemoved { user_id } => {
-                let body = json!({"groupId": group_id, "userId": user_id});
-                let _ = io
-                    .to(user_room(&user_id))
-                    .emit("group.member.removed", &body)
-                    .await;
-                let _ = io.to(user_room(&user_id)).leave(room.clone()).await;
-                io.to(room).emit("group.member.removed", &body).await
-            }
-        };
-        if let Err(e) = emitted {
-            tracing::debug!(error = %e, "emit failed");
         }
     }
 
@@ -710,6 +808,118 @@ pub async fn follow_facts(chat: Chat, io: SocketIo, log: EventLog, shutdown: Can
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fact(group_id: &str, fact: Fact) -> Envelope<Fact> {
+        Envelope::new("test", group_id, fact)
+    }
+
+    fn emitted(steps: &[Step]) -> Vec<(&[String], Option<&str>, &str)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Emit {
+                    to, except, event, ..
+                } => Some((to.as_slice(), except.as_deref(), *event)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_message_answers_its_send_and_reaches_the_group_room() {
+        let message = MessageView {
+            id: "m1".into(),
+            group_id: "g1".into(),
+            seq: 7,
+            sender_id: "ada".into(),
+            client_message_id: "c1".into(),
+            content: Some("hi".into()),
+            attachment: None,
+            deleted: false,
+            created_at: chrono::Utc::now(),
+        };
+        let created = |command_id: Option<&str>| Fact::MessageCreated {
+            command_id: command_id.map(String::from),
+            message: message.clone(),
+        };
+        let routing = route(fact("g1", created(Some("cmd"))));
+        let (id, answer) = routing.answer.unwrap();
+        assert_eq!(id, "cmd");
+        assert_eq!(answer.unwrap()["message"]["seq"], 7);
+        assert_eq!(
+            emitted(&routing.steps),
+            vec![(&["g:g1".to_string()][..], None, "chat.message.incoming")]
+        );
+        // Sent from another replica: nothing to answer here, the room still hears it.
+        let elsewhere = route(fact("g1", created(None)));
+        assert!(elsewhere.answer.is_none());
+        assert_eq!(elsewhere.steps.len(), 1);
+    }
+
+    #[test]
+    fn a_rejection_answers_with_its_error_and_emits_nothing() {
+        let routing = route(fact(
+            "g1",
+            Fact::CommandRejected {
+                command_id: "cmd".into(),
+                user_id: "eve".into(),
+                error: MessageError::NotMember.into(),
+            },
+        ));
+        let (id, answer) = routing.answer.unwrap();
+        assert_eq!(id, "cmd");
+        assert_eq!(answer.unwrap_err().reason(), "not_member");
+        assert!(routing.steps.is_empty());
+    }
+
+    #[test]
+    fn presence_reaches_every_shared_group_but_not_the_users_own_sockets() {
+        let routing = route(fact(
+            "ada",
+            Fact::Presence {
+                user_id: "ada".into(),
+                online: false,
+                at: chrono::Utc::now(),
+                group_ids: vec!["g1".into(), "g2".into()],
+            },
+        ));
+        assert_eq!(
+            emitted(&routing.steps),
+            vec![(
+                &["g:g1".to_string(), "g:g2".to_string()][..],
+                Some("u:ada"),
+                "user.offline"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_removed_member_hears_it_once_then_leaves_the_room() {
+        let routing = route(fact(
+            "g1",
+            Fact::MemberRemoved {
+                user_id: "bob".into(),
+            },
+        ));
+        assert!(routing.answer.is_none());
+        let order: Vec<String> = routing
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Emit { to, event, .. } => format!("{event} to {}", to.join(",")),
+                Step::Leave { user, room } => format!("{user} leaves {room}"),
+                Step::Join { user, room } => format!("{user} joins {room}"),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "group.member.removed to u:bob",
+                "bob leaves g:g1",
+                "group.member.removed to g:g1"
+            ]
+        );
+    }
 
     #[test]
     fn a_wait_that_ends_any_way_leaves_nothing_pending() {
