@@ -90,7 +90,7 @@ impl MessageService {
     /// Handles one command. `Err` means "retry" (infrastructure failed); refusals are published
     /// as `command.rejected` and return `Ok`.
     pub async fn handle(&self, record: Record<Command>) -> Result<(), Error> {
-        let group_id = record.envelope.group_id.clone();
+        let group_id = record.envelope.key.clone();
         let command = record.envelope.event;
         match self.apply(&group_id, &command).await {
             Ok(fact) => self.publish(&group_id, fact).await,

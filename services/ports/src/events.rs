@@ -112,7 +112,7 @@ impl EventLog {
     ) -> Result<(), Error> {
         let payload = serde_json::to_vec(envelope).map_err(Error::internal)?;
         self.transport
-            .publish(&self.topic(topic), &envelope.group_id, payload)
+            .publish(&self.topic(topic), &envelope.key, payload)
             .await
     }
 
