@@ -34,6 +34,9 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_STORAGE=${KAFKA_STORAGE:-memory://tansu/}
 SECANTUS_VERSION=0.7.0b3
 TANSU_VERSION=0.6.0
+# The chart tests' Python tools (installed by `infra.sh tools`), pinned like the servers.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HELM_PYTHON_SDK_VERSION=0.2.2
 ALL_SERVICES=(redis rabbitmq mongodb kafka)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -231,7 +234,7 @@ case "$cmd" in
   toolchain) toolchain ;;
   tools)
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/python" - <<'PY' 2>/dev/null || { log "installing kubernetes-validate and helm-python-sdk into $VENV"; "$VENV/bin/pip" install -q kubernetes-validate helm-python-sdk >&2; }
+    "$VENV/bin/python" - <<'PY' 2>/dev/null || { log "installing kubernetes-validate and helm-python-sdk into $VENV"; "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" >&2; }
 import kubernetes_validate, helm_python
 PY
     echo "export CHAT_TOOLS_VENV=$VENV" ;;

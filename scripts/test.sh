@@ -40,7 +40,7 @@ if "$control_plane" status 2>/dev/null | grep -q stopped; then
 fi
 "$control_plane" up >/dev/null
 export CHAT_CONTROL_PLANE_KUBECONFIG=${K8S_STATE:-$HOME/.cache/k8s-control-plane}/kubeconfig
-command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
 if ! command -v npm >/dev/null; then
   sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
