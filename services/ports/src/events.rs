@@ -3,19 +3,24 @@
 //! [`EventTransport`]; roles use the typed [`EventLog`] over it.
 //!
 //! - [`EventLog::publish`] returns once the log has the event durably.
-//! - [`EventLog::consume`] hands records to a handler one at a time and commits a record's offset
-//!   only after the handler succeeded; a failing handler is retried with backoff (ordering is
+//! - [`EventLog::consume`] hands records to a handler, those with the same key in order and up
+//!   to [`LANES`] keys at once ([`handle_in_lanes`]), and commits an offset only once every
+//!   record before it was handled; a failing handler is retried with backoff (ordering is
 //!   kept), and a crash re-delivers what was not committed.
 //! - [`EventLog::tail`] follows every partition from its end, without commits: how each chat
 //!   replica receives all facts.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use chat_domain::events::Envelope;
@@ -36,6 +41,85 @@ pub struct RawRecord {
     pub payload: Arc<[u8]>,
     pub partition: i32,
     pub offset: i64,
+    /// The hash of the record's key ([`key_hash`]): records with the same key stay in order.
+    pub key: u64,
+}
+
+/// The hash of a record key, as [`RawRecord::key`] carries it.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Keys a consumer handles at once. A handler mostly waits (on a database), so handling one
+/// record at a time would cap a consumer at one store round trip per record.
+pub const LANES: usize = 16;
+
+/// Hands `records` to `handler` on [`LANES`] lanes chosen by key: the records of one key in
+/// order, different keys at once. Calls `commit(partition, offset)` whenever the offset below
+/// which every record of `partition` is handled advances (`offset` is the next one to read).
+/// Stops when `records` ends or a handler returns false, after the lanes finish what they hold;
+/// a record whose handler returned false is never committed.
+pub async fn handle_in_lanes(
+    records: impl Stream<Item = RawRecord>,
+    handler: RawHandler,
+    mut commit: impl FnMut(i32, i64),
+) {
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(i32, i64, bool)>();
+    let lanes: Vec<mpsc::Sender<RawRecord>> = (0..LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<RawRecord>(64);
+            let (handler, done) = (handler.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                while let Some(record) = rx.recv().await {
+                    let (partition, offset) = (record.partition, record.offset);
+                    let handled = handler(record).await;
+                    let _ = done.send((partition, offset, handled));
+                    if !handled {
+                        break;
+                    }
+                }
+            });
+            tx
+        })
+        .collect();
+    drop(done_tx);
+    // Per partition: offsets handed to a lane and not yet handled, and the next offset to read.
+    let mut partitions: HashMap<i32, (BTreeSet<i64>, i64)> = HashMap::new();
+    let mut settle = |partitions: &mut HashMap<i32, (BTreeSet<i64>, i64)>, partition, offset| {
+        if let Some((in_flight, next)) = partitions.get_mut(&partition) {
+            in_flight.remove(&offset);
+            commit(partition, in_flight.first().copied().unwrap_or(*next));
+        }
+    };
+    let mut records = std::pin::pin!(records);
+    loop {
+        tokio::select! {
+            record = records.next() => {
+                let Some(record) = record else { break };
+                let entry = partitions.entry(record.partition).or_default();
+                entry.0.insert(record.offset);
+                entry.1 = record.offset + 1;
+                let lane = &lanes[(record.key % LANES as u64) as usize];
+                if lane.send(record).await.is_err() {
+                    break;
+                }
+            }
+            Some((partition, offset, handled)) = done.recv() => {
+                if !handled {
+                    break;
+                }
+                settle(&mut partitions, partition, offset);
+            }
+        }
+    }
+    drop(lanes);
+    while let Some((partition, offset, handled)) = done.recv().await {
+        if handled {
+            settle(&mut partitions, partition, offset);
+        }
+    }
 }
 
 /// Takes one record; `false` means "stop now" (shutdown): the record is not committed.
@@ -48,8 +132,9 @@ pub trait EventTransport: Send + Sync {
     async fn ensure_topics(&self, topics: &[String]) -> Result<(), Error>;
     /// Appends `payload` to `topic` under `key` and returns once the log has it durably.
     async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error>;
-    /// Hands the records of `topic` to `handler` in order, as consumer group `group`, committing
-    /// each after `handler` returned true. Runs until `shutdown` or `handler` returns false.
+    /// Hands the records of `topic` to `handler` as consumer group `group`, each key's in order
+    /// (through [`handle_in_lanes`]), committing an offset once every record before it returned
+    /// true. Runs until `shutdown` or `handler` returns false.
     async fn consume(
         &self,
         topic: &str,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_domain::events::Envelope;
 use chat_embedded::LocalLog;
 use chat_kafka::KafkaLog;
-use chat_ports::events::{EventLog, StartAt};
+use chat_ports::events::{key_hash, EventLog, StartAt, LANES};
 use tokio_util::sync::CancellationToken;
 
 /// Which log a test runs on: Kafka, or the in-process log of `chat-server all`.
@@ -49,6 +49,7 @@ conformance!(
     a_failing_handler_is_retried_without_skipping,
     a_consumer_that_starts_first_receives_later_events,
     a_tail_receives_what_is_published_after_it_starts,
+    a_slow_group_holds_up_neither_others_nor_its_own_redelivery,
 );
 
 async fn wait_for(seen: &Arc<Mutex<Vec<u32>>>, n: usize) {
@@ -235,5 +236,80 @@ async fn a_tail_receives_what_is_published_after_it_starts(kind: Kind) {
         *seen.lock().unwrap(),
         vec![1, 2, 3, 4, 5],
         "from the end, in order"
+    );
+}
+
+/// Different keys are handled at once: a record that never finishes does not hold up the
+/// records of other keys behind it. Yet the commit never passes it, so after a crash it is
+/// delivered again.
+async fn a_slow_group_holds_up_neither_others_nor_its_own_redelivery(kind: Kind) {
+    let log = log(kind, 1);
+    log.ensure_topics(&["mixed"]).await.unwrap();
+    let lane = |key: &str| key_hash(key.as_bytes()) % LANES as u64;
+    let fast = (0..)
+        .map(|n| format!("fast-{n}"))
+        .find(|k| lane(k) != lane("slow"))
+        .unwrap();
+    log.publish("mixed", &Envelope::new("test", "slow", 100u32))
+        .await
+        .unwrap();
+    for i in 0..5u32 {
+        log.publish("mixed", &Envelope::new("test", &fast, i))
+            .await
+            .unwrap();
+    }
+    let first = Arc::new(Mutex::new(Vec::new()));
+    let (s, l) = (first.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        l.consume::<u32, _, _>(
+            "mixed",
+            "mixed",
+            StartAt::Earliest,
+            CancellationToken::new(),
+            move |r| {
+                let s = s.clone();
+                async move {
+                    s.lock().unwrap().push(r.envelope.event);
+                    if r.envelope.event == 100 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .await
+    });
+    wait_for(&first, 6).await;
+    let mut handled = first.lock().unwrap().clone();
+    handled.sort_unstable();
+    assert_eq!(handled, vec![0, 1, 2, 3, 4, 100], "the other key went on");
+    task.abort();
+
+    let second = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let (s, token, l) = (second.clone(), shutdown.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        l.consume::<u32, _, _>("mixed", "mixed", StartAt::Earliest, token, move |r| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(r.envelope.event);
+                Ok(())
+            }
+        })
+        .await
+    });
+    wait_for(&second, 6).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let again = second.lock().unwrap().clone();
+    assert!(
+        again.contains(&100),
+        "the unfinished record came again: {again:?}"
+    );
+    let fast_order: Vec<u32> = again.iter().copied().filter(|e| *e != 100).collect();
+    assert_eq!(
+        fast_order,
+        vec![0, 1, 2, 3, 4],
+        "one key's records stay in order"
     );
 }

@@ -1,19 +1,20 @@
 //! The in-process event log of `chat-server all`: [`LocalLog`] implements [`EventTransport`]
-//! with Kafka's semantics in memory. One ordered log per topic; like Kafka, order holds per
-//! key (the group id): a consumer group handles records of up to [`LocalLog::LANES`] keys at
-//! once, each key's records in order, and commits the offset below which every record is
-//! handled; tails start at the end. Records that every consumer
+//! with Kafka's semantics in memory. One ordered log per topic; like Kafka's consumers, a
+//! consumer group handles several keys at once, each key's records in order
+//! ([`handle_in_lanes`]), and commits the offset below which every record is handled; tails
+//! start at the end. Records that every consumer
 //! group has committed are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them.
 //! The log lives in memory: what it loses on a crash is what no client was told was done
 //! (acknowledgements wait for the stores).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chat_domain::Error;
-use chat_ports::events::{EventTransport, RawHandler, RawRecord, StartAt};
-use tokio::sync::{mpsc, watch};
+use chat_ports::events::{
+    handle_in_lanes, key_hash, EventTransport, RawHandler, RawRecord, StartAt,
+};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The in-process event log. Cheap to share (`Arc`).
@@ -22,7 +23,7 @@ pub struct LocalLog {
     topics: Mutex<HashMap<String, Arc<LocalTopic>>>,
 }
 
-/// A record as kept: the hash of its key (which picks its lane) and its payload.
+/// A record as kept: the hash of its key and its payload.
 type Kept = (u64, Arc<[u8]>);
 
 struct LocalTopic {
@@ -36,9 +37,6 @@ struct LocalTopic {
 impl LocalLog {
     /// Records kept per topic before committed ones are trimmed.
     pub const RETAIN: usize = 10_000;
-    /// Keys a consumer group handles at once. A handler mostly waits (on the database), so
-    /// handling one record at a time would cap throughput at one store round trip per record.
-    pub const LANES: usize = 16;
 
     fn topic(&self, name: &str) -> Arc<LocalTopic> {
         self.topics
@@ -58,10 +56,9 @@ impl LocalLog {
 
 impl LocalTopic {
     fn append(&self, key: &str, payload: Vec<u8>) {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
+        let key = key_hash(key.as_bytes());
         let mut records = self.records.lock().expect("topic poisoned");
-        records.1.push_back((hasher.finish(), payload.into()));
+        records.1.push_back((key, payload.into()));
         let end = records.0 + records.1.len() as u64;
         if records.1.len() > LocalLog::RETAIN {
             let committed = self.committed.lock().expect("topic poisoned");
@@ -75,25 +72,23 @@ impl LocalTopic {
         self.end.send_replace(end);
     }
 
-    /// The record at `offset` or, if it was trimmed, the first one kept, with its key's hash.
-    fn at(&self, offset: u64) -> Option<(u64, RawRecord)> {
+    /// The record at `offset` or, if it was trimmed, the first one kept.
+    fn at(&self, offset: u64) -> Option<RawRecord> {
         let records = self.records.lock().expect("topic poisoned");
         let offset = offset.max(records.0);
         records
             .1
             .get((offset - records.0) as usize)
-            .map(|(key, payload)| {
-                let record = RawRecord {
-                    payload: payload.clone(),
-                    partition: 0,
-                    offset: offset as i64,
-                };
-                (*key, record)
+            .map(|(key, payload)| RawRecord {
+                payload: payload.clone(),
+                partition: 0,
+                offset: offset as i64,
+                key: *key,
             })
     }
 
     /// Waits for the record at `offset` (or the first kept after it); `None` on shutdown.
-    async fn next(&self, offset: u64, shutdown: &CancellationToken) -> Option<(u64, RawRecord)> {
+    async fn next(&self, offset: u64, shutdown: &CancellationToken) -> Option<RawRecord> {
         let mut end = self.end.subscribe();
         loop {
             let ready = tokio::select! {
@@ -144,65 +139,21 @@ impl EventTransport for LocalLog {
             StartAt::Earliest => 0,
             StartAt::Latest => *local.end.borrow(),
         };
-        let mut offset = *local
+        let offset = *local
             .committed
             .lock()
             .expect("topic poisoned")
             .entry(group.to_string())
             .or_insert(start);
-        // One task per lane handles its records in order and reports each offset when done.
-        let (done_tx, mut done) = mpsc::unbounded_channel::<(u64, bool)>();
-        let lanes: Vec<mpsc::Sender<RawRecord>> = (0..Self::LANES)
-            .map(|_| {
-                let (tx, mut rx) = mpsc::channel::<RawRecord>(64);
-                let (handler, done) = (handler.clone(), done_tx.clone());
-                tokio::spawn(async move {
-                    while let Some(record) = rx.recv().await {
-                        let at = record.offset as u64;
-                        let handled = handler(record).await;
-                        let _ = done.send((at, handled));
-                        if !handled {
-                            break;
-                        }
-                    }
-                });
-                tx
-            })
-            .collect();
-        drop(done_tx);
-        // Offsets handed to a lane and not yet handled: the commit stays below the lowest.
-        let mut in_flight = BTreeSet::new();
-        let settle = |in_flight: &mut BTreeSet<u64>, at: u64, next: u64| {
-            in_flight.remove(&at);
-            local.commit(group, in_flight.first().copied().unwrap_or(next));
-        };
-        loop {
-            tokio::select! {
-                record = local.next(offset, &shutdown) => {
-                    let Some((key, record)) = record else { break };
-                    let at = record.offset as u64;
-                    in_flight.insert(at);
-                    offset = at + 1;
-                    let lane = &lanes[(key % Self::LANES as u64) as usize];
-                    if lane.send(record).await.is_err() {
-                        break;
-                    }
-                }
-                Some((at, handled)) = done.recv() => {
-                    if !handled {
-                        break;
-                    }
-                    settle(&mut in_flight, at, offset);
-                }
+        let records = futures_util::stream::unfold(offset, |offset| {
+            let (local, shutdown) = (local.clone(), shutdown.clone());
+            async move {
+                let record = local.next(offset, &shutdown).await?;
+                let next = record.offset as u64 + 1;
+                Some((record, next))
             }
-        }
-        // Let the lanes finish what they hold (their handlers give up on shutdown).
-        drop(lanes);
-        while let Some((at, handled)) = done.recv().await {
-            if handled {
-                settle(&mut in_flight, at, offset);
-            }
-        }
+        });
+        handle_in_lanes(records, handler, |_, next| local.commit(group, next as u64)).await;
         Ok(())
     }
 
@@ -214,7 +165,7 @@ impl EventTransport for LocalLog {
     ) -> Result<(), Error> {
         let local = self.topic(topic);
         let mut offset = *local.end.borrow();
-        while let Some((_, record)) = local.next(offset, &shutdown).await {
+        while let Some(record) = local.next(offset, &shutdown).await {
             let at = record.offset as u64;
             if at > offset {
                 tracing::warn!(%topic, skipped = at - offset, "the tail fell behind the log's retention");

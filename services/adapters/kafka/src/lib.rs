@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use chat_domain::Error;
-use chat_ports::events::{EventTransport, RawHandler, RawRecord, StartAt};
+use chat_ports::events::{
+    handle_in_lanes, key_hash, EventTransport, RawHandler, RawRecord, StartAt,
+};
 use chat_ports::health::Probe;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -17,6 +19,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 /// The Kafka event log of one process.
@@ -74,6 +77,7 @@ fn raw(message: &BorrowedMessage<'_>) -> Option<RawRecord> {
         payload: message.payload()?.into(),
         partition: message.partition(),
         offset: message.offset(),
+        key: key_hash(message.key().unwrap_or_default()),
     })
 }
 
@@ -164,23 +168,30 @@ impl EventTransport for KafkaLog {
             .subscribe(&[topic])
             .map_err(|e| kafka_error(&format!("cannot subscribe to {topic}"), e))?;
         tracing::info!(%topic, group, "consuming");
-        while let Some(message) = next(&consumer, topic, &shutdown).await {
-            match raw(&message) {
-                Some(record) => {
-                    if !handler(record).await {
-                        return Ok(());
+        let records = futures_util::stream::unfold((), |()| async {
+            loop {
+                let message = next(&consumer, topic, &shutdown).await?;
+                match raw(&message) {
+                    Some(record) => return Some((record, ())),
+                    // Committed with the next record handled after it.
+                    None => {
+                        tracing::error!(%topic, partition = message.partition(), offset = message.offset(), "skipping an empty event")
                     }
                 }
-                None => {
-                    tracing::error!(%topic, partition = message.partition(), offset = message.offset(), "skipping an empty event")
-                }
             }
-            // Asynchronous: the commit is queued without blocking a runtime thread. A commit
-            // lost in a crash re-delivers the record, which consumers deduplicate.
-            if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
-                tracing::warn!(%topic, error = %e, "offset commit failed; the record may be delivered again");
+        });
+        // Asynchronous: the commit is queued without blocking a runtime thread. A commit lost
+        // in a crash (or to a rebalance) re-delivers records, which consumers deduplicate.
+        let commit = |partition: i32, next: i64| {
+            let mut offsets = TopicPartitionList::new();
+            let committed = offsets
+                .add_partition_offset(topic, partition, Offset::Offset(next))
+                .and_then(|()| consumer.commit(&offsets, CommitMode::Async));
+            if let Err(e) = committed {
+                tracing::warn!(%topic, partition, error = %e, "offset commit failed; records may be delivered again");
             }
-        }
+        };
+        handle_in_lanes(records, handler, commit).await;
         Ok(())
     }
 
