@@ -62,6 +62,36 @@ async fn wait_for(seen: &Arc<Mutex<Vec<u32>>>, n: usize) {
     panic!("only {} of {n} events arrived", seen.lock().unwrap().len());
 }
 
+type Seen = Arc<Mutex<Vec<u32>>>;
+type Consumer = tokio::task::JoinHandle<Result<(), chat_domain::Error>>;
+
+/// Consumes `topic` as `group`, recording each event in order of handling; the handler never
+/// returns on the event `hang_on` (a consumer that crashes while handling it).
+fn record_events(
+    log: &EventLog,
+    topic: &'static str,
+    group: &'static str,
+    shutdown: CancellationToken,
+    hang_on: Option<u32>,
+) -> (Seen, Consumer) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s, l) = (seen.clone(), log.clone());
+    let task = tokio::spawn(async move {
+        l.consume::<u32, _, _>(topic, group, StartAt::Earliest, shutdown, move |r| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(r.envelope.event);
+                if Some(r.envelope.event) == hang_on {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        })
+        .await
+    });
+    (seen, task)
+}
+
 async fn events_of_one_group_arrive_in_order(kind: Kind) {
     let log = log(kind, 3);
     log.ensure_topics(&["orders"]).await.unwrap();
@@ -100,40 +130,13 @@ async fn what_was_not_committed_is_delivered_again(kind: Kind) {
     }
     // The first consumer handles 0..=2 and "crashes" while handling 3: it never returns, so
     // record 3's offset is never committed.
-    let first = Arc::new(Mutex::new(Vec::new()));
-    let shutdown = CancellationToken::new();
-    let (s, token, l) = (first.clone(), shutdown.clone(), log.clone());
-    let task = tokio::spawn(async move {
-        l.consume::<u32, _, _>("work", "workers", StartAt::Earliest, token, move |r| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(r.envelope.event);
-                if r.envelope.event == 3 {
-                    std::future::pending::<()>().await;
-                }
-                Ok(())
-            }
-        })
-        .await
-    });
+    let (first, task) = record_events(&log, "work", "workers", CancellationToken::new(), Some(3));
     wait_for(&first, 4).await;
     task.abort();
-    drop(shutdown);
 
     // A new member of the same group resumes at the first uncommitted record.
-    let second = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
-    let (s, token, l) = (second.clone(), shutdown.clone(), log.clone());
-    let task = tokio::spawn(async move {
-        l.consume::<u32, _, _>("work", "workers", StartAt::Earliest, token, move |r| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(r.envelope.event);
-                Ok(())
-            }
-        })
-        .await
-    });
+    let (second, task) = record_events(&log, "work", "workers", shutdown.clone(), None);
     wait_for(&second, 2).await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
@@ -258,46 +261,15 @@ async fn a_slow_group_holds_up_neither_others_nor_its_own_redelivery(kind: Kind)
             .await
             .unwrap();
     }
-    let first = Arc::new(Mutex::new(Vec::new()));
-    let (s, l) = (first.clone(), log.clone());
-    let task = tokio::spawn(async move {
-        l.consume::<u32, _, _>(
-            "mixed",
-            "mixed",
-            StartAt::Earliest,
-            CancellationToken::new(),
-            move |r| {
-                let s = s.clone();
-                async move {
-                    s.lock().unwrap().push(r.envelope.event);
-                    if r.envelope.event == 100 {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok(())
-                }
-            },
-        )
-        .await
-    });
+    let (first, task) = record_events(&log, "mixed", "mixed", CancellationToken::new(), Some(100));
     wait_for(&first, 6).await;
     let mut handled = first.lock().unwrap().clone();
     handled.sort_unstable();
     assert_eq!(handled, vec![0, 1, 2, 3, 4, 100], "the other key went on");
     task.abort();
 
-    let second = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
-    let (s, token, l) = (second.clone(), shutdown.clone(), log.clone());
-    let task = tokio::spawn(async move {
-        l.consume::<u32, _, _>("mixed", "mixed", StartAt::Earliest, token, move |r| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(r.envelope.event);
-                Ok(())
-            }
-        })
-        .await
-    });
+    let (second, task) = record_events(&log, "mixed", "mixed", shutdown.clone(), None);
     wait_for(&second, 6).await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
