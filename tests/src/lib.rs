@@ -1,5 +1,7 @@
-//! Harness for black-box tests: starts `chat-server` roles as real processes on `PORT=0` (each
-//! reports the port it bound through `CHAT_ADDRESS_FILE`, so no port is picked and then raced for),
+//! Harness for black-box tests: starts `chat-server` roles in-process on port 0
+//! ([`Deployment::start`], through the same `Application` the binary runs), or as real processes
+//! where a test kills, drains or runs several replicas ([`Deployment::spawn`]: `PORT=0`, the bound
+//! port reported through `CHAT_ADDRESS_FILE`, so no port is picked and then raced for),
 //! against the real servers of `scripts/infra.sh`, each test in its own MongoDB database and
 //! namespace (queues, keys), and drives them over HTTP.
 //!
@@ -10,10 +12,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chat_domain::config::INFRASTRUCTURE_VARIABLES;
+use std::collections::HashMap;
+
+use chat_domain::config::{Config, INFRASTRUCTURE_VARIABLES};
+use chat_server::app::Application;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 /// The `chat-server` binary of the same cargo profile: beside this executable (the bench
 /// binary) or one level up (test binaries live in `deps/`).
@@ -82,6 +88,21 @@ pub struct RoleProcess {
     pub role: String,
     pub port: u16,
     child: Option<Child>,
+    in_process: Option<InProcess>,
+}
+
+/// A role running in this process, on a thread and runtime of its own.
+struct InProcess {
+    stop: CancellationToken,
+    stopped: std::sync::mpsc::Receiver<()>,
+}
+
+impl Drop for InProcess {
+    /// Stops the role and waits (a bounded time) until it has drained.
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = self.stopped.recv_timeout(Duration::from_secs(30));
+    }
 }
 
 impl RoleProcess {
@@ -91,6 +112,7 @@ impl RoleProcess {
             role: role.to_string(),
             port: self.port,
             child: None,
+            in_process: None,
         }
     }
 
@@ -99,8 +121,10 @@ impl RoleProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends SIGKILL and waits.
+    /// Sends SIGKILL and waits. A role started in-process is stopped instead (it drains): a
+    /// test of what a crash leaves behind needs [`Deployment::spawn`].
     pub fn kill(&mut self) {
+        drop(self.in_process.take());
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
@@ -147,10 +171,27 @@ pub struct Deployment {
 }
 
 impl Drop for Deployment {
+    /// Removes the deployment's data: the embedded data directory, or its MongoDB database.
     fn drop(&mut self) {
         if self.embedded {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            return;
         }
+        let database = self.database.clone();
+        // On a thread of its own: a test's runtime may be the one dropping us.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client = mongodb::Client::with_uri_str(mongodb_server_uri())
+                    .await
+                    .ok()?;
+                client.database(&database).drop().await.ok()
+            })
+        })
+        .join();
     }
 }
 
@@ -218,8 +259,62 @@ impl Deployment {
             .database(&self.database)
     }
 
-    /// Starts `chat-server <role>` on a port of its choosing and waits until its `/readyz`
-    /// answers 200. In an embedded deployment every role is `chat-server all`.
+    /// Starts `role` in this process, on port 0, as the `chat-server` binary would (the same
+    /// `Application`), and waits until its `/readyz` answers 200. In an embedded deployment every
+    /// role is `all`. It stops when the returned handle is dropped.
+    pub async fn start(&self, role: &str) -> RoleProcess {
+        let server_role = chat_server::Role::parse(if self.embedded { "all" } else { role })
+            .expect("a role name");
+        let name = server_role.name();
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if self.embedded {
+            for name in INFRASTRUCTURE_VARIABLES {
+                vars.remove(name);
+            }
+        }
+        vars.extend(self.env.iter().cloned());
+        vars.insert("PORT".into(), "0".into());
+        let config = Config::from_lookup(&vars).expect("a valid test configuration");
+        let stop = CancellationToken::new();
+        let (bound_tx, bound) = tokio::sync::oneshot::channel::<Result<u16, String>>();
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
+        let token = stop.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let application = match Application::build(server_role, config, token).await {
+                    Ok(application) => application,
+                    Err(e) => return drop(bound_tx.send(Err(e.to_string()))),
+                };
+                let port = application.address().map(|a| a.port());
+                let _ = bound_tx.send(port.map_err(|e| e.to_string()));
+                if let Err(e) = application.run_until_stopped().await {
+                    eprintln!("chat-server {name} stopped with an error: {e}");
+                }
+            });
+            let _ = stopped_tx.send(());
+        });
+        let port = bound
+            .await
+            .expect("the role's thread answers")
+            .unwrap_or_else(|e| panic!("chat-server {role} did not start: {e}"));
+        let mut process = RoleProcess {
+            role: role.to_string(),
+            port,
+            child: None,
+            in_process: Some(InProcess { stop, stopped }),
+        };
+        wait_ready(&mut process).await;
+        process
+    }
+
+    /// Starts `chat-server <role>` as a process on a port of its choosing and waits until its
+    /// `/readyz` answers 200: for tests that kill, drain or run several replicas. In an embedded
+    /// deployment every role is `chat-server all`.
     pub async fn spawn(&self, role: &str) -> RoleProcess {
         let address_file = std::env::temp_dir().join(unique("chat-address-"));
         let mut command = Command::new(chat_server_bin());
@@ -244,6 +339,7 @@ impl Deployment {
             role: role.to_string(),
             port: 0,
             child: Some(child),
+            in_process: None,
         };
         process.port = reported_port(&mut process, &address_file).await;
         let _ = std::fs::remove_file(&address_file);
@@ -450,13 +546,13 @@ impl Stack {
     pub async fn start(extra: &[(&str, &str)]) -> Self {
         let deployment = Deployment::new(extra);
         let (auth, group, gateway) = if deployment.embedded {
-            let all = deployment.spawn("gateway").await;
+            let all = deployment.start("gateway").await;
             (all.alias("auth"), all.alias("group"), all)
         } else {
             (
-                deployment.spawn("auth").await,
-                deployment.spawn("group").await,
-                deployment.spawn("gateway").await,
+                deployment.start("auth").await,
+                deployment.start("group").await,
+                deployment.start("gateway").await,
             )
         };
         Stack {

@@ -4,17 +4,8 @@
 use std::process::ExitCode;
 
 use chat_domain::config::Config;
-
-mod app;
-#[cfg(feature = "embedded")]
-mod embedded;
-mod family;
-#[cfg(feature = "production")]
-mod production;
-mod shutdown;
-mod telemetry;
-
-use app::{Application, StartError};
+use chat_server::app::{self, Application, StartError};
+use chat_server::{shutdown, telemetry, Role};
 
 const USAGE: &str = "\
 usage: chat-server <role>
@@ -34,67 +25,6 @@ that works with `scripts/infra.sh up`.
 options:
   -h, --help     this text
   -V, --version  the version";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Gateway,
-    Auth,
-    Group,
-    Message,
-    Chat,
-    All,
-    Migrate,
-}
-
-impl Role {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "gateway" => Some(Role::Gateway),
-            "auth" => Some(Role::Auth),
-            "group" => Some(Role::Group),
-            "message" => Some(Role::Message),
-            "chat" => Some(Role::Chat),
-            "all" => Some(Role::All),
-            "migrate" => Some(Role::Migrate),
-            _ => None,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Gateway => "gateway",
-            Role::Auth => "auth",
-            Role::Group => "group",
-            Role::Message => "message",
-            Role::Chat => "chat",
-            Role::All => "all",
-            Role::Migrate => "migrate",
-        }
-    }
-    pub fn default_port(self) -> u16 {
-        match self {
-            Role::Auth => 3004,
-            Role::Group => 3002,
-            Role::Message => 3003,
-            Role::Chat => 3001,
-            _ => 5000,
-        }
-    }
-    pub fn runs_auth(self) -> bool {
-        matches!(self, Role::Auth | Role::All)
-    }
-    pub fn runs_group(self) -> bool {
-        matches!(self, Role::Group | Role::All)
-    }
-    pub fn runs_message(self) -> bool {
-        matches!(self, Role::Message | Role::All)
-    }
-    pub fn runs_chat(self) -> bool {
-        matches!(self, Role::Chat | Role::All)
-    }
-    pub fn runs_gateway(self) -> bool {
-        matches!(self, Role::Gateway | Role::All)
-    }
-}
 
 /// glibc keeps freed memory in its heaps: each password hash allocates a 19 MiB block (Argon2's
 /// memory cost), and a burst of registrations left hundreds of MiB resident for good. Blocks
