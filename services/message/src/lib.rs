@@ -12,6 +12,7 @@
 //! Over RPC it serves history (both directions), search and per-group summaries, to members
 //! only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chat_domain::contracts::groups::{GroupError, MemberRole};
@@ -22,7 +23,7 @@ use chat_domain::Error;
 use chat_ports::assets::{owned_asset, AssetStore};
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
-use chat_ports::store::{GroupStore, MessageStore, NewMessage};
+use chat_ports::store::{GroupActivity, GroupStore, MessageStore, NewMessage};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
@@ -277,29 +278,35 @@ impl MessageService {
 
     /// Last message, unread count and last seen sequence of each of the caller's groups named.
     pub async fn summaries(&self, request: SummariesRequest) -> Result<Vec<GroupSummary>, Error> {
-        let mut out = Vec::new();
-        for group_id in request.group_ids.iter().take(500) {
-            let Some(member) = self.groups.membership(group_id, &request.caller).await? else {
-                continue;
-            };
-            let last_message = self
-                .messages
-                .before(group_id, None, 1)
-                .await?
-                .into_iter()
-                .next();
-            let unread_count = self
-                .messages
-                .unread(group_id, &request.caller, member.last_seen_seq)
-                .await?;
-            out.push(GroupSummary {
-                group_id: group_id.clone(),
-                last_message,
-                unread_count,
-                last_seen_seq: member.last_seen_seq,
-            });
-        }
-        Ok(out)
+        let asked: Vec<String> = request.group_ids.into_iter().take(500).collect();
+        // Only the caller's groups: the others are left out.
+        let seen: Vec<(String, i64)> = self
+            .groups
+            .memberships(&request.caller, &asked)
+            .await?
+            .into_iter()
+            .map(|m| (m.group_id, m.last_seen_seq))
+            .collect();
+        let seen_seq: HashMap<String, i64> = seen.iter().cloned().collect();
+        let mut activity: HashMap<String, GroupActivity> = self
+            .messages
+            .activity(&request.caller, &seen)
+            .await?
+            .into_iter()
+            .map(|a| (a.group_id.clone(), a))
+            .collect();
+        Ok(asked
+            .iter()
+            .filter_map(|group_id| {
+                let a = activity.remove(group_id)?;
+                Some(GroupSummary {
+                    group_id: a.group_id,
+                    last_message: a.last_message,
+                    unread_count: a.unread,
+                    last_seen_seq: seen_seq[group_id],
+                })
+            })
+            .collect())
     }
 }
 

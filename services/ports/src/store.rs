@@ -199,6 +199,12 @@ pub trait GroupStore: Send + Sync {
     async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error>;
     /// Members of each of `group_ids`, in joining order within a group: one query for a list.
     async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error>;
+    /// `user_id`'s memberships among `group_ids` (groups they are not in are left out).
+    async fn memberships(
+        &self,
+        user_id: &str,
+        group_ids: &[String],
+    ) -> Result<Vec<MemberRecord>, Error>;
     async fn membership(
         &self,
         group_id: &str,
@@ -231,6 +237,14 @@ pub trait GroupStore: Send + Sync {
 }
 
 pub use chat_domain::contracts::messages::{Attachment, MessageView};
+
+/// A group's latest message and how many messages the user has not seen.
+#[derive(Debug, Clone)]
+pub struct GroupActivity {
+    pub group_id: String,
+    pub last_message: Option<MessageView>,
+    pub unread: u64,
+}
 
 /// A message to append.
 pub struct NewMessage {
@@ -266,6 +280,13 @@ pub trait MessageStore: Send + Sync {
     async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
     /// Messages after `seq` not sent by `user_id` and not deleted.
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error>;
+    /// For each `(group, seen_seq)`: the group's latest message and [`MessageStore::unread`] for
+    /// `user_id`, in one call (the group list's summaries).
+    async fn activity(
+        &self,
+        user_id: &str,
+        seen: &[(String, i64)],
+    ) -> Result<Vec<GroupActivity>, Error>;
     /// Up to `limit` live messages in `group_ids` whose text contains `text`, case-insensitively,
     /// newest first.
     async fn search(

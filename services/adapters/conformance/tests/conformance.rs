@@ -438,6 +438,15 @@ async fn memberships_roles_and_seen_state(p: Ports) {
     );
     assert_eq!(of(&older.id), vec!["a", "z"]);
     assert_eq!(both.len(), 5);
+    let of_z: Vec<String> = p
+        .groups
+        .memberships("z", &[group.id.clone(), older.id.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.group_id)
+        .collect();
+    assert_eq!(of_z, vec![older.id.clone()], "only the groups z is in");
     // The group just changed: it comes first.
     let of_a: Vec<String> = p
         .groups
@@ -593,6 +602,34 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
     assert!(gone.deleted && gone.content.is_none());
     assert_eq!(gone.seq, 2, "keeps its place");
     assert_eq!(p.messages.unread(&group, "a", 1).await.unwrap(), 1);
+    // The same in one call for a list of groups, in the order asked.
+    let silent = unique("g");
+    let activity = p
+        .messages
+        .activity(
+            "a",
+            &[(other.clone(), 0), (group.clone(), 1), (silent.clone(), 0)],
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(&str, Option<i64>, u64)> = activity
+        .iter()
+        .map(|a| {
+            (
+                a.group_id.as_str(),
+                a.last_message.as_ref().map(|m| m.seq),
+                a.unread,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (other.as_str(), Some(1), 0),
+            (group.as_str(), Some(5), 1),
+            (silent.as_str(), None, 0)
+        ]
+    );
     assert!(p
         .messages
         .tombstone("000000000000000000000000")

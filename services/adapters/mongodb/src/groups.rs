@@ -183,6 +183,22 @@ impl GroupStore for MongoGroupStore {
         docs.iter().map(member_from_doc).collect()
     }
 
+    async fn memberships(
+        &self,
+        user_id: &str,
+        group_ids: &[String],
+    ) -> Result<Vec<MemberRecord>, Error> {
+        let docs: Vec<Document> = self
+            .members
+            .find(doc! {"userId": user_id, "groupId": {"$in": group_ids}})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        docs.iter().map(member_from_doc).collect()
+    }
+
     async fn membership(
         &self,
         group_id: &str,

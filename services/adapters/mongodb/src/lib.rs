@@ -37,8 +37,8 @@ use chat_domain::values::{search_words, Email, PageRequest};
 use chat_domain::Error;
 use chat_ports::health::Probe;
 use chat_ports::store::{
-    Attachment, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore, MessageView,
-    NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
+    Attachment, GroupActivity, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore,
+    MessageView, NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
     SigningKeyStore, Stores, UserRecord, UserStore,
 };
 

@@ -203,6 +203,23 @@ impl MessageStore for MongoMessageStore {
             .await.db()?)
     }
 
+    async fn activity(
+        &self,
+        user_id: &str,
+        seen: &[(String, i64)],
+    ) -> Result<Vec<GroupActivity>, Error> {
+        // Two indexed queries per group, run together rather than one after another.
+        futures_util::future::try_join_all(seen.iter().map(|(group, seen_seq)| async move {
+            let last = self.before(group, None, 1).await?.into_iter().next();
+            Ok::<_, Error>(GroupActivity {
+                group_id: group.clone(),
+                last_message: last,
+                unread: self.unread(group, user_id, *seen_seq).await?,
+            })
+        }))
+        .await
+    }
+
     async fn search(
         &self,
         group_ids: &[String],

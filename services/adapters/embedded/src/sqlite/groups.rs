@@ -139,6 +139,30 @@ impl GroupStore for SqliteGroupStore {
         .await
     }
 
+    async fn memberships(
+        &self,
+        user_id: &str,
+        group_ids: &[String],
+    ) -> Result<Vec<MemberRecord>, Error> {
+        let (user, ids) = (user_id.to_string(), group_ids.to_vec());
+        self.run(move |conn| {
+            let ids = serde_json::to_string(&ids).map_err(Error::internal)?;
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {MEMBER_COLUMNS} FROM members WHERE user_id = ?1 AND group_id IN \
+                     (SELECT value FROM json_each(?2))"
+                ))
+                .db()?;
+            let members = statement
+                .query_map([user, ids], member_from_row)
+                .db()?
+                .collect::<Result<Vec<_>, _>>()
+                .db()?;
+            Ok(members)
+        })
+        .await
+    }
+
     async fn membership(
         &self,
         group_id: &str,

@@ -44,6 +44,17 @@ fn first_message(
     Ok(messages_where(conn, clause, args)?.into_iter().next())
 }
 
+/// Messages of `group` after `seq` not sent by `user` and not deleted.
+fn unread_in(conn: &Connection, group: &str, user: &str, seq: i64) -> Result<u64, Error> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM messages
+         WHERE group_id = ?1 AND seq > ?2 AND sender_id != ?3 AND deleted = 0",
+    )
+    .db()?
+    .query_row(params![group, seq, user], |r| r.get(0))
+    .db()
+}
+
 #[async_trait::async_trait]
 impl MessageStore for SqliteMessageStore {
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
@@ -151,14 +162,31 @@ impl MessageStore for SqliteMessageStore {
 
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error> {
         let (group, user) = (group_id.to_string(), user_id.to_string());
+        self.run(move |conn| unread_in(conn, &group, &user, seq))
+            .await
+    }
+
+    async fn activity(
+        &self,
+        user_id: &str,
+        seen: &[(String, i64)],
+    ) -> Result<Vec<GroupActivity>, Error> {
+        let (user, seen) = (user_id.to_string(), seen.to_vec());
+        // One trip to the database thread for the whole list.
         self.run(move |conn| {
-            conn.query_row(
-                "SELECT count(*) FROM messages
-                 WHERE group_id = ?1 AND seq > ?2 AND sender_id != ?3 AND deleted = 0",
-                params![group, seq, user],
-                |r| r.get(0),
-            )
-            .db()
+            seen.into_iter()
+                .map(|(group, seen_seq)| {
+                    Ok(GroupActivity {
+                        last_message: first_message(
+                            conn,
+                            "WHERE group_id = ?1 ORDER BY seq DESC LIMIT 1",
+                            &[&group],
+                        )?,
+                        unread: unread_in(conn, &group, &user, seen_seq)?,
+                        group_id: group,
+                    })
+                })
+                .collect()
         })
         .await
     }
