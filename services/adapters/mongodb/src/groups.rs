@@ -21,6 +21,20 @@ impl MongoGroupStore {
     /// The conversation the direct pair `key` was claimed for. Its creator may still be writing
     /// it: wait up to 2 s. If it never appears (the creator died in between), the claim is
     /// released and `None` lets the caller claim the pair again.
+    /// The memberships matching `filter`, in joining order.
+    async fn find_members(&self, filter: Document) -> Result<Vec<MemberRecord>, Error> {
+        let docs: Vec<Document> = self
+            .members
+            .find(filter)
+            .sort(doc! {"joinedAt": 1, "_id": 1})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        docs.iter().map(member_from_doc).collect()
+    }
+
     async fn claimed_conversation(&self, key: &str) -> Result<Option<GroupRecord>, Error> {
         let Some(pair) = self.pairs.find_one(doc! {"_id": key}).await.db()? else {
             return Ok(None);
@@ -171,16 +185,8 @@ impl GroupStore for MongoGroupStore {
     }
 
     async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error> {
-        let docs: Vec<Document> = self
-            .members
-            .find(doc! {"groupId": {"$in": group_ids}})
-            .sort(doc! {"joinedAt": 1, "_id": 1})
+        self.find_members(doc! {"groupId": {"$in": group_ids}})
             .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
-        docs.iter().map(member_from_doc).collect()
     }
 
     async fn memberships(
@@ -188,15 +194,8 @@ impl GroupStore for MongoGroupStore {
         user_id: &str,
         group_ids: &[String],
     ) -> Result<Vec<MemberRecord>, Error> {
-        let docs: Vec<Document> = self
-            .members
-            .find(doc! {"userId": user_id, "groupId": {"$in": group_ids}})
+        self.find_members(doc! {"userId": user_id, "groupId": {"$in": group_ids}})
             .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
-        docs.iter().map(member_from_doc).collect()
     }
 
     async fn membership(
