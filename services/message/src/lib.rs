@@ -300,10 +300,10 @@ impl MessageService {
             .filter_map(|group_id| {
                 let a = activity.remove(group_id)?;
                 Some(GroupSummary {
+                    last_seen_seq: seen_seq.get(group_id).copied()?,
                     group_id: a.group_id,
                     last_message: a.last_message,
                     unread_count: a.unread,
-                    last_seen_seq: seen_seq[group_id],
                 })
             })
             .collect())
