@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -289,6 +290,9 @@ pub struct ValidatedConfig {
     pub components: Vec<ComponentConfig>,
     pub dependencies: Vec<DependencyConfig>,
     pub ingress: Option<IngressConfig>,
+    /// Peers the components' NetworkPolicies admit; empty admits everyone.
+    pub client_peers: Vec<NetworkPolicyPeer>,
+    pub monitoring_peers: Vec<NetworkPolicyPeer>,
     /// Everything scaled to zero, data kept.
     pub stopped: bool,
     /// Longest duration of one upgrade step.
@@ -452,7 +456,11 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
             .image_pull_policy
             .map_or("IfNotPresent", |p| p.as_str())
             .into(),
-        image_pull_secrets: spec.image_pull_secrets.clone(),
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
         rust_log: spec.log_level.clone().unwrap_or_else(|| "info".into()),
         cors_allowed_origins: spec.cors_allowed_origins.clone(),
         access_token_ttl_seconds: access,
@@ -462,6 +470,16 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
         components,
         dependencies,
         ingress,
+        client_peers: spec
+            .network_policy
+            .as_ref()
+            .map(|n| n.client_peers.clone())
+            .unwrap_or_default(),
+        monitoring_peers: spec
+            .network_policy
+            .as_ref()
+            .map(|n| n.monitoring_peers.clone())
+            .unwrap_or_default(),
         name,
         namespace,
         owner,

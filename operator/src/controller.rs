@@ -6,11 +6,10 @@
 //! key Secret is rewritten only when a rotation is asked for or an old key retires); the
 //! status is written only when it differs from the stored one (condition transition times
 //! are kept while a condition's status stays the same); and the owned objects are sent with
-//! server-side apply, which for an unchanged intent is a no-op on the API server: no new
-//! `resourceVersion`, nothing written to etcd and no watch event, so it cannot feed a
-//! reconcile loop. Comparing before applying would need a cached copy of every object and a
-//! model of every server-side default; SSA gives the same result with one field manager and
-//! also repairs drift when someone edits an owned field by hand.
+//! server-side apply only when the cached live object differs from the intent (`drift`).
+//! Owned objects are read from the watches' cache (`cache`), so a steady-state reconcile
+//! reads only the Secrets from the API server. Failures back off exponentially per
+//! ChatDeployment (5 s doubling to 5 min), and bursts of watch events are debounced.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,6 +32,7 @@ use crate::build::{
     build, data_selector, dependency_data_selector, migration_job, owned_selector, prunable_kinds,
     Resource, FIELD_MANAGER,
 };
+use crate::cache::OwnedCache;
 use crate::config::{validate, Component, DependencyKind, DependencyMode, ValidatedConfig};
 use crate::crd::{ChatDeployment, ChatDeploymentStatus, DeletionPolicy, JwtKeyStatus};
 use crate::drift;
@@ -133,11 +133,15 @@ pub struct Context {
     pub generator: Mutex<Box<dyn SecretGenerator + Send>>,
     /// The current time, truncated to seconds as the API server stores it.
     pub clock: fn() -> DateTime<Utc>,
+    /// The owned objects as the watches last saw them; an empty cache lists from the API.
+    pub cache: OwnedCache,
+    /// Reconciles failed in a row, per ChatDeployment (`namespace/name`): the back-off.
+    pub failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// A context for the real cluster.
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+    /// A context for the real cluster, reading owned objects from `cache`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, cache: OwnedCache) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -148,8 +152,48 @@ impl Context {
             metrics,
             generator: Mutex::new(Box::new(SystemGenerator::default())),
             clock: || Utc::now().trunc_subsecs(0),
+            cache,
+            failures: Mutex::default(),
         }
     }
+
+    /// The objects of `kind` in `namespace` that `instance` owns: from the cache, or listed
+    /// from the API server when the kind is not cached.
+    async fn owned(
+        &self,
+        kind: &ApiResource,
+        namespace: &str,
+        instance: &str,
+    ) -> Result<Vec<DynamicObject>, kube::Error> {
+        if let Some(cached) = self.cache.owned(kind, namespace, instance).await {
+            return Ok(cached);
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, kind);
+        Ok(api
+            .list(&ListParams::default().labels(&owned_selector(instance)))
+            .await?
+            .items)
+    }
+
+    /// Owned objects of a typed kind.
+    async fn owned_typed<K>(&self, namespace: &str, instance: &str) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+    {
+        let kind = ApiResource::erase::<K>(&());
+        let objects = self.owned(&kind, namespace, instance).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| o.try_parse::<K>().ok())
+            .collect())
+    }
+}
+
+/// How long to wait after the `failures`-th failure in a row: 5 s, doubling up to 5 minutes
+/// (client-go's per-item exponential back-off).
+pub fn backoff(failures: u32) -> Duration {
+    let doubled = 5u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    Duration::from_secs(doubled.min(300))
 }
 
 /// Reconcile one ChatDeployment.
@@ -157,8 +201,11 @@ impl Context {
 pub async fn reconcile(cd: Arc<ChatDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
     let result = reconcile_stack(&cd, &ctx).await;
-    if let Err(error) = &result {
-        report_failure(&ctx, &cd, error).await;
+    match &result {
+        Err(error) => report_failure(&ctx, &cd, error).await,
+        Ok(_) => {
+            ctx.failures.lock().unwrap().remove(&key_of(&cd));
+        }
     }
     result
 }
@@ -253,7 +300,7 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
     .await?;
 
     let job = migration_job(&cfg).name_any();
-    let observed = observe(&ctx.client, &namespace, &cfg, &job).await?;
+    let observed = observe(ctx, &namespace, &cfg, &job).await?;
     let plan = upgrade::plan(&PlanInput {
         cfg: &cfg,
         observed: &observed,
@@ -270,15 +317,7 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
         let note = format!("grew PersistentVolumeClaim {}", storage.expanded.join(", "));
         publish(ctx, cd, EventType::Normal, "StorageExpanded", &note).await;
     }
-    let applied = apply_all(
-        &ctx.client,
-        &namespace,
-        &cfg,
-        &observed,
-        &objects,
-        &storage.hold,
-    )
-    .await?;
+    let applied = apply_all(ctx, &namespace, &cfg, &observed, &objects, &storage.hold).await?;
     prune(ctx, cd, &namespace, &objects).await?;
 
     let next_retirement = jwt_keys
@@ -318,11 +357,23 @@ async fn reconcile_stack(cd: &ChatDeployment, ctx: &Context) -> Result<Action, E
     ))
 }
 
-/// Count the failure and retry later.
+fn key_of(cd: &ChatDeployment) -> String {
+    format!("{}/{}", cd.namespace().unwrap_or_default(), cd.name_any())
+}
+
+/// Count the failure and retry later: 5 s after the first, twice as long after each next
+/// one in a row, at most 5 minutes, so a broken API server or webhook is not hammered.
 pub fn error_policy(cd: Arc<ChatDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(name = %cd.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_failed(error.kind());
-    Action::requeue(REQUEUE_ERROR)
+    let failures = {
+        let mut failures = ctx.failures.lock().unwrap();
+        let count = failures.entry(key_of(&cd)).or_default();
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = backoff(failures);
+    warn!(name = %cd.name_any(), %error, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// Read every Secret the stack uses: digests of their values, the user-supplied ones (or keys)
@@ -509,12 +560,11 @@ async fn maintain_jwt_key(
 
 /// The workloads this ChatDeployment owns as they are now, and its migration Job `job`.
 async fn observe(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     cfg: &ValidatedConfig,
     job: &str,
 ) -> Result<Observed, Error> {
-    let selector = ListParams::default().labels(&owned_selector(&cfg.name));
     let component_of = |meta: &kube::api::ObjectMeta| {
         meta.labels
             .as_ref()
@@ -523,34 +573,36 @@ async fn observe(
             .unwrap_or_default()
     };
     let mut observed = Observed::default();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    for deployment in deployments.list(&selector).await? {
+    for deployment in ctx.owned_typed::<Deployment>(namespace, &cfg.name).await? {
         let label = component_of(&deployment.metadata);
         if let Some(c) = Component::ALL.into_iter().find(|c| c.role() == label) {
             observed.deployments.insert(c, deployment);
         }
     }
-    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    for set in stateful_sets.list(&selector).await? {
+    for set in ctx.owned_typed::<StatefulSet>(namespace, &cfg.name).await? {
         let label = component_of(&set.metadata);
         if let Some(k) = DependencyKind::ALL.into_iter().find(|k| k.name() == label) {
             observed.stateful_sets.insert(k, set);
         }
     }
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    observed.migration = jobs.get_opt(job).await?;
+    observed.migration = ctx
+        .owned_typed::<Job>(namespace, &cfg.name)
+        .await?
+        .into_iter()
+        .find(|j| j.metadata.name.as_deref() == Some(job));
     Ok(observed)
 }
 
 /// Server-side apply every object in order; returns the workloads as the server has them.
 async fn apply_all(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     cfg: &ValidatedConfig,
     observed: &Observed,
     objects: &[Resource],
     hold: &BTreeSet<String>,
 ) -> Result<Workloads, Error> {
+    let client = &ctx.client;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut workloads = Workloads::default();
     let mut first_error = None;
@@ -571,7 +623,7 @@ async fn apply_all(
             // Nothing to send when the live object already is what we want: a reconcile
             // with nothing to do writes nothing (see `drift`).
             let current = live
-                .get(&api, &resource, &cfg.name, object.name())
+                .get(ctx, namespace, &resource, &cfg.name, object.name())
                 .await
                 .map_err(failed)?;
             match current {
@@ -645,8 +697,8 @@ async fn apply_all(
     first_error.map_or(Ok(workloads), Err)
 }
 
-/// The objects this ChatDeployment owns as they are now, listed once per kind (by the owned
-/// labels) the first time a kind is needed in a reconcile.
+/// The objects this ChatDeployment owns as they are now, read once per kind (from the cache,
+/// or listed by the owned labels) the first time a kind is needed in a reconcile.
 #[derive(Default)]
 struct LiveObjects {
     by_kind: HashMap<String, HashMap<String, serde_json::Value>>,
@@ -655,17 +707,16 @@ struct LiveObjects {
 impl LiveObjects {
     async fn get(
         &mut self,
-        api: &Api<DynamicObject>,
+        ctx: &Context,
+        namespace: &str,
         resource: &ApiResource,
         instance: &str,
         name: &str,
     ) -> Result<Option<serde_json::Value>, kube::Error> {
         if !self.by_kind.contains_key(&resource.kind) {
-            let listed = api
-                .list(&ListParams::default().labels(&owned_selector(instance)))
-                .await?;
-            let objects = listed
-                .items
+            let objects = ctx
+                .owned(resource, namespace, instance)
+                .await?
                 .into_iter()
                 .filter_map(|o| Some((o.name_any(), serde_json::to_value(o).ok()?)))
                 .collect();
@@ -810,10 +861,9 @@ async fn prune(
     desired: &[Resource],
 ) -> Result<(), Error> {
     let uid = cd.uid().unwrap_or_default();
-    let selector = ListParams::default().labels(&owned_selector(&cd.name_any()));
     for kind in prunable_kinds() {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &kind);
-        for existing in api.list_metadata(&selector).await? {
+        for existing in ctx.owned(&kind, namespace, &cd.name_any()).await? {
             let name = existing.name_any();
             let wanted = desired
                 .iter()

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -76,15 +77,17 @@ pub struct ChatDeploymentSpec {
     #[schemars(schema_with = "nullable::<ImagePullPolicy>")]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
-    /// Names of Secrets in this namespace used to pull images from a private registry. Every
-    /// pod the operator creates gets them: the components, the migration Job and the managed
-    /// dependencies (whose images may be mirrored into the same registry).
+    /// Secrets in this namespace used to pull images from a private registry, in the pods'
+    /// own form (`[{name: registry-credentials}]`). Every pod the operator creates gets them:
+    /// the components, the migration Job and the managed dependencies (whose images may be
+    /// mirrored into the same registry).
+    // Not a map-list keyed by name: Kubernetes 1.25 answers an apply with a duplicate or a
+    // nameless entry with a 500 ("failed to create typed patch object"), not a 422 naming it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(max = 253), regex(pattern = DNS_SUBDOMAIN)))]
-    pub image_pull_secrets: Vec<String>,
+    pub image_pull_secrets: Vec<LocalSecretReference>,
 
     /// Stop reconciling: while true the operator writes nothing to the objects it manages and
-    /// only reports, through the `Progressing` condition, that it is paused.
+    /// only reports, through the `ReconciliationPaused` condition, that it is paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
 
@@ -136,6 +139,13 @@ pub struct ChatDeploymentSpec {
     /// Without it the stack is reachable only inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+
+    /// Who may connect to the components. Every component gets a NetworkPolicy that admits
+    /// only its API port (gateway and chat) and its management port (probes and `/metrics`);
+    /// auth, group and message take no connections but those. The managed dependencies admit
+    /// only the components that use them, whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// Schema of an optional enum. schemars describes `Option<enum>` as an `anyOf` with `null`,
@@ -215,6 +225,15 @@ fn label_map(schema: &mut schemars::Schema) {
 }
 
 /// A map that becomes annotations: keys are qualified names.
+/// A Secret in the ChatDeployment's namespace, by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecretReference {
+    /// The Secret's name.
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+}
+
 fn annotation_map(schema: &mut schemars::Schema) {
     qualified_keys(schema, "annotation");
 }
@@ -586,6 +605,26 @@ pub struct IngressSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Peers admitted to the components' ports, in the NetworkPolicy peer form (`podSelector`,
+/// `namespaceSelector`, `ipBlock`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Who may reach the gateway's and chat's API port: your ingress controller, for example
+    /// `[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}]`,
+    /// and any in-cluster client. Unset or empty: every pod and address. Set it when an
+    /// Ingress is used: the gateway then trusts `X-Forwarded-For` from these peers only, so no
+    /// other pod can pose as a different client to the login rate limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_peers: Vec<NetworkPolicyPeer>,
+
+    /// Who may reach every component's management port (9090: `/metrics` and the probes,
+    /// which the kubelet reaches from the node whatever this says): your Prometheus, for
+    /// example. Unset or empty: every pod and address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitoring_peers: Vec<NetworkPolicyPeer>,
+}
+
 /// What the operator last observed. Never contains a credential.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -594,9 +633,13 @@ pub struct ChatDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready` (every component and dependency available), `Progressing` (a rollout is under
-    /// way, or paused) and `Degraded` (the spec is invalid, a Secret is missing or a rollout
-    /// stalled), with reasons and messages.
+    /// `Ready` (every component has an available replica and every dependency is ready),
+    /// `Progressing` (a rollout is under way), `Degraded` (the spec is invalid, a Secret is
+    /// missing or a rollout stalled) and, while `spec.paused` is true, `ReconciliationPaused`;
+    /// with reasons and messages. One entry per type.
+    // Not a map-list keyed by `type`: on Kubernetes 1.25 the API server's CEL evaluation of the
+    // root rules then fails a status write whose list grew ("index out of range"), seen on
+    // the control plane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 

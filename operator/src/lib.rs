@@ -8,6 +8,7 @@
 //! conditions and status ([`status`]).
 
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -3,20 +3,18 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chat_operator::build::owned_kinds;
+use chat_operator::cache::OwnedCache;
 use chat_operator::controller::{error_policy, reconcile, Context};
 use chat_operator::crd::ChatDeployment;
 use chat_operator::metrics::Metrics;
 use chat_operator::{crd_yaml, http, leader};
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{controller, watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use tracing::{error, info, warn};
 
@@ -27,7 +25,7 @@ commands:
   crd   print the ChatDeployment CustomResourceDefinition as YAML
 
 environment (run):
-  WATCH_NAMESPACE   only watch this namespace (default: all namespaces)
+  WATCH_NAMESPACE   only watch these namespaces, comma-separated (default: all namespaces)
   HTTP_ADDR         address of /livez, /readyz, /health and /metrics (default 0.0.0.0:8080)
   POD_NAME, POD_NAMESPACE   leader-election identity and Lease namespace
   LOG_FORMAT=json   JSON logs;  RUST_LOG  log filter (default info)";
@@ -99,48 +97,52 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let watch_namespace = std::env::var("WATCH_NAMESPACE")
-        .ok()
-        .filter(|ns| !ns.is_empty());
-    let chat_deployments: Api<ChatDeployment> = scoped(&client, watch_namespace.as_deref());
-    if let Err(e) = chat_deployments.list(&Default::default()).await {
-        warn!(error = %e, "cannot list ChatDeployments; is the CRD installed? (chat-operator crd | kubectl apply -f -)");
-        return Err(e.into());
+    // All namespaces (one watch each per kind), or one controller per listed namespace: a
+    // Role in each is then all the operator needs, nothing cluster-wide.
+    let namespaces: Vec<Option<String>> = match std::env::var("WATCH_NAMESPACE") {
+        Ok(list) if !list.trim().is_empty() => {
+            let mut listed: Vec<String> = list
+                .split(',')
+                .map(|ns| ns.trim().to_string())
+                .filter(|ns| !ns.is_empty())
+                .collect();
+            listed.sort();
+            listed.dedup();
+            listed.into_iter().map(Some).collect()
+        }
+        _ => vec![None],
+    };
+    let mut cache = OwnedCache::default();
+    let mut controllers = Vec::new();
+    for namespace in &namespaces {
+        let chat_deployments: Api<ChatDeployment> = scoped(&client, namespace.as_deref());
+        if let Err(e) = chat_deployments.list(&Default::default()).await {
+            warn!(error = %e, namespace = namespace.as_deref().unwrap_or("*"), "cannot list ChatDeployments; is the CRD installed (chat-operator crd | kubectl apply -f -) and the operator granted its Role there?");
+            return Err(e.into());
+        }
+        controllers.push(controller(
+            &client,
+            chat_deployments,
+            namespace.as_deref(),
+            &mut cache,
+        ));
     }
-
-    // Every kind the operator owns is watched, so a deleted or hand-edited object is put
-    // back at once rather than at the next periodic reconcile; workload status changes (and
-    // the migration Job's completion) move an upgrade on.
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=chat-operator");
-    let ns = watch_namespace.as_deref();
-    let context = Arc::new(Context::new(client.clone(), metrics));
-    let controller = Controller::new(chat_deployments, watcher::Config::default().any_semantic())
-        .owns(scoped::<Deployment>(&client, ns), owned.clone())
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<Job>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .owns(
-            scoped::<HorizontalPodAutoscaler>(&client, ns),
-            owned.clone(),
-        )
-        .owns(scoped::<Ingress>(&client, ns), owned.clone())
-        .owns(scoped::<NetworkPolicy>(&client, ns), owned.clone())
-        // Generated Secrets are not owned (they outlive the ChatDeployment under
-        // deletionPolicy Retain): they name theirs in the instance label. A deleted password
-        // is then noticed at once.
-        .watches(scoped::<Secret>(&client, ns), owned, |secret| {
-            let name = secret.labels().get("app.kubernetes.io/instance")?;
-            Some(ObjectRef::new(name).within(&secret.namespace()?))
-        })
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile error");
-            }
-        });
+    info!(namespaces = ?namespaces, "watching");
+    let context = Arc::new(Context::new(client.clone(), metrics, cache));
+    let runs = controllers.into_iter().map(|controller| {
+        controller
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, context.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    warn!(error = %e, "reconcile error");
+                }
+            })
+    });
+    let controller = futures_util::future::join_all(runs);
+    let controller = async move {
+        controller.await;
+    };
 
     let lease_namespace =
         std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_string());
@@ -160,6 +162,39 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// The controller of the ChatDeployments `chat_deployments` lists, watching what they own in
+/// `ns` (every namespace when `None`) into `cache`.
+fn controller(
+    client: &Client,
+    chat_deployments: Api<ChatDeployment>,
+    ns: Option<&str>,
+    cache: &mut OwnedCache,
+) -> Controller<ChatDeployment> {
+    // Every kind the operator owns is watched, so a deleted or hand-edited object is put
+    // back at once rather than at the next periodic reconcile; workload status changes (and
+    // the migration Job's completion) move an upgrade on. The same watches fill the cache
+    // the reconciles read owned objects from.
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=chat-operator");
+    // A burst of events (a rollout moves several pods' worth of status) becomes one
+    // reconcile.
+    let config = controller::Config::default().debounce(Duration::from_millis(500));
+    let mut controller =
+        Controller::new(chat_deployments, watcher::Config::default().any_semantic())
+            .with_config(config);
+    for kind in owned_kinds() {
+        let changes = cache.watch(client, &kind, ns, owned.clone());
+        controller = controller.owns_stream_with(changes, kind);
+    }
+    controller
+        // Generated Secrets are not owned (they outlive the ChatDeployment under
+        // deletionPolicy Retain): they name theirs in the instance label. A deleted password
+        // is then noticed at once.
+        .watches(scoped::<Secret>(client, ns), owned, |secret| {
+            let name = secret.labels().get("app.kubernetes.io/instance")?;
+            Some(ObjectRef::new(name).within(&secret.namespace()?))
+        })
 }
 
 /// SIGTERM (what the kubelet sends) or Ctrl-C.

@@ -22,6 +22,8 @@ use crate::upgrade::{
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Present only while `spec.paused` is true.
+pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
 
 /// A condition to set: type, status (`True`/`False`/`Unknown`), reason, message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +78,11 @@ pub fn merge_conditions(
             None => conditions.push(condition),
         }
     }
-    let order = |t: &str| [READY, PROGRESSING, DEGRADED].iter().position(|x| *x == t);
+    let order = |t: &str| {
+        [READY, PROGRESSING, DEGRADED, RECONCILIATION_PAUSED]
+            .iter()
+            .position(|x| *x == t)
+    };
     conditions.sort_by_key(|c| order(&c.type_));
     conditions
 }
@@ -93,23 +99,28 @@ fn with_conditions(
     updates: &[ConditionUpdate],
     now: DateTime<Utc>,
 ) -> ChatDeploymentStatus {
-    let old = cd
+    let mut old: Vec<Condition> = cd
         .status
         .as_ref()
-        .map(|s| s.conditions.as_slice())
+        .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    status.conditions = merge_conditions(old, updates, cd.metadata.generation, now);
+    // `ReconciliationPaused` is there only while paused.
+    if updates.iter().all(|u| u.type_ != RECONCILIATION_PAUSED) {
+        old.retain(|c| c.type_ != RECONCILIATION_PAUSED);
+    }
+    status.conditions = merge_conditions(&old, updates, cd.metadata.generation, now);
     status
 }
 
-/// While paused: everything else as last observed, `Progressing` false with reason `Paused`.
+/// While paused: everything as last observed, `observedGeneration` included (the operator has
+/// not acted on the generations since), and `ReconciliationPaused` true.
 pub fn paused(cd: &ChatDeployment, now: DateTime<Utc>) -> ChatDeploymentStatus {
     with_conditions(
         cd,
-        base(cd),
+        cd.status.clone().unwrap_or_default(),
         &[ConditionUpdate::new(
-            PROGRESSING,
-            false,
+            RECONCILIATION_PAUSED,
+            true,
             "Paused",
             "spec.paused is true: the operator writes nothing to the objects it manages",
         )],
@@ -161,6 +172,9 @@ pub struct Workloads {
 }
 
 struct Rollout {
+    /// At least one replica serves. A component at zero replicas (asked for, or an
+    /// autoscaled one just started again) serves nothing, so it is not available.
+    available: bool,
     complete: bool,
     stalled: bool,
     summary: String,
@@ -192,6 +206,7 @@ fn deployment_rollout(d: &Deployment) -> (ComponentStatus, Rollout) {
             image: release.map(|r| r.image).unwrap_or_default(),
         },
         Rollout {
+            available: available > 0,
             complete: deployment_complete(d),
             stalled,
             summary: format!("{name} ({available}/{desired} available, {updated} updated)"),
@@ -212,12 +227,16 @@ pub fn rolled_out(
     let mut status = base(cd);
     let mut waiting = Vec::new();
     let mut stalled = Vec::new();
+    let mut unavailable = Vec::new();
     status.components = workloads
         .deployments
         .iter()
         .map(|(component, deployment)| {
             let (mut component_status, rollout) = deployment_rollout(deployment);
             component_status.name = component.role().into();
+            if !rollout.available {
+                unavailable.push(component.role().to_string());
+            }
             if rollout.stalled {
                 stalled.push(rollout.summary);
             } else if !rollout.complete {
@@ -228,6 +247,7 @@ pub fn rolled_out(
         .collect();
     if status.components.len() < cfg.components.len() {
         waiting.push("the components, created once the migration has succeeded".into());
+        unavailable.push("the components not created yet".into());
     }
     status.dependencies = workloads
         .stateful_sets
@@ -236,6 +256,11 @@ pub fn rolled_out(
             let ready = stateful_set_rolled(set);
             if !ready {
                 waiting.push(set.name_any());
+            }
+            let wanted = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let serving = set.status.as_ref().and_then(|s| s.ready_replicas);
+            if wanted > 0 && serving.unwrap_or(0) == 0 {
+                unavailable.push(kind.name().to_string());
             }
             DependencyStatus {
                 name: kind.name().into(),
@@ -258,10 +283,8 @@ pub fn rolled_out(
     if all_ready && running.len() == 1 {
         status.version = running.first().map(|v| v.to_string());
     }
-    let available = status
-        .version
-        .clone()
-        .unwrap_or_else(|| cfg.version.clone());
+    // Ready is availability, like a Deployment's `Available`: a rollout or an autoscaler's
+    // scale-up adds pods without taking the service away, so it leaves Ready alone.
     let ready = if plan.state == State::Stopped {
         ConditionUpdate::new(
             READY,
@@ -269,21 +292,27 @@ pub fn rolled_out(
             "Stopped",
             "spec.stopped is true: every component and dependency is scaled to zero",
         )
-    } else if all_ready {
-        ConditionUpdate::new(
-            READY,
-            true,
-            "Available",
-            format!("version {available} is available"),
-        )
+    } else if unavailable.is_empty() {
+        let message = match &status.version {
+            Some(version) => format!("version {version} is available"),
+            None => format!(
+                "available while version {} rolls out: {}",
+                cfg.version,
+                stalled
+                    .iter()
+                    .chain(&waiting)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        ConditionUpdate::new(READY, true, "Available", message)
     } else {
-        let mut not_ready = stalled.clone();
-        not_ready.extend(waiting.iter().cloned());
         ConditionUpdate::new(
             READY,
             false,
             "NotAvailable",
-            format!("waiting for {}", not_ready.join(", ")),
+            format!("nothing serves yet in: {}", unavailable.join(", ")),
         )
     };
     let (progressing, degraded) = match &plan.state {
@@ -406,15 +435,27 @@ mod tests {
     }
 
     #[test]
-    fn paused_status_says_so_and_records_the_generation() {
+    fn paused_status_says_so_without_claiming_the_generation() {
         let mut cd = ChatDeployment::new("chat", ChatDeploymentSpec::default());
         cd.metadata.generation = Some(3);
+        cd.status = Some(ChatDeploymentStatus {
+            observed_generation: Some(2),
+            ..Default::default()
+        });
         let status = paused(&cd, at(0));
-        assert_eq!(status.observed_generation, Some(3));
-        let progressing = &status.conditions[0];
+        assert_eq!(status.observed_generation, Some(2));
+        let condition = &status.conditions[0];
         assert_eq!(
-            (progressing.type_.as_str(), progressing.reason.as_str()),
-            (PROGRESSING, "Paused")
+            (condition.type_.as_str(), condition.status.as_str()),
+            (RECONCILIATION_PAUSED, "True")
         );
+        // Unpaused, the condition goes away.
+        cd.status = Some(status);
+        let blocked = blocked(&cd, "Invalid", "x".into(), at(1));
+        assert!(blocked
+            .conditions
+            .iter()
+            .all(|c| c.type_ != RECONCILIATION_PAUSED));
+        assert_eq!(blocked.observed_generation, Some(3));
     }
 }

@@ -139,13 +139,15 @@ fn chart_renders_with_every_value_set() {
             "ServiceAccount",
             "Role",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "RoleBinding",
             "Service",
             "Deployment",
             "ServiceMonitor"
         ],
-        "with watchNamespace the operator's rules are a Role, not a ClusterRole"
+        "with watchNamespaces the operator's rules are a Role in each, not a ClusterRole"
     );
     let deployment = rendered.one("Deployment");
     assert_eq!(deployment["metadata"]["name"], "chat-operator-full");
@@ -170,7 +172,7 @@ fn chart_renders_with_every_value_set() {
         assert!(!pod[key].is_null(), "{key} is passed through");
     }
     let env = env_of(&deployment);
-    assert_eq!(env["WATCH_NAMESPACE"], "chat");
+    assert_eq!(env["WATCH_NAMESPACE"], "chat,chat-staging");
     assert_eq!(env["LOG_FORMAT"], "text");
     assert_eq!(env["RUST_LOG"], "info,chat_operator=debug");
     let service = rendered.one("Service");
@@ -235,7 +237,8 @@ fn values_that_break_the_schema_are_rejected() {
         ("bad-enum", "logFormat: xml\n"),
         ("bad-pull-policy", "image: {pullPolicy: Sometimes}\n"),
         ("bad-quantity", "resources: {requests: {cpu: lots}}\n"),
-        ("bad-namespace", "watchNamespace: Not_A_Namespace\n"),
+        ("bad-namespace", "watchNamespaces: [Not_A_Namespace]\n"),
+        ("one-namespace-not-a-list", "watchNamespaces: chat\n"),
         (
             "bad-interval",
             "metrics: {serviceMonitor: {interval: soon}}\n",
@@ -386,11 +389,13 @@ fn install_manifests_are_generated_from_the_chart() {
     );
 }
 
-/// The rules a rendering grants the operator's ServiceAccount, by scope, and every problem
-/// found on the way (wildcards, resource names, URLs, bindings to someone else).
+/// The rules a rendering grants the operator's ServiceAccount in `namespace` (one of the
+/// `watched` ones; `None` when it watches every namespace), by scope, and every problem found
+/// on the way (wildcards, resource names, URLs, bindings to someone else).
 fn granted(
     rendered: &Rendered,
-    watch_namespace: Option<&str>,
+    watched: &[&str],
+    namespace_checked: Option<&str>,
     service_account: &str,
 ) -> (BTreeSet<Grant>, Vec<String>) {
     let objects = rendered.objects();
@@ -403,9 +408,11 @@ fn granted(
         let name = role["metadata"]["name"].as_str().unwrap();
         let namespace = role["metadata"]["namespace"].as_str();
         let scope = match (role["kind"].as_str().unwrap(), namespace) {
-            ("ClusterRole", _) if watch_namespace.is_none() => Scope::Watched,
-            ("Role", Some(ns)) if Some(ns) == watch_namespace => Scope::Watched,
-            ("Role", Some(NAMESPACE)) => Scope::OwnNamespace,
+            ("ClusterRole", _) if watched.is_empty() => Scope::Watched,
+            ("Role", Some(NAMESPACE)) if name.ends_with("-leader-election") => Scope::OwnNamespace,
+            ("Role", Some(ns)) if Some(ns) == namespace_checked => Scope::Watched,
+            // Another watched namespace: checked on its own.
+            ("Role", Some(ns)) if watched.contains(&ns) => continue,
             (kind, ns) => {
                 problems.push(format!("{kind} {name} in {ns:?} is not expected"));
                 continue;
@@ -464,19 +471,26 @@ fn granted(
 #[test]
 fn chart_grants_exactly_the_permissions_the_operator_uses() {
     let needed = rbac::grants();
+    let watched = ["chat", "chat-staging"];
     let cases = [
         (None, None, RELEASE),
         (Some(full_values()), Some("chat"), "chat-operator-sa"),
+        (
+            Some(full_values()),
+            Some("chat-staging"),
+            "chat-operator-sa",
+        ),
     ];
-    for (values, watch_namespace, service_account) in cases {
+    for (values, namespace, service_account) in cases {
         let rendered = render(values.as_deref());
-        let (granted, problems) = granted(&rendered, watch_namespace, service_account);
+        let watched: &[&str] = if namespace.is_some() { &watched } else { &[] };
+        let (granted, problems) = granted(&rendered, watched, namespace, service_account);
         assert!(problems.is_empty(), "{values:?}: {problems:#?}");
         let missing: Vec<_> = needed.difference(&granted).collect();
         let extra: Vec<_> = granted.difference(&needed).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "with {values:?}, the chart's RBAC differs from chat_operator::rbac::PERMISSIONS\n\
+            "with {values:?} in {namespace:?}, the chart's RBAC differs from chat_operator::rbac::PERMISSIONS\n\
              missing (the operator calls these): {missing:#?}\n\
              extra (nothing calls these): {extra:#?}\n\
              Change charts/chat-operator/templates/_helpers.tpl and operator/src/rbac.rs together."

@@ -87,6 +87,9 @@ pub fn skip_in_embedded_mode(why: &str) -> bool {
 pub struct RoleProcess {
     pub role: String,
     pub port: u16,
+    /// Where `/readyz`, `/health` and `/metrics` answer: `port`, unless the deployment sets
+    /// `MANAGEMENT_PORT` (in-process roles only).
+    pub management_port: u16,
     child: Option<Child>,
     in_process: Option<InProcess>,
 }
@@ -111,6 +114,7 @@ impl RoleProcess {
         RoleProcess {
             role: role.to_string(),
             port: self.port,
+            management_port: self.management_port,
             child: None,
             in_process: None,
         }
@@ -274,9 +278,12 @@ impl Deployment {
         }
         vars.extend(self.env.iter().cloned());
         vars.insert("PORT".into(), "0".into());
+        if vars.contains_key("MANAGEMENT_PORT") {
+            vars.insert("MANAGEMENT_PORT".into(), "0".into());
+        }
         let config = Config::from_lookup(&vars).expect("a valid test configuration");
         let stop = CancellationToken::new();
-        let (bound_tx, bound) = tokio::sync::oneshot::channel::<Result<u16, String>>();
+        let (bound_tx, bound) = tokio::sync::oneshot::channel::<Result<(u16, u16), String>>();
         let (stopped_tx, stopped) = std::sync::mpsc::channel();
         let token = stop.clone();
         std::thread::spawn(move || {
@@ -290,21 +297,25 @@ impl Deployment {
                     Ok(application) => application,
                     Err(e) => return drop(bound_tx.send(Err(e.to_string()))),
                 };
-                let port = application.address().map(|a| a.port());
-                let _ = bound_tx.send(port.map_err(|e| e.to_string()));
+                let ports = application.address().map(|a| {
+                    let management = application.management_address().unwrap_or(a);
+                    (a.port(), management.port())
+                });
+                let _ = bound_tx.send(ports.map_err(|e| e.to_string()));
                 if let Err(e) = application.run_until_stopped().await {
                     eprintln!("chat-server {name} stopped with an error: {e}");
                 }
             });
             let _ = stopped_tx.send(());
         });
-        let port = bound
+        let (port, management_port) = bound
             .await
             .expect("the role's thread answers")
             .unwrap_or_else(|e| panic!("chat-server {role} did not start: {e}"));
         let mut process = RoleProcess {
             role: role.to_string(),
             port,
+            management_port,
             child: None,
             in_process: Some(InProcess { stop, stopped }),
         };
@@ -316,6 +327,10 @@ impl Deployment {
     /// `/readyz` answers 200: for tests that kill, drain or run several replicas. In an embedded
     /// deployment every role is `chat-server all`.
     pub async fn spawn(&self, role: &str) -> RoleProcess {
+        assert!(
+            self.env.iter().all(|(name, _)| name != "MANAGEMENT_PORT"),
+            "spawned processes report only their API port"
+        );
         let address_file = std::env::temp_dir().join(unique("chat-address-"));
         let mut command = Command::new(chat_server_bin());
         command.arg(if self.embedded && role != "migrate" {
@@ -338,10 +353,12 @@ impl Deployment {
         let mut process = RoleProcess {
             role: role.to_string(),
             port: 0,
+            management_port: 0,
             child: Some(child),
             in_process: None,
         };
         process.port = reported_port(&mut process, &address_file).await;
+        process.management_port = process.port;
         let _ = std::fs::remove_file(&address_file);
         wait_ready(&mut process).await;
         process
@@ -377,7 +394,7 @@ async fn reported_port(process: &mut RoleProcess, address_file: &std::path::Path
 }
 
 async fn wait_ready(process: &mut RoleProcess) {
-    let url = format!("http://127.0.0.1:{}/readyz", process.port);
+    let url = format!("http://127.0.0.1:{}/readyz", process.management_port);
     let client = reqwest::Client::new();
     let start = Instant::now();
     loop {

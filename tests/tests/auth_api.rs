@@ -422,20 +422,32 @@ async fn health_metrics_and_openapi_are_served() {
     let stack = Stack::start(&[]).await;
     let api = &stack.api;
     assert_eq!(api.get("/livez", None).await.status, StatusCode::OK);
-    let ready = api.get("/readyz", None).await;
+    assert_eq!(api.get("/readyz", None).await.status, StatusCode::OK);
+    let ready = api.get("/readyz?verbose", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
     let auth = Api::new(stack.auth.port);
     if stack.deployment.embedded {
-        assert_eq!(ready.body["checks"]["database"], "ok", "{}", ready.text);
+        assert_eq!(
+            ready.body["dependencies"]["database"], "ok",
+            "{}",
+            ready.text
+        );
         assert_eq!(api.get("/health", None).await.body["role"], "all");
     } else {
-        assert_eq!(ready.body["checks"]["rabbitmq"], "ok");
-        let auth_ready = auth.get("/readyz", None).await;
+        assert_eq!(ready.body["dependencies"]["rabbitmq"], "ok");
+        let auth_ready = auth.get("/readyz?verbose", None).await;
         assert_eq!(auth_ready.status, StatusCode::OK);
-        for dep in ["mongodb", "redis", "rabbitmq"] {
-            assert_eq!(auth_ready.body["checks"][dep], "ok", "{}", auth_ready.text);
-        }
         let health = auth.get("/health", None).await;
+        assert_eq!(health.status, StatusCode::OK, "{}", health.text);
         assert_eq!(health.body["role"], "auth");
+        for dep in ["mongodb", "redis", "rabbitmq"] {
+            assert_eq!(
+                auth_ready.body["dependencies"][dep], "ok",
+                "{}",
+                auth_ready.text
+            );
+            assert_eq!(health.body["checks"][dep], "ok", "{}", health.text);
+        }
     }
 
     api.post(
@@ -709,4 +721,132 @@ fn a_malformed_mongodb_uri_is_named_without_echoing_it() {
     assert!(!out.status.success());
     assert!(all.contains("MONGODB_URI"), "{all}");
     assert!(!all.contains("hunter2"), "password leaked: {all}");
+}
+
+#[tokio::test]
+async fn probes_and_metrics_move_to_the_management_port() {
+    let stack = Stack::start(&[("MANAGEMENT_PORT", "0")]).await;
+    let (api, management) = (&stack.api, Api::new(stack.gateway.management_port));
+    assert_ne!(stack.gateway.port, stack.gateway.management_port);
+    api.register("Ada", "Lovelace", "ada@example.com", "correct horse")
+        .await;
+    for path in ["/livez", "/readyz", "/health", "/metrics"] {
+        assert_eq!(
+            api.get(path, None).await.assert_error(404),
+            "not_found",
+            "{path} on the API port"
+        );
+        assert_eq!(
+            management.get(path, None).await.status,
+            StatusCode::OK,
+            "{path} on the management port"
+        );
+    }
+    let metrics = management.get("/metrics", None).await;
+    assert!(
+        metrics.text.contains(
+            "chat_http_requests_total{method=\"POST\",route=\"/auth/register\",status=\"201\"}"
+        ),
+        "{}",
+        metrics.text
+    );
+    assert_eq!(
+        management.get("/auth/me", None).await.assert_error(404),
+        "not_found",
+        "the management port serves no API"
+    );
+}
+
+fn rabbitmqctl(command: &str) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(["-q", command])
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {command} failed");
+}
+
+/// The broker stopped until dropped, so a failed assertion never leaves it down for later tests.
+struct BrokerStopped;
+
+impl BrokerStopped {
+    fn new() -> Self {
+        rabbitmqctl("stop_app");
+        BrokerStopped
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        rabbitmqctl("start_app");
+    }
+}
+
+/// Stops the RabbitMQ application under gateway, auth and group (run alone: see
+/// scripts/test.sh). Readiness stays true so no Ingress pulls every pod; what needs the broker
+/// is answered 503 `unavailable`; it all comes back without a restart.
+#[tokio::test]
+async fn broker_restart_keeps_every_role_ready_and_answers_unavailable() {
+    if chat_tests::skip_in_embedded_mode("the embedded mode has no broker") {
+        return;
+    }
+    let stack = Stack::start(&[("RPC_TIMEOUT_MS", "2000")]).await;
+    let api = &stack.api;
+    api.register("Ada", "Lovelace", "ada@example.com", "correct horse")
+        .await;
+    let login = json!({"email": "ada@example.com", "password": "correct horse"});
+    let roles = [&stack.gateway, &stack.auth, &stack.group];
+
+    let broker = BrokerStopped::new();
+    for role in roles {
+        let probes = Api::new(role.management_port);
+        let ready = probes.get("/readyz?verbose", None).await;
+        assert_eq!(
+            ready.status,
+            StatusCode::OK,
+            "{}: {}",
+            role.role,
+            ready.text
+        );
+        assert_ne!(
+            ready.body["dependencies"]["rabbitmq"], "ok",
+            "{}",
+            ready.text
+        );
+        let health = probes.get("/health", None).await;
+        assert_eq!(
+            health.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            health.text
+        );
+    }
+    let refused = api.post("/auth/login", login.clone()).await;
+    assert_eq!(refused.assert_error(503), "unavailable");
+    drop(broker);
+
+    let start = Instant::now();
+    loop {
+        let answer = api.post("/auth/login", login.clone()).await;
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(answer.assert_error(503), "unavailable");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "login did not recover within 60 s of the broker's start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("login answered {:?} after start_app", start.elapsed());
+    for role in roles {
+        let probes = Api::new(role.management_port);
+        while probes.get("/health", None).await.status != StatusCode::OK {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} did not report the broker back within 60 s",
+                role.role
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

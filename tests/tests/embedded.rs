@@ -97,8 +97,12 @@ async fn all_without_infrastructure_says_so_and_keeps_data_across_restarts() {
         )
         .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
-    let ready = api.get("/readyz", None).await;
-    assert_eq!(ready.body["checks"]["database"], "ok", "{}", ready.text);
+    let ready = api.get("/readyz?verbose", None).await;
+    assert_eq!(
+        ready.body["dependencies"]["database"], "ok",
+        "{}",
+        ready.text
+    );
     assert!(deployment.data_dir.join("chat.db").is_file());
     drop(second);
 }

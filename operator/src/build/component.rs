@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::pod::{locked_down_pod, merge_overrides};
 use super::{
     hash, meta, selector_labels, versioned_meta, Resource, APP_CONTAINER, CONFIG_HASH_ANNOTATION,
-    HTTP_PORT, VERSION_LABEL,
+    HTTP_PORT, MANAGEMENT_PORT, VERSION_LABEL,
 };
 use crate::config::{
     Component, ComponentConfig, DependencyKind, DependencyMode, Scaling, ValidatedConfig,
@@ -65,6 +65,7 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
             cfg.refresh_token_ttl_seconds.to_string(),
         ),
         ("PORT".into(), HTTP_PORT.to_string()),
+        ("MANAGEMENT_PORT".into(), MANAGEMENT_PORT.to_string()),
         // Behind the ingress every client arrives from the controller's address; without this
         // the gateway's per-address login limit would be shared by all users.
         (
@@ -169,7 +170,7 @@ fn deployment(
     pod_labels.insert(VERSION_LABEL.into(), release.version.clone());
     let pod_annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
-        ("prometheus.io/port".into(), HTTP_PORT.to_string()),
+        ("prometheus.io/port".into(), MANAGEMENT_PORT.to_string()),
         ("prometheus.io/path".into(), "/metrics".into()),
         (
             CONFIG_HASH_ANNOTATION.into(),
@@ -279,7 +280,7 @@ fn container(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Relea
     let http_probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String("management".into()),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -288,12 +289,20 @@ fn container(cfg: &ValidatedConfig, component: &ComponentConfig, release: &Relea
         ..Default::default()
     };
     Container {
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("management".into()),
+                container_port: MANAGEMENT_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         // Up to a minute to start (index creation on first boot), then the usual checks.
         startup_probe: Some(http_probe("/livez", 2, 30)),
         liveness_probe: Some(http_probe("/livez", 10, 3)),

@@ -64,9 +64,12 @@ fn service(cfg: &ValidatedConfig, kind: DependencyKind, headless: bool) -> Servi
             cluster_ip: headless.then(|| "None".into()),
             // Pods need their DNS name before they are ready (Kafka advertises it).
             publish_not_ready_addresses: headless.then_some(true),
+            // Clients get the client port alone (the one the NetworkPolicy admits); the
+            // headless Service names every port for the pods themselves.
             ports: Some(
                 ports(kind)
                     .into_iter()
+                    .take(if headless { usize::MAX } else { 1 })
                     .map(|(name, port)| ServicePort {
                         name: Some(name.into()),
                         port,
@@ -89,20 +92,34 @@ struct Image {
     data_path: &'static str,
     args: Option<Vec<String>>,
     env: Vec<EnvVar>,
-    probe: ProbeKind,
+    ready: Check,
+    /// Startup and liveness: never a command that boots a VM (mongosh is Node.js,
+    /// rabbitmq-diagnostics an Erlang VM) every few seconds; the client port answering is
+    /// enough to tell a hung process.
+    alive: Check,
 }
 
-enum ProbeKind {
-    Exec {
-        ready: Vec<String>,
-        alive: Vec<String>,
-    },
+enum Check {
+    Exec(Vec<String>),
+    /// The client port accepts connections.
     Tcp,
+}
+
+/// Partitions of the topics the services create (`commands` and `facts`, six each: see
+/// `KAFKA_PARTITIONS` in services/server/src/production.rs): Kafka's retention is per
+/// partition, so the volume is shared among them.
+const KAFKA_TOPIC_PARTITIONS: f64 = 12.0;
+
+/// The memory limit of a managed dependency, in bytes, when it has one.
+fn memory_limit(managed: &ManagedConfig) -> Option<u64> {
+    let limit = managed.resources.limits.as_ref()?.get("memory")?;
+    crate::storage::quantity_bytes(&limit.0).map(|b| b as u64)
 }
 
 fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -> Image {
     let credential = &managed.credential;
     let sh = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
+    let memory = memory_limit(managed);
     match kind {
         DependencyKind::MongoDb => Image {
             user: 999,
@@ -116,27 +133,39 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                     &credential.key,
                 ),
             ],
-            probe: ProbeKind::Exec {
-                ready: sh("mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1"),
-                alive: sh("mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1"),
-            },
+            ready: Check::Exec(sh(
+                "mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1",
+            )),
+            alive: Check::Tcp,
         },
         DependencyKind::RabbitMq => Image {
             user: 999,
             data_path: "/var/lib/rabbitmq",
             args: None,
-            env: vec![
+            env: [
                 value("RABBITMQ_DEFAULT_USER", "chat".into()),
                 from_secret("RABBITMQ_DEFAULT_PASS", &credential.secret, &credential.key),
-            ],
-            probe: ProbeKind::Exec {
-                ready: vec![
-                    "rabbitmq-diagnostics".into(),
-                    "-q".into(),
-                    "check_port_connectivity".into(),
-                ],
-                alive: vec!["rabbitmq-diagnostics".into(), "-q".into(), "ping".into()],
-            },
+            ]
+            .into_iter()
+            // RabbitMQ reads the host's memory, not the container's limit: without an absolute
+            // watermark it would block publishers only after the kernel has killed it. 60 %
+            // of the limit, RabbitMQ's own default share, leaves room for the Erlang VM.
+            .chain(memory.map(|limit| {
+                value(
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                    format!(
+                        "-rabbit vm_memory_high_watermark {{absolute,{}}}",
+                        limit * 6 / 10
+                    ),
+                )
+            }))
+            .collect(),
+            ready: Check::Exec(vec![
+                "rabbitmq-diagnostics".into(),
+                "-q".into(),
+                "check_port_connectivity".into(),
+            ]),
+            alive: Check::Tcp,
         },
         DependencyKind::Kafka => {
             let host = format!(
@@ -185,8 +214,12 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                     value("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1".into()),
                     value("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1".into()),
                     value("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0".into()),
-                ],
-                probe: ProbeKind::Tcp,
+                ]
+                .into_iter()
+                .chain(kafka_retention(managed))
+                .collect(),
+                ready: Check::Tcp,
+                alive: Check::Tcp,
             }
         }
         DependencyKind::Redis => Image {
@@ -194,20 +227,48 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
             data_path: "/data",
             // Through a shell so the password comes from the environment; redis-server
             // hides its arguments from the process title.
-            args: Some(sh(
-                "exec redis-server --requirepass \"$REDIS_PASSWORD\" --appendonly yes --dir /data",
-            )),
+            args: Some(sh(&format!(
+                "exec redis-server --requirepass \"$REDIS_PASSWORD\" --appendonly yes --dir /data{}",
+                redis_memory(memory)
+            ))),
             env: vec![
                 from_secret("REDIS_PASSWORD", &credential.secret, &credential.key),
                 // redis-cli reads its password from here, so probes authenticate.
                 from_secret("REDISCLI_AUTH", &credential.secret, &credential.key),
             ],
-            probe: ProbeKind::Exec {
-                ready: sh("redis-cli ping | grep -q PONG"),
-                alive: sh("redis-cli ping | grep -q PONG"),
-            },
+            // redis-cli is a small C program: cheap enough for both.
+            ready: Check::Exec(sh("redis-cli ping | grep -q PONG")),
+            alive: Check::Exec(sh("redis-cli ping | grep -q PONG")),
         },
     }
+}
+
+/// Redis holds presence and rate-limit counters only, all of them with a time to live: under
+/// its memory limit it evicts the least recently used (a user shown offline, a counter
+/// restarted) rather than refusing writes. 80 % of the limit leaves room for the
+/// append-only file's rewrite.
+fn redis_memory(limit: Option<u64>) -> String {
+    limit.map_or_else(String::new, |limit| {
+        format!(
+            " --maxmemory {} --maxmemory-policy allkeys-lru",
+            limit * 8 / 10
+        )
+    })
+}
+
+/// Kafka keeps a week of records whatever the volume holds, and a full volume stops the
+/// broker. Retention by size keeps every partition within 70 % of the volume, in segments
+/// small enough for that retention to act on.
+fn kafka_retention(managed: &ManagedConfig) -> Vec<EnvVar> {
+    let Some(volume) = crate::storage::quantity_bytes(&managed.storage_size.0) else {
+        return Vec::new();
+    };
+    let per_partition = (volume * 0.7 / KAFKA_TOPIC_PARTITIONS) as u64;
+    let segment = (per_partition / 4).clamp(1 << 20, 256 << 20);
+    vec![
+        value("KAFKA_LOG_RETENTION_BYTES", per_partition.to_string()),
+        value("KAFKA_LOG_SEGMENT_BYTES", segment.to_string()),
+    ]
 }
 
 fn stateful_set(
@@ -218,11 +279,14 @@ fn stateful_set(
 ) -> StatefulSet {
     let image = image(cfg, kind, managed);
     let client_port = ports(kind)[0].0;
-    let probe = |exec: Option<&Vec<String>>, period: i32, timeout: i32, failures: i32| Probe {
-        exec: exec.map(|command| ExecAction {
-            command: Some(command.clone()),
-        }),
-        tcp_socket: exec.is_none().then(|| TCPSocketAction {
+    let probe = |check: &Check, period: i32, timeout: i32, failures: i32| Probe {
+        exec: match check {
+            Check::Exec(command) => Some(ExecAction {
+                command: Some(command.clone()),
+            }),
+            Check::Tcp => None,
+        },
+        tcp_socket: matches!(check, Check::Tcp).then(|| TCPSocketAction {
             port: IntOrString::String(client_port.into()),
             ..Default::default()
         }),
@@ -230,10 +294,6 @@ fn stateful_set(
         timeout_seconds: Some(timeout),
         failure_threshold: Some(failures),
         ..Default::default()
-    };
-    let (ready, alive) = match &image.probe {
-        ProbeKind::Exec { ready, alive } => (Some(ready), Some(alive)),
-        ProbeKind::Tcp => (None, None),
     };
     let container = Container {
         name: kind.name().into(),
@@ -253,9 +313,9 @@ fn stateful_set(
         ),
         resources: Some(managed.resources.clone()),
         // Up to five minutes for a first start (RabbitMQ and Kafka boot slowly).
-        startup_probe: Some(probe(alive, 10, 10, 30)),
-        liveness_probe: Some(probe(alive, 20, 10, 3)),
-        readiness_probe: Some(probe(ready, 10, 10, 3)),
+        startup_probe: Some(probe(&image.alive, 10, 10, 30)),
+        liveness_probe: Some(probe(&image.alive, 20, 10, 3)),
+        readiness_probe: Some(probe(&image.ready, 10, 10, 3)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             run_as_non_root: Some(true),

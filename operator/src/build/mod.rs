@@ -34,6 +34,9 @@ pub const FIELD_MANAGER: &str = "chat-operator";
 pub const CONFIG_HASH_ANNOTATION: &str = "chat.scalablechat.dev/config-hash";
 /// Port every `chat-server` role listens on (env `PORT`).
 pub const HTTP_PORT: i32 = 8080;
+/// Where every component serves its probes and `/metrics`: a port no client Service or Ingress
+/// exposes (the services' `MANAGEMENT_PORT`).
+pub const MANAGEMENT_PORT: i32 = 9090;
 /// Name of the `chat-server` container in component pods and the migration Job.
 pub const APP_CONTAINER: &str = "chat-server";
 /// Label with the version a pod template runs.
@@ -157,6 +160,10 @@ pub fn build(cfg: &ValidatedConfig, secrets: &SecretDigests, versions: &Versions
                 &config_map,
                 secrets,
             ));
+            objects.push(Resource::NetworkPolicy(routing::component_network_policy(
+                cfg,
+                component.component,
+            )));
         }
     }
     if let Some(ingress) = &cfg.ingress {
@@ -180,6 +187,23 @@ pub fn labels(cfg: &ValidatedConfig, component: &str) -> BTreeMap<String, String
 /// The label selector the reconciler lists owned objects with.
 pub fn owned_selector(name: &str) -> String {
     format!("{NAME_LABEL}=scalable-chat,{INSTANCE_LABEL}={name},{MANAGED_BY_LABEL}={FIELD_MANAGER}")
+}
+
+/// Whether `labels` match [`owned_selector`] of `name`.
+pub fn has_owned_labels(labels: &BTreeMap<String, String>, name: &str) -> bool {
+    let is = |key: &str, value: &str| labels.get(key).is_some_and(|v| v == value);
+    is(NAME_LABEL, "scalable-chat")
+        && is(INSTANCE_LABEL, name)
+        && is(MANAGED_BY_LABEL, FIELD_MANAGER)
+}
+
+/// Every kind the operator creates with its labels (the Secrets aside), which it watches and
+/// keeps in its cache (see `cache`).
+pub fn owned_kinds() -> Vec<ApiResource> {
+    let mut kinds = prunable_kinds();
+    kinds.push(ApiResource::erase::<Deployment>(&()));
+    kinds.push(ApiResource::erase::<ConfigMap>(&()));
+    kinds
 }
 
 /// The label selector of the PersistentVolumeClaims of dependency `kind` of `name`.

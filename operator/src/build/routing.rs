@@ -1,5 +1,7 @@
-//! Traffic: the Ingresses clients come through, and the NetworkPolicies that let each
-//! managed dependency accept connections only from the components that use it.
+//! Traffic: the Ingresses clients come through, and the NetworkPolicies: each managed
+//! dependency accepts connections only from the components that use it, and each component
+//! only on its API port (gateway and chat, from `spec.networkPolicy.clientPeers`) and its
+//! management port (from `spec.networkPolicy.monitoringPeers`).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::component::{component_name, ASSET_MAX_CHUNK_BYTES};
 use super::dependency::dependency_name;
 use super::migration::MIGRATION_COMPONENT;
-use super::{meta, selector_labels, COMPONENT_LABEL, INSTANCE_LABEL, NAME_LABEL};
+use super::{
+    meta, selector_labels, COMPONENT_LABEL, HTTP_PORT, INSTANCE_LABEL, MANAGEMENT_PORT, NAME_LABEL,
+};
 use crate::config::{Component, DependencyKind, IngressConfig, ValidatedConfig};
 
 /// Ingress-nginx settings for Socket.IO: a cookie pins a client to one chat replica (the
@@ -58,12 +62,23 @@ const FORM_OVERHEAD_BYTES: u64 = 64 * 1024;
 
 /// Two Ingresses on the same host: `/` to the gateway, and `/socket.io` to chat. They are
 /// separate so the session-affinity annotations apply to chat alone. The user's
-/// `spec.ingress.annotations` win over both sets.
+/// `spec.ingress.annotations` win over both sets, except cert-manager's: they stay on the
+/// gateway's Ingress alone, which owns the certificate both use (on both, cert-manager would
+/// make two Certificates for one Secret, which then fight over it).
 pub(super) fn ingresses(cfg: &ValidatedConfig, ingress: &IngressConfig) -> Vec<Ingress> {
-    let chat_annotations = SOCKET_IO_ANNOTATIONS
+    let mut chat_annotations: BTreeMap<String, String> = SOCKET_IO_ANNOTATIONS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    chat_annotations.extend(
+        ingress
+            .annotations
+            .iter()
+            .filter(|(k, _)| !is_cert_manager(k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    let mut gateway_annotations = gateway_annotations();
+    gateway_annotations.extend(ingress.annotations.clone());
     vec![
         one_ingress(
             cfg,
@@ -71,7 +86,7 @@ pub(super) fn ingresses(cfg: &ValidatedConfig, ingress: &IngressConfig) -> Vec<I
             cfg.name.clone(),
             "/",
             Component::Gateway,
-            gateway_annotations(),
+            gateway_annotations,
         ),
         one_ingress(
             cfg,
@@ -90,9 +105,8 @@ fn one_ingress(
     name: String,
     path: &str,
     component: Component,
-    mut annotations: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
 ) -> Ingress {
-    annotations.extend(ingress.annotations.clone());
     let mut metadata = meta(cfg, name, component.role());
     metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     Ingress {
@@ -128,6 +142,13 @@ fn one_ingress(
         }),
         ..Default::default()
     }
+}
+
+/// An annotation cert-manager's ingress-shim acts on.
+fn is_cert_manager(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, _)| {
+        prefix == "cert-manager.io" || prefix.ends_with(".cert-manager.io")
+    })
 }
 
 /// The URL clients use, when the Ingress names a host.
@@ -182,6 +203,43 @@ pub(super) fn network_policy(cfg: &ValidatedConfig, kind: DependencyKind) -> Net
                     ..Default::default()
                 }]),
             }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Admit traffic to a component's pods only where it serves: the API port of the gateway and
+/// chat (from the client peers) and every component's management port (from the monitoring
+/// peers). Auth, group and message talk through the broker and the log, so nothing may open
+/// their API port. An empty peer list admits every source, as a NetworkPolicy rule with no
+/// `from` does.
+pub(super) fn component_network_policy(
+    cfg: &ValidatedConfig,
+    component: Component,
+) -> NetworkPolicy {
+    let rule = |port: i32, peers: &[NetworkPolicyPeer]| NetworkPolicyIngressRule {
+        from: (!peers.is_empty()).then(|| peers.to_vec()),
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+    };
+    let mut rules = Vec::new();
+    if matches!(component, Component::Gateway | Component::Chat) {
+        rules.push(rule(HTTP_PORT, &cfg.client_peers));
+    }
+    rules.push(rule(MANAGEMENT_PORT, &cfg.monitoring_peers));
+    let role = component.role();
+    NetworkPolicy {
+        metadata: meta(cfg, component_name(cfg, component), role),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(cfg, role)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
             ..Default::default()
         }),
     }

@@ -320,3 +320,38 @@ fn the_gateway_ingress_admits_a_whole_attachment_chunk_and_user_annotations_win(
         "the user's annotation wins"
     );
 }
+
+/// Both Ingresses serve the same host and certificate, but only the gateway's carries
+/// cert-manager's annotations: on both, cert-manager would make two Certificates for the one
+/// Secret. Other user annotations reach both.
+#[test]
+fn cert_manager_annotations_go_on_one_ingress_only() {
+    let mut spec = fixed(1);
+    spec.ingress = Some(crate::crd::IngressSpec {
+        host: Some("chat.example.com".into()),
+        tls_secret_name: Some("chat-tls".into()),
+        annotations: BTreeMap::from([
+            (
+                "cert-manager.io/cluster-issuer".to_string(),
+                "letsencrypt".to_string(),
+            ),
+            ("example.com/team".to_string(), "chat".to_string()),
+        ]),
+        ..Default::default()
+    });
+    let built = objects(spec);
+    let annotations = |name: &str| {
+        let Some(Resource::Ingress(ingress)) = find(&built, "Ingress", name) else {
+            panic!("Ingress {name} is built");
+        };
+        ingress.metadata.annotations.clone().unwrap()
+    };
+    let (gateway, chat) = (annotations("chat"), annotations("chat-socketio"));
+    assert_eq!(gateway["cert-manager.io/cluster-issuer"], "letsencrypt");
+    assert!(
+        !chat.contains_key("cert-manager.io/cluster-issuer"),
+        "{chat:?}"
+    );
+    assert_eq!(chat["example.com/team"], "chat");
+    assert_eq!(gateway["example.com/team"], "chat");
+}

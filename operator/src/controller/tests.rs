@@ -324,6 +324,8 @@ fn context(fake: &FakeApiServer) -> Arc<Context> {
         metrics: Arc::default(),
         generator: Mutex::new(Box::new(TestGenerator)),
         clock: || Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+        cache: Default::default(),
+        failures: Default::default(),
     })
 }
 
@@ -538,7 +540,10 @@ async fn pausing_patches_only_the_status_saying_so() {
 
     assert_eq!(object_writes(&fake), [format!("{CD_PATH}/status")]);
     let status = fake.chat_deployment().status.unwrap();
-    assert!(status.conditions.iter().any(|c| c.reason == "Paused"));
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "ReconciliationPaused" && c.reason == "Paused"));
 }
 
 /// Record in the Deployment at `path`, as a real API server would, that our field manager
@@ -663,4 +668,13 @@ async fn invalid_spec_degrades_without_writing_objects() {
 
     assert_eq!(action, Action::await_change());
     assert_eq!(object_writes(&fake), [format!("{CD_PATH}/status")]);
+}
+
+#[test]
+fn failures_in_a_row_back_off_exponentially_up_to_five_minutes() {
+    let seconds: Vec<u64> = [1, 2, 3, 6, 7, 40, u32::MAX]
+        .into_iter()
+        .map(|n| super::backoff(n).as_secs())
+        .collect();
+    assert_eq!(seconds, [5, 10, 20, 160, 300, 300, 300]);
 }

@@ -124,6 +124,9 @@ pub async fn apply_objects(
         let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
             Api::all_with(client.clone(), &resource)
         } else {
+            let namespace = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(namespace);
             Api::namespaced_with(client.clone(), namespace, &resource)
         };
         let name = object["metadata"]["name"]
@@ -195,6 +198,8 @@ impl Drop for OperatorProcess {
 pub struct Stack {
     pub admin: Client,
     pub namespace: String,
+    /// More namespaces the operator watches (see [`Stack::watching`]).
+    pub other_namespaces: Vec<String>,
     /// `system:serviceaccount:<namespace>:<name>`: who the operator is to the API server.
     pub operator_user: String,
     pub sim: NodeSimulator,
@@ -209,6 +214,12 @@ pub struct Stack {
 impl Stack {
     /// A fresh namespace named after `test`, with the chart installed in it (watching only it).
     pub async fn new(test: &str) -> Self {
+        Self::watching(test, 0).await
+    }
+
+    /// A fresh namespace named after `test` with the chart installed in it, watching it and
+    /// `others` more fresh namespaces (`watchNamespaces`).
+    pub async fn watching(test: &str, others: usize) -> Self {
         let admin = admin().await;
         let suffix: String = uuid_like();
         let namespace = format!("{}-{suffix}", test.replace('_', "-"))
@@ -221,11 +232,24 @@ impl Stack {
         std::fs::create_dir_all(&dir).unwrap();
 
         create_named::<Namespace>(&Api::all(admin.clone()), &namespace).await;
+        let other_namespaces: Vec<String> = (1..=others)
+            .map(|i| format!("{}-n{i}", &namespace[..namespace.len().min(58)]))
+            .collect();
+        for other in &other_namespaces {
+            create_named::<Namespace>(&Api::all(admin.clone()), other).await;
+        }
 
         // The chart, as `helm install chat-operator charts/chat-operator -n NS
-        // --set watchNamespace=NS` would install it.
+        // --set 'watchNamespaces={NS,...}'` would install it.
         let values = dir.join("values.yaml");
-        std::fs::write(&values, format!("watchNamespace: {namespace}\n")).unwrap();
+        let watched: Vec<&str> = std::iter::once(namespace.as_str())
+            .chain(other_namespaces.iter().map(String::as_str))
+            .collect();
+        std::fs::write(
+            &values,
+            format!("watchNamespaces: [{}]\n", watched.join(", ")),
+        )
+        .unwrap();
         let rendered = try_render("chat-operator", Some(&values), &namespace)
             .unwrap_or_else(|e| panic!("the chart does not render:\n{e}"));
         let crds: Vec<Value> = rendered
@@ -277,6 +301,7 @@ impl Stack {
             operator_user: format!("system:serviceaccount:{namespace}:{account}"),
             admin,
             namespace,
+            other_namespaces,
             sim,
             operators: Vec::new(),
             operator_env,
@@ -639,27 +664,29 @@ impl Drop for Stack {
             operator.kill();
         }
         if std::env::var_os("CHAT_CONTROL_PLANE_KEEP").is_none() {
-            // No kubelet finishes a graceful deletion once the simulator is gone: force it.
-            for args in [
-                &["delete", "namespace", &self.namespace, "--wait=false"][..],
-                &[
-                    "delete",
-                    "pods",
-                    "--all",
-                    "-n",
-                    &self.namespace,
-                    "--grace-period=0",
-                    "--force",
-                    "--wait=false",
-                ],
-            ] {
+            let kubectl = |args: &[&str]| {
                 let _ = Command::new("kubectl")
                     .args(args)
                     .env("KUBECONFIG", admin_kubeconfig_path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
+            };
+            for other in &self.other_namespaces {
+                kubectl(&["delete", "namespace", other, "--wait=false"]);
             }
+            // No kubelet finishes a graceful deletion once the simulator is gone: force it.
+            kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+            kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "-n",
+                &self.namespace,
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            ]);
         }
     }
 }

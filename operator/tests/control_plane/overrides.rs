@@ -169,7 +169,7 @@ async fn dependency_and_migration_overrides_reach_their_pods_and_the_stack_gets_
             "metadata": {"name": "chat"},
             "spec": {
                 "version": "0.1.0",
-                "imagePullSecrets": ["registry-credentials"],
+                "imagePullSecrets": [{"name": "registry-credentials"}],
                 "dependencies": {"redis": {"managed": {"podOverrides": overrides("redis", &class)}}},
                 "migration": {"podOverrides": overrides("migrate", &class)},
             },

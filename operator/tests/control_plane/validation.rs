@@ -50,12 +50,14 @@ const NOT_RULES: [&str; 11] = [
 /// Fields holding Kubernetes' own types (`ResourceRequirements`, `Toleration`, `Affinity`,
 /// `TopologySpreadConstraint`, `EnvVar`): their `required` fields are Kubernetes' rules, not
 /// this CRD's. Any other rule in them (the quantity pattern) is this CRD's and is listed.
-const KUBERNETES_TYPES: [&str; 5] = [
+const KUBERNETES_TYPES: [&str; 7] = [
     "resources",
     "tolerations",
     "affinity",
     "topologySpreadConstraints",
     "env",
+    "clientPeers",
+    "monitoringPeers",
 ];
 
 /// Every rule of the CRD's schema outside the status, as `<path>#<keyword>` (`*` for any map
@@ -409,17 +411,26 @@ fn cases() -> Vec<Case> {
             json!("Sometimes"),
         ),
         Case::new(
-            "spec.imagePullSecrets[*]#pattern",
+            "spec.imagePullSecrets[*].name#pattern",
             "an uppercase Secret name",
-            set("spec.imagePullSecrets", json!(["regcred", "RegCred"])),
+            set(
+                "spec.imagePullSecrets",
+                json!([{"name": "regcred"}, {"name": "RegCred"}]),
+            ),
         )
-        .naming("spec.imagePullSecrets[1]"),
+        .naming("spec.imagePullSecrets[1].name"),
         Case::new(
-            "spec.imagePullSecrets[*]#maxLength",
-            "a 254-character Secret name",
-            set("spec.imagePullSecrets", json!(["a".repeat(254)])),
+            "spec.imagePullSecrets[*].name#required",
+            "a reference without a name",
+            set("spec.imagePullSecrets", json!([{}])),
         )
-        .naming("spec.imagePullSecrets[0]"),
+        .naming("spec.imagePullSecrets[0].name"),
+        Case::new(
+            "spec.imagePullSecrets[*].name#maxLength",
+            "a 254-character Secret name",
+            set("spec.imagePullSecrets", json!([{"name": "a".repeat(254)}])),
+        )
+        .naming("spec.imagePullSecrets[0].name"),
         Case::at("spec.upgrade.stepTimeoutSeconds#minimum", "29 s", json!(29)),
         Case::at(
             "spec.upgrade.stepTimeoutSeconds#maximum",
@@ -712,7 +723,7 @@ async fn the_api_server_accepts_a_spec_at_the_edges_of_the_rules() {
         "spec": {
             "version": format!("v1.2.3-rc.1_{}", "x".repeat(51)),
             "image": "registry.example.com:5000/chat/chat-server@sha256:4f1c6b3e0c2d",
-            "imagePullSecrets": ["regcred", "registry.example.com"],
+            "imagePullSecrets": [{"name": "regcred"}, {"name": "registry.example.com"}],
             "auth": {"accessTokenTtlSeconds": 60, "refreshTokenTtlSeconds": 300, "jwtSecretName": "chat.keys"},
             "components": {
                 "chat": {"replicas": 0, "resources": resources, "podOverrides": overrides},

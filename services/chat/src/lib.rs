@@ -32,6 +32,7 @@ use chat_domain::tokens::TokenVerifier;
 use chat_domain::Error;
 use chat_ports::clients::is_member;
 use chat_ports::events::EventLog;
+use chat_ports::health::Gate;
 use chat_ports::rpc::RpcClient;
 use chat_ports::store::Presence;
 use serde::Deserialize;
@@ -795,14 +796,23 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
 
 /// The chat role's background work: delivers every fact on the log to this replica's sockets
 /// until `shutdown` (it outlives SIGTERM until the drain is over: it answers in-flight sends).
-pub async fn follow_facts(chat: Chat, io: SocketIo, log: EventLog, shutdown: CancellationToken) {
+/// `attached` is open while the tail follows the log: a replica that cannot deliver what its
+/// sockets' groups say is not ready.
+pub async fn follow_facts(
+    chat: Chat,
+    io: SocketIo,
+    log: EventLog,
+    shutdown: CancellationToken,
+    attached: Gate,
+) {
     let on_fact = move |envelope| {
         let (chat, io) = (chat.clone(), io.clone());
         async move { chat.on_fact(&io, envelope).await }
     };
-    if let Err(e) = log.tail(FACTS, shutdown, on_fact).await {
+    if let Err(e) = log.tail(FACTS, shutdown, attached.clone(), on_fact).await {
         tracing::error!(error = %e, "the facts tail stopped");
     }
+    attached.close();
 }
 
 #[cfg(test)]

@@ -83,6 +83,10 @@ pub struct Config {
     /// `PORT`: HTTP port (API and/or health and metrics). Default: the role's port. `0` takes a
     /// free port (see `address_file`).
     pub port: Option<u16>,
+    /// `MANAGEMENT_PORT`: when set, `/livez`, `/readyz`, `/health` and `/metrics` are served on
+    /// this port only, apart from the API port an Ingress publishes. Default: unset (served on
+    /// `PORT`). `0` takes a free port.
+    pub management_port: Option<u16>,
     /// `CHAT_ADDRESS_FILE`: once listening, the process writes the address it bound
     /// (`127.0.0.1:41234`) to this file, for supervisors and tests that start it on `PORT=0`.
     pub address_file: Option<PathBuf>,
@@ -240,6 +244,11 @@ impl Config {
         let config = Config {
             port: env.optional(
                 "PORT",
+                "a TCP port number (1-65535, or 0 for a free one)",
+                |v| v.parse::<u16>().ok(),
+            )?,
+            management_port: env.optional(
+                "MANAGEMENT_PORT",
                 "a TCP port number (1-65535, or 0 for a free one)",
                 |v| v.parse::<u16>().ok(),
             )?,

@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Gate;
 use chat_domain::events::Envelope;
 use chat_domain::Error;
 
@@ -144,11 +145,13 @@ pub trait EventTransport: Send + Sync {
         handler: RawHandler,
     ) -> Result<(), Error>;
     /// Hands every record of every partition of `topic` from its end to `handler`, without a
-    /// consumer group or commits. Runs until `shutdown`.
+    /// consumer group or commits; opens `attached` once every partition is assigned, so a record
+    /// published after that is never skipped. Runs until `shutdown`.
     async fn tail(
         &self,
         topic: &str,
         shutdown: CancellationToken,
+        attached: Gate,
         handler: RawHandler,
     ) -> Result<(), Error>;
 }
@@ -249,11 +252,12 @@ impl EventLog {
 
     /// Follows every partition of `topic` (un-namespaced) from its end, without a consumer group
     /// or commits. Anything missed while down is recovered by clients' catch-up, not by the log.
-    /// Runs until `shutdown`.
+    /// Opens `attached` once it follows every partition. Runs until `shutdown`.
     pub async fn tail<T, F, Fut>(
         &self,
         topic: &str,
         shutdown: CancellationToken,
+        attached: Gate,
         handler: F,
     ) -> Result<(), Error>
     where
@@ -279,7 +283,7 @@ impl EventLog {
                 true
             })
         });
-        self.transport.tail(&topic, shutdown, raw).await
+        self.transport.tail(&topic, shutdown, attached, raw).await
     }
 }
 

@@ -11,6 +11,7 @@ use axum::Router;
 use chat_chat::Chat;
 use chat_domain::config::{Config, ConfigError, INFRASTRUCTURE_VARIABLES};
 use chat_http::health::Health;
+use chat_ports::health::Gate;
 use chat_ports::rpc::RpcServer;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
@@ -105,6 +106,8 @@ pub struct Application {
     config: Config,
     listener: TcpListener,
     app: Router,
+    /// The probes and metrics on their own port (`MANAGEMENT_PORT`), when set.
+    management: Option<(TcpListener, Router)>,
     health: Health,
     tasks: JoinSet<()>,
     shutdown: CancellationToken,
@@ -122,6 +125,8 @@ struct Mounts {
     tasks: JoinSet<()>,
     chat: Option<(Chat, SocketIo)>,
     socket_layer: Option<SocketIoLayer>,
+    /// What readiness waits for besides the drain.
+    gates: Vec<Gate>,
 }
 
 impl Application {
@@ -140,6 +145,7 @@ impl Application {
             tasks: JoinSet::new(),
             chat: None,
             socket_layer: None,
+            gates: Vec::new(),
         };
         if role.runs_auth() {
             mounts.auth(&config).await?;
@@ -164,11 +170,20 @@ impl Application {
             mounts.chat(&config, &after_drain).await?;
         }
 
-        let health = Health::new(role.name(), mounts.family.probes());
-        let mut app = chat_http::with_common_layers(
-            mounts.router.merge(health.router()),
-            config.max_body_bytes,
-        );
+        let health = Health::new(role.name(), mounts.family.probes(), mounts.gates);
+        let management = match config.management_port {
+            Some(port) => Some((
+                chat_http::bind(config.bind_address, port)
+                    .await
+                    .map_err(StartError::Listen)?,
+                chat_http::with_common_layers(health.router(), config.max_body_bytes),
+            )),
+            None => {
+                mounts.router = mounts.router.merge(health.router());
+                None
+            }
+        };
+        let mut app = chat_http::with_common_layers(mounts.router, config.max_body_bytes);
         // Outside the router, so /socket.io never meets the not-found fallback.
         if let Some(layer) = mounts.socket_layer {
             app = app.layer(layer);
@@ -187,6 +202,7 @@ impl Application {
             config,
             listener,
             app,
+            management,
             health,
             tasks: mounts.tasks,
             shutdown,
@@ -200,6 +216,12 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address of the probes and metrics when they have their own port.
+    pub fn management_address(&self) -> Option<SocketAddr> {
+        let (listener, _) = self.management.as_ref()?;
+        listener.local_addr().ok()
+    }
+
     /// Serves until the shutdown token is cancelled, then drains: readiness turns false first;
     /// chat sockets are drained (in-flight sends answered, clients told to reconnect
     /// elsewhere); then the listener stops accepting, in-flight requests finish, and the
@@ -210,6 +232,7 @@ impl Application {
             config,
             listener,
             app,
+            management,
             health,
             mut tasks,
             shutdown,
@@ -230,9 +253,18 @@ impl Application {
                 stop_http.cancel();
             });
         }
-        chat_http::serve(listener, app, stop_http)
-            .await
-            .map_err(StartError::Serve)?;
+        // The probes answer until the API stops: the kubelet sees the drain on /readyz.
+        let probes = async {
+            match management {
+                Some((listener, router)) => {
+                    chat_http::serve(listener, router, stop_http.clone()).await
+                }
+                None => Ok(()),
+            }
+        };
+        let (api, probes) =
+            tokio::join!(chat_http::serve(listener, app, stop_http.clone()), probes);
+        api.and(probes).map_err(StartError::Serve)?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
         tracing::info!(role = role.name(), "stopped");
@@ -330,11 +362,14 @@ impl Mounts {
         let (layer, io) = chat.clone().layer();
         self.socket_layer = Some(layer);
         // The facts tail outlives SIGTERM until the drain is over: it answers in-flight sends.
+        let attached = Gate::new("facts");
+        self.gates.push(attached.clone());
         self.tasks.spawn(chat_chat::follow_facts(
             chat.clone(),
             io.clone(),
             events,
             after_drain.clone(),
+            attached,
         ));
         self.chat = Some((chat, io));
         Ok(())

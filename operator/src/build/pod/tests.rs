@@ -11,7 +11,7 @@ use crate::build::{build, migration_job, Resource, VERSION_LABEL};
 use crate::config::{validate, ValidatedConfig};
 use crate::crd::{
     ChatDeployment, ChatDeploymentSpec, ComponentSpec, ComponentsSpec, DependenciesSpec,
-    Dependency, ManagedDependency, ManagedKafka, MigrationSpec, PodOverrides,
+    Dependency, LocalSecretReference, ManagedDependency, ManagedKafka, MigrationSpec, PodOverrides,
 };
 use crate::secrets::SecretDigests;
 use crate::upgrade::Versions;
@@ -50,7 +50,9 @@ fn overrides(replaced: &str) -> PodOverrides {
 fn spec(overrides: impl Fn(&str) -> PodOverrides) -> ChatDeploymentSpec {
     ChatDeploymentSpec {
         version: "0.1.0".into(),
-        image_pull_secrets: vec!["registry-credentials".into()],
+        image_pull_secrets: vec![LocalSecretReference {
+            name: "registry-credentials".into(),
+        }],
         components: Some(ComponentsSpec {
             chat: Some(ComponentSpec {
                 pod_overrides: Some(overrides("KAFKA_BROKERS")),
@@ -194,7 +196,9 @@ fn empty_overrides_leave_every_object_as_it_was() {
     assert_eq!(
         objects(&cfg(spec(|_| PodOverrides::default()))),
         objects(&cfg(ChatDeploymentSpec {
-            image_pull_secrets: vec!["registry-credentials".into()],
+            image_pull_secrets: vec![LocalSecretReference {
+                name: "registry-credentials".into(),
+            }],
             ..without.clone()
         })),
     );

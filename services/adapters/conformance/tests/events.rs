@@ -9,6 +9,7 @@ use chat_domain::events::Envelope;
 use chat_embedded::LocalLog;
 use chat_kafka::KafkaLog;
 use chat_ports::events::{key_hash, EventLog, StartAt, LANES};
+use chat_ports::health::Gate;
 use tokio_util::sync::CancellationToken;
 
 /// Which log a test runs on: Kafka, or the in-process log of `chat-server all`.
@@ -217,16 +218,30 @@ async fn a_tail_receives_what_is_published_after_it_starts(kind: Kind) {
         .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
-    let (s, token, l) = (seen.clone(), shutdown.clone(), log.clone());
+    let attached = Gate::new("facts");
+    let (s, token, l, gate) = (
+        seen.clone(),
+        shutdown.clone(),
+        log.clone(),
+        attached.clone(),
+    );
     let task = tokio::spawn(async move {
-        l.tail::<u32, _, _>("facts", token, move |e| {
+        l.tail::<u32, _, _>("facts", token, gate, move |e| {
             let s = s.clone();
             async move { s.lock().unwrap().push(e.event) }
         })
         .await
     });
-    // The tail starts at the end: give it a moment to attach before publishing.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The tail starts at the end, and says when it follows it: what is published from then
+    // on is never skipped (the chat role's readiness waits for this).
+    let start = std::time::Instant::now();
+    while !attached.is_open() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the tail never attached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 1..=5u32 {
         log.publish("facts", &Envelope::new("test", "g", i))
             .await

@@ -14,6 +14,7 @@ use chat_domain::Error;
 use chat_ports::events::{
     handle_in_lanes, key_hash, EventTransport, RawHandler, RawRecord, StartAt,
 };
+use chat_ports::health::Gate;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -161,10 +162,12 @@ impl EventTransport for LocalLog {
         &self,
         topic: &str,
         shutdown: CancellationToken,
+        attached: Gate,
         handler: RawHandler,
     ) -> Result<(), Error> {
         let local = self.topic(topic);
         let mut offset = *local.end.borrow();
+        attached.open();
         while let Some(record) = local.next(offset, &shutdown).await {
             let at = record.offset as u64;
             if at > offset {

@@ -11,7 +11,7 @@ use chat_domain::Error;
 use chat_ports::events::{
     handle_in_lanes, key_hash, EventTransport, RawHandler, RawRecord, StartAt,
 };
-use chat_ports::health::Probe;
+use chat_ports::health::{Gate, Probe};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -199,6 +199,7 @@ impl EventTransport for KafkaLog {
         &self,
         topic: &str,
         shutdown: CancellationToken,
+        attached: Gate,
         handler: RawHandler,
     ) -> Result<(), Error> {
         let group = format!("{topic}.tail.{}", uuid::Uuid::new_v4().simple());
@@ -220,6 +221,7 @@ impl EventTransport for KafkaLog {
             .assign(&assignment)
             .map_err(|e| kafka_error(&format!("cannot assign {topic}"), e))?;
         tracing::info!(%topic, partitions, "tailing");
+        attached.open();
         while let Some(message) = next(&consumer, topic, &shutdown).await {
             match raw(&message) {
                 Some(record) => {
