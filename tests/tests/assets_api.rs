@@ -525,11 +525,33 @@ async fn attachments_reach_members_and_only_members_download_them() {
     let incoming = b
         .next("chat.message.incoming", Duration::from_secs(15))
         .await;
-    let attachment = &incoming["attachment"];
-    assert_eq!(attachment["filename"], "holiday.png");
-    assert_eq!(attachment["type"], "image/png");
-    assert_eq!(attachment["size"], bytes.len() as u64);
-    assert_eq!(attachment["url"], url);
+    // As the README documents it: the url alone.
+    let ack = a
+        .request(
+            "chat.message.send",
+            json!({"groupId": group_id, "clientMessageId": "att-2", "attachment": {"url": url}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let second = b
+        .next("chat.message.incoming", Duration::from_secs(15))
+        .await;
+    for incoming in [&incoming, &second] {
+        let attachment = &incoming["attachment"];
+        assert_eq!(attachment["filename"], "holiday.png");
+        assert_eq!(attachment["type"], "image/png");
+        assert_eq!(attachment["size"], bytes.len() as u64);
+        assert_eq!(attachment["url"], url);
+    }
+    // No url: the payload is refused, naming what is wrong.
+    let ack = a
+        .request(
+            "chat.message.send",
+            json!({"groupId": group_id, "clientMessageId": "att-3", "attachment": {"filename": "x"}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert_eq!(ack["error"]["code"], "bad_request", "{ack}");
 
     let got = download(api, &bob, url, &[]).await;
     assert_eq!(got.status(), StatusCode::OK);
@@ -542,8 +564,7 @@ async fn attachments_reach_members_and_only_members_download_them() {
         let ack = bob_socket
             .request(
                 "chat.message.send",
-                json!({"groupId": group_id, "clientMessageId": id, "attachment":
-                    {"filename": "f", "url": bad_url, "type": "image/png", "size": 1}}),
+                json!({"groupId": group_id, "clientMessageId": id, "attachment": {"url": bad_url}}),
             )
             .await;
         assert_eq!(ack["ok"], false, "{ack}");

@@ -634,3 +634,30 @@ async fn a_chat_replica_stopping_mid_stream_loses_no_message() {
         resend.len()
     );
 }
+
+/// A browser app on another origin (a Vite dev server on :5173) reaches chat over both
+/// Socket.IO transports: the polling handshake carries the CORS header for the configured
+/// origin, and none for another.
+#[tokio::test]
+async fn socket_io_polling_answers_cors_for_the_configured_origin() {
+    let stack = RealtimeStack::start(&[("CORS_ALLOWED_ORIGINS", "http://localhost:5173")]).await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "http://127.0.0.1:{}/socket.io/?EIO=4&transport=polling",
+        stack.chat_a.port
+    );
+    let handshake = |origin: &'static str| http.get(&url).header("origin", origin).send();
+    let allowed = handshake("http://localhost:5173").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let body = allowed.text().await.unwrap();
+    assert!(body.starts_with('0') && body.contains("\"sid\""), "{body}");
+    let denied = handshake("http://evil.example").await.unwrap();
+    assert!(denied
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+}

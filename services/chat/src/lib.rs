@@ -290,7 +290,7 @@ struct SendEvent {
     group_id: String,
     content: Option<String>,
     client_message_id: Option<String>,
-    attachment: Option<Attachment>,
+    attachment: Option<AttachmentRef>,
 }
 
 #[derive(Deserialize)]

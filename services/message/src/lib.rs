@@ -45,7 +45,7 @@ fn not_a_member() -> Error {
 fn check_send(
     client_message_id: &str,
     content: &Option<String>,
-    attachment: &Option<Attachment>,
+    attachment: &Option<AttachmentRef>,
 ) -> Result<Option<String>, Error> {
     if client_message_id.trim().is_empty()
         || client_message_id.chars().count() > MAX_CLIENT_ID_CHARS
@@ -352,11 +352,8 @@ mod tests {
         assert!(check_send(&"x".repeat(65), &Some("hi".into()), &None).is_err());
         assert!(check_send("c1", &Some("   ".into()), &None).is_err());
         assert!(check_send("c1", &None, &None).is_err());
-        let file = Attachment {
-            filename: "a.png".into(),
+        let file = AttachmentRef {
             url: "/assets/665f1f77bcf86cd799439011".into(),
-            content_type: "image/png".into(),
-            size: 1,
         };
         assert_eq!(check_send("c1", &None, &Some(file)).unwrap(), None);
         assert!(check_send("c1", &Some("x".repeat(4001)), &None).is_err());

@@ -188,8 +188,9 @@ impl Application {
         if let Some(layer) = mounts.socket_layer {
             app = app.layer(layer);
         }
-        if let Some(cors) =
-            chat_gateway::cors(&config.cors_allowed_origins).filter(|_| role.runs_gateway())
+        // Outermost, so it answers for the REST routes and both Socket.IO transports alike.
+        if let Some(cors) = chat_gateway::cors(&config.cors_allowed_origins)
+            .filter(|_| role.runs_gateway() || role.runs_chat())
         {
             app = app.layer(cors);
         }

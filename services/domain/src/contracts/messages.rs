@@ -28,6 +28,14 @@ pub struct Attachment {
     pub size: u64,
 }
 
+/// What a sender attaches: the `url` of a file it uploaded (`/assets/<id>`, as
+/// `complete-upload` answers). Whatever else a client sends along (`filename`, `type`, `size`)
+/// is ignored: the message carries the stored file's own values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentRef {
+    pub url: String,
+}
+
 /// A stored message. Deleted messages keep their place (`seq`) as tombstones without content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -58,7 +66,7 @@ pub enum Command {
         user_id: String,
         client_message_id: String,
         content: Option<String>,
-        attachment: Option<Attachment>,
+        attachment: Option<AttachmentRef>,
     },
     /// The user has seen the group up to `seq`.
     #[serde(rename = "message.seen")]
