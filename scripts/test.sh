@@ -42,12 +42,19 @@ fi
 export CHAT_CONTROL_PLANE_KUBECONFIG=${K8S_STATE:-$HOME/.cache/k8s-control-plane}/kubeconfig
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
 # The stock socket.io-client for the frontend-compatibility test (Node 18+).
+sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v npm >/dev/null; then
-  sudo_or() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   sudo_or env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
-[ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund
+# Debian's Chromium for the browser test (tests/js/browser.mjs drives it with playwright-core,
+# which never downloads a browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+[ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/playwright-core ] \
+  || npm ci --prefix tests/js --no-audit --no-fund
 
 # The checks every commit must pass (README, Contributing), first: they are the cheapest.
 cargo fmt --all --check

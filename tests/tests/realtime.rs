@@ -661,3 +661,64 @@ async fn socket_io_polling_answers_cors_for_the_configured_origin() {
         .get("access-control-allow-origin")
         .is_none());
 }
+
+/// A frontend on another origin, in a real browser: headless Chromium (Debian's, driven by
+/// playwright-core) loads a page from a server on localhost, as a Vite dev server would serve
+/// it, registers and creates a group with `fetch`, sends with the stock socket.io-client on
+/// long-polling (every request a cross-origin XHR) and receives on WebSocket. A page on
+/// another origin is refused by the browser, REST and polling alike (tests/js/browser.mjs).
+#[tokio::test]
+async fn a_browser_frontend_on_another_origin_uses_rest_and_both_transports() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    assert!(
+        js.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: install Debian's `chromium` (scripts/test.sh does) or set CHROMIUM"
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(js.join("browser.mjs"))
+        .env("CHROMIUM", &chromium)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    // The page server's origin first: the stack allows exactly that one.
+    let mut stdout = tokio::io::BufReader::new(node.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).await.unwrap();
+    let origin = first
+        .trim()
+        .strip_prefix("origin ")
+        .unwrap_or_else(|| panic!("no origin from browser.mjs: {first:?}"))
+        .to_string();
+    let stack = RealtimeStack::start(&[("CORS_ALLOWED_ORIGINS", &origin)]).await;
+    let urls = json!({
+        "api": stack.api().base,
+        "chat": format!("http://127.0.0.1:{}", stack.chat_a.port),
+    });
+    let mut stdin = node.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{urls}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    let status = tokio::time::timeout(Duration::from_secs(120), async {
+        stdout.read_to_string(&mut rest).await.unwrap();
+        node.wait().await.unwrap()
+    })
+    .await
+    .expect("the browser check finishes within 2 minutes");
+    let mut stderr = String::new();
+    if let Some(mut e) = node.stderr.take() {
+        let _ = e.read_to_string(&mut stderr).await;
+    }
+    assert!(status.success(), "{rest}{stderr}");
+    println!("{first}{rest}");
+}
