@@ -654,6 +654,8 @@ async fn apply_all(
                     .await
                     .map_err(failed)?;
             }
+            ctx.cache
+                .wrote(&resource, namespace, object.name(), Some(applied.clone()));
             Ok(applied)
         }
         .await;
@@ -870,7 +872,14 @@ async fn prune(
                 .any(|d| d.api_resource().kind == kind.kind && d.name() == name);
             let ours = existing.owner_references().iter().any(|o| o.uid == uid);
             if !wanted && ours {
-                api.delete(&name, &DeleteParams::background()).await?;
+                // The cache may still hold an object deleted a moment ago: gone is done.
+                match api.delete(&name, &DeleteParams::background()).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                    result => {
+                        result?;
+                    }
+                }
+                ctx.cache.wrote(&kind, namespace, &name, None);
                 info!(kind = %kind.kind, %name, "deleted object no longer desired");
                 publish(
                     ctx,

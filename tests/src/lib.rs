@@ -761,10 +761,11 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 10] = [
+pub const SERVER_EVENTS: [&str; 11] = [
     "chat.message.incoming",
     "chat.message.seen",
     "chat.message.deleted",
+    "chat.typing",
     "chat.resync",
     "group.created",
     "group.members.added",

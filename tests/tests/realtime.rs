@@ -722,3 +722,58 @@ async fn a_browser_frontend_on_another_origin_uses_rest_and_both_transports() {
     assert!(status.success(), "{rest}{stderr}");
     println!("{first}{rest}");
 }
+
+/// `chat.typing` reaches the group's other members on the other replica (not the typist),
+/// repeated starts are throttled, a stop always goes through, a non-member is refused, and
+/// nothing is stored.
+#[tokio::test]
+async fn typing_reaches_co_members_across_replicas_throttled_and_never_stored() {
+    let stack = RealtimeStack::start(&[]).await;
+    let [ada, bob, eve] = stack.api().users(["ada", "bob", "eve"]).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+
+    let start = a
+        .request("chat.typing", json!({"groupId": group, "typing": true}))
+        .await;
+    assert_ok(&start);
+    assert_eq!(start["throttled"], false, "{start}");
+    let seen = b.next("chat.typing", WAIT).await;
+    assert_eq!(
+        seen,
+        json!({"groupId": group, "userId": ada.id, "typing": true})
+    );
+
+    // A keystroke later: acknowledged, not passed on.
+    let again = a.request("chat.typing", json!({"groupId": group})).await;
+    assert_ok(&again);
+    assert_eq!(again["throttled"], true, "{again}");
+    let stop = a
+        .request("chat.typing", json!({"groupId": group, "typing": false}))
+        .await;
+    assert_ok(&stop);
+    let after = b.next("chat.typing", WAIT).await;
+    assert_eq!(
+        after["typing"], false,
+        "the stop, not a second start: {after}"
+    );
+    assert!(
+        a.collect("chat.typing", Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "the typist does not hear herself"
+    );
+
+    let intruder = client(stack.chat_a.port, &eve).await;
+    let refused = intruder
+        .request("chat.typing", json!({"groupId": group}))
+        .await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["reason"], "not_member", "{refused}");
+    let wrong = a.request("chat.typing", json!({"typing": true})).await;
+    assert_eq!(wrong["error"]["code"], "bad_request", "{wrong}");
+
+    let page = history(&stack, &bob, &group, "").await;
+    assert_eq!(page.body["data"], json!([]), "typing is never stored");
+}

@@ -256,8 +256,23 @@ async fn external_dependencies_spec_reaches_ready() {
 #[tokio::test]
 async fn steady_state_makes_no_writes() {
     let stack = reaches_ready("steady", "examples/minimal.yaml", &[]).await;
-    // The writes that led to Ready (its status, its event) finish first.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The writes that led to Ready (its status, its events, the last pods' readiness reported
+    // in it) finish first: steady means the ChatDeployment stood still for 10 s.
+    let api = stack.chat_deployments();
+    let version = |cd: ChatDeployment| cd.metadata.resource_version.unwrap_or_default();
+    eventually(
+        || "the ChatDeployment standing still for 10 s".into(),
+        READY_WITHIN,
+        || async {
+            let first = version(api.get("chat").await.map_err(|e| e.to_string())?);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let second = version(api.get("chat").await.map_err(|e| e.to_string())?);
+            (first == second)
+                .then_some(())
+                .ok_or(format!("resourceVersion {first} -> {second}"))
+        },
+    )
+    .await;
     let since = chrono::Utc::now();
     tokio::time::sleep(Duration::from_secs(30)).await;
     // A change the operator does not act on still wakes it: this reconcile must find

@@ -94,6 +94,14 @@ struct SocketUser(String);
 #[derive(Clone)]
 struct Bucket(Arc<Mutex<(f64, Instant)>>);
 
+/// When this socket last announced typing in each group (a socket extension).
+#[derive(Clone, Default)]
+struct TypingSent(Arc<Mutex<HashMap<String, Instant>>>);
+
+/// A "typing" start is passed on at most this often per socket and group: clients send one
+/// per keystroke; co-members need one every few seconds.
+const TYPING_THROTTLE: Duration = Duration::from_secs(2);
+
 fn group_room(group_id: &str) -> String {
     format!("g:{group_id}")
 }
@@ -235,6 +243,15 @@ fn route(envelope: Envelope<Fact>) -> Routing {
                 }],
             }
         }
+        Fact::Typing { user_id, typing } => Routing {
+            answer: None,
+            steps: vec![Step::Emit {
+                to: vec![room],
+                except: Some(user_room(&user_id)),
+                event: "chat.typing",
+                body: json!({"groupId": group_id, "userId": user_id, "typing": typing}),
+            }],
+        },
         Fact::MemberRemoved { user_id } => {
             let body = json!({"groupId": group_id, "userId": user_id});
             Routing {
@@ -298,6 +315,19 @@ struct SendEvent {
 struct SeenEvent {
     group_id: String,
     seq: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingEvent {
+    group_id: String,
+    /// `false` when the user stopped; a start when absent.
+    #[serde(default = "yes")]
+    typing: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -514,7 +544,9 @@ async fn authenticate(
         Instant::now(),
     )))));
     socket.extensions.insert(Arc::new(replays));
+    socket.extensions.insert(TypingSent::default());
     socket.on("chat.message.send", on_send);
+    socket.on("chat.typing", on_typing);
     socket.on("chat.message.seen", on_seen);
     socket.on("chat.message.delete", on_delete);
     socket.on("user.heartbeat", on_heartbeat);
@@ -692,6 +724,52 @@ async fn on_delete(
     answer(ack, result);
 }
 
+/// `chat.typing`: tells the group's other members, on every replica, that the user started
+/// (or stopped) typing. Membership-checked and rate-limited like every event, throttled to one
+/// start per group every 2 s, and never stored: it goes through the facts topic only.
+async fn on_typing(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let result = async {
+        let event: TypingEvent = parse("chat.typing", data)?;
+        let user = precheck(&chat, &socket, &event.group_id).await?;
+        let Some(TypingSent(sent)) = socket.extensions.get::<TypingSent>() else {
+            return Err(MessageError::NotAuthenticated.into());
+        };
+        let pass_on = {
+            let mut sent = sent.lock().expect("typing map poisoned");
+            let now = Instant::now();
+            if !event.typing {
+                sent.remove(&event.group_id);
+                true
+            } else if sent
+                .get(&event.group_id)
+                .is_some_and(|at| now.duration_since(*at) < TYPING_THROTTLE)
+            {
+                false
+            } else {
+                sent.insert(event.group_id.clone(), now);
+                true
+            }
+        };
+        if pass_on {
+            let fact = Fact::Typing {
+                user_id: user,
+                typing: event.typing,
+            };
+            chat.events
+                .publish(FACTS, &Envelope::new("chat", &event.group_id, fact))
+                .await?;
+        }
+        Ok(json!({"typing": event.typing, "throttled": !pass_on}))
+    }
+    .await;
+    answer(ack, result);
+}
+
 /// How long a user stays online without a heartbeat: the socket count expires then, so a
 /// crashed replica cannot leave its users online for ever. Clients send `user.heartbeat` at
 /// least every minute.
@@ -864,6 +942,23 @@ mod tests {
         let elsewhere = route(fact("g1", created(None)));
         assert!(elsewhere.answer.is_none());
         assert_eq!(elsewhere.steps.len(), 1);
+    }
+
+    #[test]
+    fn typing_reaches_the_room_but_not_the_typist() {
+        let routing = route(fact(
+            "g1",
+            Fact::Typing {
+                user_id: "ada".into(),
+                typing: true,
+            },
+        ));
+        assert!(routing.answer.is_none());
+        let ada = user_room("ada");
+        assert_eq!(
+            emitted(&routing.steps),
+            vec![(&["g:g1".to_string()][..], Some(ada.as_str()), "chat.typing")]
+        );
     }
 
     #[test]

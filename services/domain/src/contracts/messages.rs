@@ -133,6 +133,9 @@ pub enum Fact {
     },
     #[serde(rename = "group.member_removed")]
     MemberRemoved { user_id: String },
+    /// A member started or stopped typing in the group (never stored).
+    #[serde(rename = "user.typing")]
+    Typing { user_id: String, typing: bool },
     /// A user's first socket connected, or their last one closed (keyed by user id).
     #[serde(rename = "user.presence")]
     Presence {
