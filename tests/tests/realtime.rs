@@ -296,6 +296,31 @@ async fn seen_and_delete_reach_the_other_members() {
         .send(stack.api().authed(Method::GET, "/groups", &bob))
         .await;
     assert_eq!(groups.body[0]["unreadCount"], 0);
+    // The seed's form names the message instead of its seq.
+    let by_id = b
+        .request(
+            "chat.message.seen",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await;
+    assert_ok(&by_id);
+    assert_eq!(by_id["seq"], 1, "{by_id}");
+    let seen = a.next("chat.message.seen", WAIT).await;
+    assert_eq!(seen["seq"], 1, "{seen}");
+    let unknown = b
+        .request(
+            "chat.message.seen",
+            json!({"groupId": group, "messageId": "665f1f77bcf86cd799439011"}),
+        )
+        .await;
+    assert_eq!(unknown["error"]["reason"], "message_not_found", "{unknown}");
+    let both = b
+        .request(
+            "chat.message.seen",
+            json!({"groupId": group, "seq": 1, "messageId": message_id}),
+        )
+        .await;
+    assert_eq!(both["error"]["code"], "bad_request", "{both}");
     let bad_seq = b
         .request("chat.message.seen", json!({"groupId": group, "seq": 99}))
         .await;

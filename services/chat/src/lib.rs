@@ -314,7 +314,9 @@ struct SendEvent {
 #[serde(rename_all = "camelCase")]
 struct SeenEvent {
     group_id: String,
-    seq: i64,
+    seq: Option<i64>,
+    /// The seed's form: seen up to this message.
+    message_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -692,11 +694,19 @@ async fn on_seen(
 ) {
     let result = async {
         let event: SeenEvent = parse("chat.message.seen", data)?;
+        if event.seq.is_some() == event.message_id.is_some() {
+            // Exactly one of them says how far.
+            return Err(MessageError::InvalidPayload {
+                event: "chat.message.seen".into(),
+            }
+            .into());
+        }
         let user = precheck(&chat, &socket, &event.group_id).await?;
         let command = Command::Seen {
             command_id: uuid::Uuid::new_v4().to_string(),
             user_id: user,
             seq: event.seq,
+            message_id: event.message_id,
         };
         chat.command(&event.group_id, command).await
     }

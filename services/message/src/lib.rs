@@ -163,11 +163,29 @@ impl MessageService {
                 command_id,
                 user_id,
                 seq,
+                message_id,
             } => {
                 self.groups
                     .membership(group_id, user_id)
                     .await?
                     .ok_or_else(not_a_member)?;
+                let seq = &match (seq, message_id) {
+                    (_, Some(id)) => {
+                        self.messages
+                            .get(id)
+                            .await?
+                            .filter(|m| m.group_id == group_id)
+                            .ok_or(MessageError::MessageNotFound)?
+                            .seq
+                    }
+                    (Some(seq), None) => *seq,
+                    (None, None) => {
+                        return Err(MessageError::InvalidPayload {
+                            event: "chat.message.seen".into(),
+                        }
+                        .into())
+                    }
+                };
                 let last = self
                     .messages
                     .before(group_id, None, 1)

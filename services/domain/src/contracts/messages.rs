@@ -68,12 +68,16 @@ pub enum Command {
         content: Option<String>,
         attachment: Option<AttachmentRef>,
     },
-    /// The user has seen the group up to `seq`.
+    /// The user has seen the group up to `seq`, or up to the message `message_id` (the
+    /// seed's form); exactly one of them.
     #[serde(rename = "message.seen")]
     Seen {
         command_id: String,
         user_id: String,
-        seq: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
     /// Delete a message (its sender or a group admin).
     #[serde(rename = "message.delete")]
