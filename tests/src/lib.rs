@@ -365,62 +365,70 @@ impl Deployment {
     }
 }
 
-/// The port the process reports in `address_file` once it listens.
-async fn reported_port(process: &mut RoleProcess, address_file: &std::path::Path) -> u16 {
-    let start = Instant::now();
-    loop {
-        if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
-            panic!(
-                "chat-server {} exited during start-up: {status}",
-                process.role
-            );
-        }
-        if let Ok(address) = std::fs::read_to_string(address_file) {
-            return address
-                .trim()
-                .parse::<std::net::SocketAddr>()
-                .unwrap_or_else(|_| {
-                    panic!("not an address in {}: {address}", address_file.display())
-                })
-                .port();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "chat-server {} reported no address after 60 s",
+/// Runs `work` to its end, panicking with `what` if that takes longer than `limit`: a guard
+/// against a hang, not a timing assertion.
+pub async fn within<T>(
+    limit: Duration,
+    what: impl std::fmt::Display,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+}
+
+/// Panics when a spawned process has already exited: it will never become ready.
+fn assert_running(process: &mut RoleProcess) {
+    if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
+        panic!(
+            "chat-server {} exited during start-up: {status}",
             process.role
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The port the process reports in `address_file` once it listens.
+async fn reported_port(process: &mut RoleProcess, address_file: &std::path::Path) -> u16 {
+    let what = format!("chat-server {} reporting its address", process.role);
+    within(Duration::from_secs(60), what, async {
+        loop {
+            assert_running(process);
+            if let Ok(address) = std::fs::read_to_string(address_file) {
+                return address
+                    .trim()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap_or_else(|_| {
+                        panic!("not an address in {}: {address}", address_file.display())
+                    })
+                    .port();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 async fn wait_ready(process: &mut RoleProcess) {
     let url = format!("http://127.0.0.1:{}/readyz", process.management_port);
     let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Some(Ok(Some(status))) = process.child.as_mut().map(|c| c.try_wait()) {
-            panic!(
-                "chat-server {} exited during start-up: {status}",
-                process.role
-            );
-        }
-        if let Ok(r) = client
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            if r.status() == StatusCode::OK {
-                return;
+    let what = format!("chat-server {} becoming ready", process.role);
+    within(Duration::from_secs(30), what, async {
+        loop {
+            assert_running(process);
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "chat-server {} not ready after 30s",
-            process.role
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A response, checked for leaked password hashes.
