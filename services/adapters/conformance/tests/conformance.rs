@@ -860,3 +860,46 @@ async fn idle_uploads_expire_and_limits_hold(p: Ports) {
     assert_eq!(p.assets.expire(later).await.unwrap(), 1);
     assert!(p.assets.status("ada", "idle.png").await.unwrap().is_none());
 }
+
+/// MongoDB only (SQLite creates a conversation in one transaction): a direct pair claimed by a
+/// creator that died before writing the conversation is finished by the next creator, without
+/// waiting; a claim in the older form (the group's id only) is released and claimed again.
+#[tokio::test]
+async fn on_mongodb_a_creator_that_died_mid_way_is_finished_by_the_next() {
+    use mongodb::bson::{doc, oid::ObjectId, DateTime, Document};
+    let db = database().await;
+    let groups = mongo::MongoGroupStore::new(&db);
+    let pairs = db.collection::<Document>("direct_conversations");
+    let id = ObjectId::new();
+    let now = DateTime::now();
+    let members = vec![
+        doc! {"userId": "u1", "role": "admin"},
+        doc! {"userId": "u2", "role": "member"},
+    ];
+    let group = doc! {"_id": id, "createdAt": now, "updatedAt": now, "directKey": "u1:u2"};
+    pairs
+        .insert_one(doc! {"_id": "u1:u2", "group": group, "members": members})
+        .await
+        .unwrap();
+    let (found, created) = groups.create(pair("u1", "u2")).await.unwrap();
+    assert!(!created, "the claim's conversation, not a new one");
+    assert_eq!(found.id, id.to_hex());
+    let members = groups.members(&found.id).await.unwrap();
+    let roles: Vec<(&str, MemberRole)> = members
+        .iter()
+        .map(|m| (m.user_id.as_str(), m.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [("u1", MemberRole::Admin), ("u2", MemberRole::Member)]
+    );
+
+    pairs
+        .insert_one(doc! {"_id": "u3:u4", "groupId": ObjectId::new()})
+        .await
+        .unwrap();
+    let (fresh, created) = groups.create(pair("u3", "u4")).await.unwrap();
+    assert!(created, "an orphaned old-form claim is released");
+    assert_eq!(groups.members(&fresh.id).await.unwrap().len(), 2);
+    db.drop().await.unwrap();
+}

@@ -18,9 +18,6 @@ impl MongoGroupStore {
         }
     }
 
-    /// The conversation the direct pair `key` was claimed for. Its creator may still be writing
-    /// it: wait up to 2 s. If it never appears (the creator died in between), the claim is
-    /// released and `None` lets the caller claim the pair again.
     /// The memberships matching `filter`, in joining order.
     async fn find_members(&self, filter: Document) -> Result<Vec<MemberRecord>, Error> {
         let docs: Vec<Document> = self
@@ -33,27 +30,6 @@ impl MongoGroupStore {
             .await
             .db()?;
         docs.iter().map(member_from_doc).collect()
-    }
-
-    async fn claimed_conversation(&self, key: &str) -> Result<Option<GroupRecord>, Error> {
-        let Some(pair) = self.pairs.find_one(doc! {"_id": key}).await.db()? else {
-            return Ok(None);
-        };
-        let owner = pair
-            .get_object_id("groupId")
-            .map_err(|_| Error::internal("a direct pair without its group id"))?;
-        for _ in 0..40 {
-            if let Some(group) = self.get(&owner.to_hex()).await? {
-                return Ok(Some(group));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tracing::warn!(group = %owner, "releasing a direct pair whose conversation was never written");
-        self.pairs
-            .delete_one(doc! {"_id": key, "groupId": owner})
-            .await
-            .db()?;
-        Ok(None)
     }
 }
 
@@ -106,39 +82,38 @@ fn member_doc(group_id: &str, user_id: &str, role: MemberRole, at: BsonDateTime)
 impl GroupStore for MongoGroupStore {
     async fn create(&self, group: NewGroup) -> Result<(GroupRecord, bool), Error> {
         let now = BsonDateTime::now();
-        let id = ObjectId::new();
-        let mut document = doc! {"_id": id, "createdAt": now, "updatedAt": now};
+        let mut document = doc! {"_id": ObjectId::new(), "createdAt": now, "updatedAt": now};
         if let Some(name) = &group.name {
             document.insert("name", name);
         }
-        if let Some(key) = &group.direct_key {
-            document.insert("directKey", key);
-        }
-        if let Some(key) = &group.direct_key {
-            // The pair document claims the conversation; whoever inserts it first creates it.
-            while let Err(e) = self
-                .pairs
-                .insert_one(doc! {"_id": key, "groupId": id})
-                .await
-            {
-                if !is_duplicate_key(&e) {
-                    return Err(e).db();
-                }
-                if let Some(existing) = self.claimed_conversation(key).await? {
-                    return Ok((existing, false));
-                }
-            }
-        }
-        // Members first, the group document last: a group that can be read has its members.
-        let gid = id.to_hex();
         let members: Vec<Document> = group
             .members
             .iter()
-            .map(|(user, role)| member_doc(&gid, user, *role, now))
+            .map(|(user, role)| doc! {"userId": user, "role": role_str(*role)})
             .collect();
-        self.members.insert_many(members).await.db()?;
-        self.groups.insert_one(document.clone()).await.db()?;
-        Ok((group_from_doc(&document)?, true))
+        let Some(key) = &group.direct_key else {
+            return Ok((self.complete(&document, &members).await?, true));
+        };
+        document.insert("directKey", key);
+        // The pair document claims the conversation and holds everything needed to write it,
+        // so whoever finds the claim can finish a creation another process started (or died
+        // in) instead of waiting for it: both write the same group, idempotently.
+        let claim = doc! {"_id": key, "group": &document, "members": &members};
+        loop {
+            match self.pairs.insert_one(claim.clone()).await {
+                Ok(_) => return Ok((self.complete(&document, &members).await?, true)),
+                Err(e) if !is_duplicate_key(&e) => return Err(e).db(),
+                Err(_) => {
+                    let found = self.pairs.find_one(doc! {"_id": key}).await.db()?;
+                    if let Some(existing) = match found {
+                        Some(found) => self.claimed(&found).await?,
+                        None => None,
+                    } {
+                        return Ok((existing, false));
+                    }
+                }
+            }
+        }
     }
 
     async fn get(&self, group_id: &str) -> Result<Option<GroupRecord>, Error> {
@@ -317,7 +292,10 @@ impl GroupStore for MongoGroupStore {
     async fn delete(&self, group_id: &str) -> Result<(), Error> {
         if let Ok(oid) = ObjectId::parse_str(group_id) {
             self.groups.delete_one(doc! {"_id": oid}).await.db()?;
-            self.pairs.delete_many(doc! {"groupId": oid}).await.db()?;
+            self.pairs
+                .delete_many(doc! {"$or": [{"groupId": oid}, {"group._id": oid}]})
+                .await
+                .db()?;
         }
         self.members
             .delete_many(doc! {"groupId": group_id})
@@ -328,6 +306,74 @@ impl GroupStore for MongoGroupStore {
 }
 
 impl MongoGroupStore {
+    /// Writes a group and its members, members first (a group that can be read has its
+    /// members). Every write is an upsert that leaves what exists alone, so two writers of the
+    /// same group end with one group and one membership each.
+    async fn complete(&self, group: &Document, members: &[Document]) -> Result<GroupRecord, Error> {
+        let bad = || Error::internal("a group document without an _id");
+        let id = group.get_object_id("_id").map_err(|_| bad())?;
+        let gid = id.to_hex();
+        let at = group.get_datetime("createdAt").map_err(|_| bad())?;
+        for member in members {
+            let user = member.get_str("userId").map_err(|_| bad())?;
+            let role = member.get_str("role").unwrap_or("member");
+            let joined = doc! {"$setOnInsert": {"role": role, "joinedAt": at}};
+            match self
+                .members
+                .update_one(doc! {"groupId": &gid, "userId": user}, joined)
+                .upsert(true)
+                .await
+            {
+                // Two upserts of one new membership race on the unique index: it exists.
+                Err(e) if !is_duplicate_key(&e) => return Err(e).db(),
+                _ => {}
+            }
+        }
+        match self
+            .groups
+            .update_one(doc! {"_id": id}, doc! {"$setOnInsert": group.clone()})
+            .upsert(true)
+            .await
+        {
+            Err(e) if !is_duplicate_key(&e) => return Err(e).db(),
+            _ => {}
+        }
+        self.get(&gid)
+            .await?
+            .ok_or_else(|| Error::internal("a group written then not read"))
+    }
+
+    /// The conversation a direct pair was claimed for: read when written, finished when its
+    /// creator has not finished it (yet, or ever).
+    async fn claimed(&self, claim: &Document) -> Result<Option<GroupRecord>, Error> {
+        let bad = || Error::internal("a direct pair document without its group");
+        // A pair claimed by an older version holds only the group's id: when that group was
+        // never written (its creator died), the claim is released and the caller claims again.
+        if let Ok(id) = claim.get_object_id("groupId") {
+            let group = self.get(&id.to_hex()).await?;
+            if group.is_none() {
+                tracing::warn!(group = %id, "releasing a direct pair whose conversation was never written");
+                self.pairs
+                    .delete_one(doc! {"_id": claim.get("_id"), "groupId": id})
+                    .await
+                    .db()?;
+            }
+            return Ok(group);
+        }
+        let group = claim.get_document("group").map_err(|_| bad())?;
+        let id = group.get_object_id("_id").map_err(|_| bad())?;
+        if let Some(existing) = self.get(&id.to_hex()).await? {
+            return Ok(Some(existing));
+        }
+        let members: Vec<Document> = claim
+            .get_array("members")
+            .map_err(|_| bad())?
+            .iter()
+            .filter_map(|m| m.as_document().cloned())
+            .collect();
+        self.complete(group, &members).await.map(Some)
+    }
+
     async fn touch(&self, group_id: &str) -> Result<(), Error> {
         if let Ok(oid) = ObjectId::parse_str(group_id) {
             self.groups

@@ -109,7 +109,8 @@ const SIGNING_KEYS: &str = "signing_keys";
 const GROUPS: &str = "groups";
 const MEMBERS: &str = "group_members";
 /// One document per direct conversation, `_id` = the sorted pair: uniqueness on `_id` holds on
-/// every MongoDB-compatible server, unlike partial unique indexes.
+/// every MongoDB-compatible server, unlike partial unique indexes. The document carries the
+/// group and its members, so any creator can finish a creation (no transaction, no waiting).
 const DIRECT_PAIRS: &str = "direct_conversations";
 const MESSAGES: &str = "messages";
 
