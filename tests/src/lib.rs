@@ -264,7 +264,7 @@ impl Deployment {
     }
 
     /// Starts `role` in this process, on port 0, as the `chat-server` binary would (the same
-    /// `Application`), and waits until its `/readyz` answers 200. In an embedded deployment every
+    /// `Application`), and waits until it is ready with its dependencies connected. In an embedded deployment every
     /// role is `all`. It stops when the returned handle is dropped.
     pub async fn start(&self, role: &str) -> RoleProcess {
         let server_role = chat_server::Role::parse(if self.embedded { "all" } else { role })
@@ -408,22 +408,29 @@ async fn reported_port(process: &mut RoleProcess, address_file: &std::path::Path
     .await
 }
 
+/// Waits until the role takes traffic (`/readyz`) and every dependency it uses answers
+/// (`/health`): readiness no longer waits for dependencies, and a test's first request should
+/// not race the first connection to RabbitMQ.
 async fn wait_ready(process: &mut RoleProcess) {
-    let url = format!("http://127.0.0.1:{}/readyz", process.management_port);
+    let base = format!("http://127.0.0.1:{}", process.management_port);
     let client = reqwest::Client::new();
     let what = format!("chat-server {} becoming ready", process.role);
     within(Duration::from_secs(30), what, async {
         loop {
             assert_running(process);
-            if let Ok(r) = client
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            {
-                if r.status() == StatusCode::OK {
-                    return;
+            let mut answered = 0;
+            for path in ["/readyz", "/health"] {
+                if let Ok(r) = client
+                    .get(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                {
+                    answered += u8::from(r.status() == StatusCode::OK);
                 }
+            }
+            if answered == 2 {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -59,7 +59,6 @@ fn view(group: GroupRecord, members: Vec<MemberRecord>) -> GroupView {
                 user_id: m.user_id,
                 role: m.role,
                 joined_at: m.joined_at,
-                last_seen_at: m.last_seen_at,
             })
             .collect(),
         created_at: group.created_at,
@@ -205,6 +204,34 @@ impl GroupService {
             .collect())
     }
 
+    /// A user's memberships, for the roles that check them (the message role). The group role
+    /// owns them: no other role reads the group store.
+    pub async fn memberships(&self, request: MembershipsRequest) -> Result<Vec<Membership>, Error> {
+        let ids = match request.group_ids {
+            Some(ids) => ids,
+            None => self
+                .groups
+                .groups_of(&request.user_id)
+                .await?
+                .into_iter()
+                .map(|g| g.id)
+                .collect(),
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .groups
+            .memberships(&request.user_id, &ids)
+            .await?
+            .into_iter()
+            .map(|m| Membership {
+                group_id: m.group_id,
+                role: m.role,
+            })
+            .collect())
+    }
+
     pub async fn get(&self, request: GroupRef) -> Result<GroupView, Error> {
         let (group, members) = self.visible(&request.caller, &request.group_id).await?;
         Ok(view(group, members))
@@ -277,13 +304,6 @@ impl GroupService {
         self.groups
             .remove_member(&group.id, &target.user_id)
             .await?;
-        self.announce(
-            &group.id,
-            Fact::MemberRemoved {
-                user_id: target.user_id.clone(),
-            },
-        )
-        .await;
         match rules::succession(&members, &target.user_id) {
             Succession::Delete => {
                 self.groups.delete(&group.id).await?;
@@ -297,6 +317,15 @@ impl GroupService {
             }
             Succession::Keep => {}
         }
+        // Announced once the succession is stored: whoever reacts to the fact (the message role
+        // drops its copy of the group's memberships) reads the group as it now is.
+        self.announce(
+            &group.id,
+            Fact::MemberRemoved {
+                user_id: target.user_id.clone(),
+            },
+        )
+        .await;
         Ok(())
     }
 }
@@ -306,6 +335,7 @@ pub fn rpc_handlers(service: Arc<GroupService>, server: RpcServer) -> RpcServer 
     let server = chat_ports::rpc_bind!(server, service, GroupCreate, create);
     let server = chat_ports::rpc_bind!(server, service, GroupList, list);
     let server = chat_ports::rpc_bind!(server, service, GroupGet, get);
+    let server = chat_ports::rpc_bind!(server, service, GroupMemberships, memberships);
     let server = chat_ports::rpc_bind!(server, service, GroupUpdate, update);
     let server = chat_ports::rpc_bind!(server, service, GroupAddMembers, add_members);
     chat_ports::rpc_bind!(server, service, GroupRemoveMember, remove_member)

@@ -69,8 +69,6 @@ mod tests {
             user_id: user.into(),
             role,
             joined_at: Utc::now(),
-            last_seen_at: None,
-            last_seen_seq: 0,
         }
     }
 

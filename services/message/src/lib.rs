@@ -11,8 +11,12 @@
 //!
 //! Over RPC it serves history (both directions), search and per-group summaries, to members
 //! only.
+//!
+//! It owns the messages and each user's read position; the memberships it checks belong to the
+//! group role, which it asks over RPC ([`members`]).
 
-use std::collections::HashMap;
+pub mod members;
+
 use std::sync::Arc;
 
 use chat_domain::contracts::groups::{GroupError, MemberRole};
@@ -23,14 +27,15 @@ use chat_domain::Error;
 use chat_ports::assets::{owned_asset, AssetStore};
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
-use chat_ports::store::{GroupActivity, GroupStore, MessageStore, NewMessage};
+use chat_ports::store::{MessageStore, NewMessage};
 use chrono::Utc;
+use members::Members;
 use tokio_util::sync::CancellationToken;
 
 /// The message service.
 pub struct MessageService {
     messages: Arc<dyn MessageStore>,
-    groups: Arc<dyn GroupStore>,
+    members: Arc<Members>,
     assets: Arc<dyn AssetStore>,
     events: EventLog,
 }
@@ -70,16 +75,24 @@ fn check_send(
 impl MessageService {
     pub fn new(
         messages: Arc<dyn MessageStore>,
-        groups: Arc<dyn GroupStore>,
+        members: Arc<Members>,
         assets: Arc<dyn AssetStore>,
         events: EventLog,
     ) -> Self {
         MessageService {
             messages,
-            groups,
+            members,
             assets,
             events,
         }
+    }
+
+    /// The sender's role in the group; refused when not a member.
+    async fn member(&self, group_id: &str, user_id: &str) -> Result<MemberRole, Error> {
+        self.members
+            .role(group_id, user_id)
+            .await?
+            .ok_or_else(not_a_member)
     }
 
     async fn publish(&self, group_id: &str, fact: Fact) -> Result<(), Error> {
@@ -124,10 +137,7 @@ impl MessageService {
                 attachment,
             } => {
                 let content = check_send(client_message_id, content, attachment)?;
-                self.groups
-                    .membership(group_id, user_id)
-                    .await?
-                    .ok_or_else(not_a_member)?;
+                self.member(group_id, user_id).await?;
                 let asset = match attachment {
                     Some(a) => Some(
                         owned_asset(self.assets.as_ref(), user_id, &a.url)
@@ -165,10 +175,7 @@ impl MessageService {
                 seq,
                 message_id,
             } => {
-                self.groups
-                    .membership(group_id, user_id)
-                    .await?
-                    .ok_or_else(not_a_member)?;
+                self.member(group_id, user_id).await?;
                 let seq = &match (seq, message_id) {
                     (_, Some(id)) => {
                         self.messages
@@ -197,7 +204,9 @@ impl MessageService {
                     return Err(MessageError::SeqOutOfRange { last }.into());
                 }
                 let now = Utc::now();
-                self.groups.mark_seen(group_id, user_id, *seq, now).await?;
+                self.messages
+                    .mark_seen(group_id, user_id, *seq, now)
+                    .await?;
                 Ok(Fact::MessageSeen {
                     command_id: Some(command_id.clone()),
                     user_id: user_id.clone(),
@@ -210,18 +219,14 @@ impl MessageService {
                 user_id,
                 message_id,
             } => {
-                let member = self
-                    .groups
-                    .membership(group_id, user_id)
-                    .await?
-                    .ok_or_else(not_a_member)?;
+                let role = self.member(group_id, user_id).await?;
                 let message = self
                     .messages
                     .get(message_id)
                     .await?
                     .filter(|m| m.group_id == group_id)
                     .ok_or(MessageError::MessageNotFound)?;
-                if message.sender_id != *user_id && member.role != MemberRole::Admin {
+                if message.sender_id != *user_id && role != MemberRole::Admin {
                     return Err(MessageError::NotSenderOrAdmin.into());
                 }
                 let deleted = self
@@ -241,8 +246,8 @@ impl MessageService {
 
     /// A page of history, to members only.
     pub async fn history(&self, request: HistoryRequest) -> Result<HistoryPage, Error> {
-        self.groups
-            .membership(&request.group_id, &request.caller)
+        self.members
+            .role(&request.group_id, &request.caller)
             .await?
             .ok_or(GroupError::GroupNotFound)?;
         let q = request.query;
@@ -285,11 +290,11 @@ impl MessageService {
             return Err(MessageError::InvalidLimit { max: 100 }.into());
         }
         let groups: Vec<String> = self
-            .groups
-            .groups_of(&request.caller)
+            .members
+            .among(&request.caller, None)
             .await?
             .into_iter()
-            .map(|g| g.id)
+            .map(|m| m.group_id)
             .collect();
         self.messages.search(&groups, text, limit).await
     }
@@ -297,32 +302,25 @@ impl MessageService {
     /// Last message, unread count and last seen sequence of each of the caller's groups named.
     pub async fn summaries(&self, request: SummariesRequest) -> Result<Vec<GroupSummary>, Error> {
         let asked: Vec<String> = request.group_ids.into_iter().take(500).collect();
-        // Only the caller's groups: the others are left out.
-        let seen: Vec<(String, i64)> = self
-            .groups
-            .memberships(&request.caller, &asked)
+        // Only the caller's groups, in the order asked: the others are left out.
+        let theirs: std::collections::HashSet<String> = self
+            .members
+            .among(&request.caller, Some(asked.clone()))
             .await?
             .into_iter()
-            .map(|m| (m.group_id, m.last_seen_seq))
+            .map(|m| m.group_id)
             .collect();
-        let seen_seq: HashMap<String, i64> = seen.iter().cloned().collect();
-        let mut activity: HashMap<String, GroupActivity> = self
+        let asked: Vec<String> = asked.into_iter().filter(|g| theirs.contains(g)).collect();
+        Ok(self
             .messages
-            .activity(&request.caller, &seen)
+            .activity(&request.caller, &asked)
             .await?
             .into_iter()
-            .map(|a| (a.group_id.clone(), a))
-            .collect();
-        Ok(asked
-            .iter()
-            .filter_map(|group_id| {
-                let a = activity.remove(group_id)?;
-                Some(GroupSummary {
-                    last_seen_seq: seen_seq.get(group_id).copied()?,
-                    group_id: a.group_id,
-                    last_message: a.last_message,
-                    unread_count: a.unread,
-                })
+            .map(|a| GroupSummary {
+                group_id: a.group_id,
+                last_message: a.last_message,
+                unread_count: a.unread,
+                last_seen_seq: a.last_seen_seq,
             })
             .collect())
     }

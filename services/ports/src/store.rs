@@ -173,9 +173,6 @@ pub struct MemberRecord {
     pub user_id: String,
     pub role: MemberRole,
     pub joined_at: DateTime<Utc>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    /// The last sequence number the member has seen (0: none).
-    pub last_seen_seq: i64,
 }
 
 /// A group to create with its first members.
@@ -223,15 +220,6 @@ pub trait GroupStore: Send + Sync {
     /// Removes a member; `false` if they were not one.
     async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<bool, Error>;
     async fn set_role(&self, group_id: &str, user_id: &str, role: MemberRole) -> Result<(), Error>;
-    /// Records that `user_id` has seen the group up to `seq`; never moves backwards. Returns
-    /// whether anything changed.
-    async fn mark_seen(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        seq: i64,
-        at: DateTime<Utc>,
-    ) -> Result<bool, Error>;
     /// Deletes a group that has no members left.
     async fn delete(&self, group_id: &str) -> Result<(), Error>;
 }
@@ -244,6 +232,8 @@ pub struct GroupActivity {
     pub group_id: String,
     pub last_message: Option<MessageView>,
     pub unread: u64,
+    /// The last sequence number the user has seen (0: none).
+    pub last_seen_seq: i64,
 }
 
 /// A message to append.
@@ -280,13 +270,22 @@ pub trait MessageStore: Send + Sync {
     async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
     /// Messages after `seq` not sent by `user_id` and not deleted.
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error>;
-    /// For each `(group, seen_seq)`: the group's latest message and [`MessageStore::unread`] for
-    /// `user_id`, in one call (the group list's summaries).
+    /// For each of `group_ids`, in that order: the group's latest message, `user_id`'s read
+    /// position and [`MessageStore::unread`] after it, in one call (the group list's summaries).
     async fn activity(
         &self,
         user_id: &str,
-        seen: &[(String, i64)],
+        group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error>;
+    /// Records that `user_id` has seen the group up to `seq` (read receipts belong to the
+    /// messages, not to the memberships); never moves backwards. Returns whether it moved.
+    async fn mark_seen(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error>;
     /// Up to `limit` live messages in `group_ids` whose text contains `text`, case-insensitively,
     /// newest first.
     async fn search(

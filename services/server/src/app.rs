@@ -303,9 +303,19 @@ impl Mounts {
     async fn message(&mut self, after_drain: &CancellationToken) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
         let events = self.family.events().await?;
+        // Memberships are the group role's: asked over RPC, kept while the facts are quiet.
+        let members = Arc::new(chat_message::members::Members::new(
+            self.family.rpc_client(),
+        ));
+        self.tasks
+            .spawn(chat_message::members::follow_membership_changes(
+                members.clone(),
+                events.clone(),
+                after_drain.clone(),
+            ));
         let service = Arc::new(chat_message::MessageService::new(
             stores.messages,
-            stores.groups,
+            members,
             stores.assets,
             events.clone(),
         ));

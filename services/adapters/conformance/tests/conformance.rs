@@ -50,16 +50,21 @@ fn limits() -> AssetLimits {
     }
 }
 
-async fn database() -> Database {
+/// A fresh database, without indexes.
+async fn empty_database() -> Database {
     let uri = std::env::var("MONGODB_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
-    let db = mongo::connect(
+    mongo::connect(
         &Secret::new(uri),
         &unique("test_stores"),
         "stores-test",
         Duration::from_secs(10),
     )
     .await
-    .expect("MongoDB is running (scripts/infra.sh up)");
+    .expect("MongoDB is running (scripts/infra.sh up)")
+}
+
+async fn database() -> Database {
+    let db = empty_database().await;
     mongo::ensure_indexes(&db).await.unwrap();
     db
 }
@@ -463,14 +468,6 @@ async fn memberships_roles_and_seen_state(p: Ports) {
         .unwrap();
     let c = p.groups.membership(&group.id, "c").await.unwrap().unwrap();
     assert_eq!(c.role, MemberRole::Admin);
-    let at = Utc::now();
-    assert!(p.groups.mark_seen(&group.id, "b", 5, at).await.unwrap());
-    assert!(
-        !p.groups.mark_seen(&group.id, "b", 3, at).await.unwrap(),
-        "never backwards"
-    );
-    let b = p.groups.membership(&group.id, "b").await.unwrap().unwrap();
-    assert_eq!(b.last_seen_seq, 5);
     assert!(p.groups.remove_member(&group.id, "b").await.unwrap());
     assert!(!p.groups.remove_member(&group.id, "b").await.unwrap());
     let renamed = p
@@ -602,32 +599,39 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
     assert!(gone.deleted && gone.content.is_none());
     assert_eq!(gone.seq, 2, "keeps its place");
     assert_eq!(p.messages.unread(&group, "a", 1).await.unwrap(), 1);
-    // The same in one call for a list of groups, in the order asked.
+    // Read positions move forward only.
+    let at = Utc::now();
+    assert!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap());
+    assert!(
+        !p.messages.mark_seen(&group, "a", 1, at).await.unwrap(),
+        "never backwards"
+    );
+    assert!(!p.messages.mark_seen(&group, "a", 3, at).await.unwrap());
+    assert!(p.messages.mark_seen(&group, "b", 1, at).await.unwrap());
+    // The same in one call for a list of groups, in the order asked, from each read position.
     let silent = unique("g");
     let activity = p
         .messages
-        .activity(
-            "a",
-            &[(other.clone(), 0), (group.clone(), 1), (silent.clone(), 0)],
-        )
+        .activity("a", &[other.clone(), group.clone(), silent.clone()])
         .await
         .unwrap();
-    let summary: Vec<(&str, Option<i64>, u64)> = activity
+    let summary: Vec<(&str, Option<i64>, u64, i64)> = activity
         .iter()
         .map(|a| {
             (
                 a.group_id.as_str(),
                 a.last_message.as_ref().map(|m| m.seq),
                 a.unread,
+                a.last_seen_seq,
             )
         })
         .collect();
     assert_eq!(
         summary,
         vec![
-            (other.as_str(), Some(1), 0),
-            (group.as_str(), Some(5), 1),
-            (silent.as_str(), None, 0)
+            (other.as_str(), Some(1), 0, 0),
+            (group.as_str(), Some(5), 1, 3),
+            (silent.as_str(), None, 0, 0)
         ]
     );
     assert!(p
@@ -901,5 +905,39 @@ async fn on_mongodb_a_creator_that_died_mid_way_is_finished_by_the_next() {
     let (fresh, created) = groups.create(pair("u3", "u4")).await.unwrap();
     assert!(created, "an orphaned old-form claim is released");
     assert_eq!(groups.members(&fresh.id).await.unwrap().len(), 2);
+    db.drop().await.unwrap();
+}
+
+/// MongoDB only: read positions kept on the memberships by earlier versions are carried over to
+/// the message role's `read_positions` once, when the indexes are ensured (every start and
+/// `chat-server migrate`).
+#[tokio::test]
+async fn on_mongodb_read_positions_kept_on_memberships_are_carried_over() {
+    use mongodb::bson::{doc, DateTime, Document};
+    let db = empty_database().await;
+    let now = DateTime::now();
+    db.collection::<Document>("group_members")
+        .insert_many([
+            doc! {"groupId": "g", "userId": "ada", "role": "admin", "joinedAt": now, "lastSeenSeq": 7_i64, "lastSeenAt": now},
+            doc! {"groupId": "g", "userId": "bob", "role": "member", "joinedAt": now},
+        ])
+        .await
+        .unwrap();
+    mongo::ensure_indexes(&db).await.unwrap();
+    let stores = mongo::stores(&db, limits());
+    let seen = |user: &'static str| {
+        let messages = stores.messages.clone();
+        async move { messages.activity(user, &["g".to_string()]).await.unwrap()[0].last_seen_seq }
+    };
+    assert_eq!(seen("ada").await, 7);
+    assert_eq!(seen("bob").await, 0);
+    // Once only: a newer position survives the next start.
+    assert!(stores
+        .messages
+        .mark_seen("g", "ada", 9, Utc::now())
+        .await
+        .unwrap());
+    mongo::ensure_indexes(&db).await.unwrap();
+    assert_eq!(seen("ada").await, 9);
     db.drop().await.unwrap();
 }

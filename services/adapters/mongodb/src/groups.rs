@@ -66,11 +66,6 @@ fn member_from_doc(d: &Document) -> Result<MemberRecord, Error> {
             MemberRole::Member
         },
         joined_at: from_bson_time(*d.get_datetime("joinedAt").map_err(|_| bad("joinedAt"))?),
-        last_seen_at: d
-            .get_datetime("lastSeenAt")
-            .ok()
-            .map(|t| from_bson_time(*t)),
-        last_seen_seq: d.get_i64("lastSeenSeq").unwrap_or(0),
     })
 }
 
@@ -265,28 +260,6 @@ impl GroupStore for MongoGroupStore {
             .await
             .db()?;
         Ok(())
-    }
-
-    async fn mark_seen(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        seq: i64,
-        at: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        let filter = doc! {
-            "groupId": group_id,
-            "userId": user_id,
-            "$or": [{"lastSeenSeq": {"$lt": seq}}, {"lastSeenSeq": {"$exists": false}}],
-        };
-        let update = doc! {"$set": {"lastSeenSeq": seq, "lastSeenAt": to_bson_time(at)}};
-        Ok(self
-            .members
-            .update_one(filter, update)
-            .await
-            .db()?
-            .modified_count
-            > 0)
     }
 
     async fn delete(&self, group_id: &str) -> Result<(), Error> {

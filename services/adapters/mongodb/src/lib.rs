@@ -17,6 +17,7 @@ pub use messages::MongoMessageStore;
 pub use users::{MongoRefreshTokenStore, MongoSigningKeyStore, MongoUserStore};
 
 use chat_ports::startup::StartupError;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +114,14 @@ const MEMBERS: &str = "group_members";
 /// group and its members, so any creator can finish a creation (no transaction, no waiting).
 const DIRECT_PAIRS: &str = "direct_conversations";
 const MESSAGES: &str = "messages";
+/// Each user's read position in each group: the message role's, not the memberships'.
+const READ_POSITIONS: &str = "read_positions";
+/// One document per one-time data migration done (`_id` = its name).
+const MIGRATIONS: &str = "migrations";
+
+pub(crate) fn read_position_id(user_id: &str, group_id: &str) -> String {
+    format!("{user_id}:{group_id}")
+}
 
 fn index(keys: Document, options: Option<IndexOptions>) -> IndexModel {
     IndexModel::builder().keys(keys).options(options).build()
@@ -172,6 +181,10 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
         ),
         (MEMBERS, index(doc! {"userId": 1}, Some(named("by_user")))),
         (
+            READ_POSITIONS,
+            index(doc! {"userId": 1, "groupId": 1}, Some(named("by_user"))),
+        ),
+        (
             MESSAGES,
             index(
                 doc! {"groupId": 1, "seq": 1},
@@ -208,7 +221,59 @@ pub async fn ensure_indexes(db: &Database) -> Result<usize, Error> {
             .await
             .db()?;
     }
+    carry_read_positions_over(db).await?;
     Ok(all.len())
+}
+
+/// Read positions used to live on the memberships (`group_members.lastSeenSeq`, no longer
+/// written): copies them to `read_positions` once per database, never over a newer position.
+async fn carry_read_positions_over(db: &Database) -> Result<(), Error> {
+    const NAME: &str = "read_positions_from_members";
+    let migrations = db.collection::<Document>(MIGRATIONS);
+    if migrations
+        .find_one(doc! {"_id": NAME})
+        .await
+        .db()?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let positions = db.collection::<Document>(READ_POSITIONS);
+    let mut old = db
+        .collection::<Document>(MEMBERS)
+        .find(doc! {"lastSeenSeq": {"$gt": 0}})
+        .await
+        .db()?;
+    let mut carried = 0;
+    while let Some(member) = old.try_next().await.db()? {
+        let (Ok(user), Ok(group), Ok(seq)) = (
+            member.get_str("userId"),
+            member.get_str("groupId"),
+            member.get_i64("lastSeenSeq"),
+        ) else {
+            continue;
+        };
+        let at = member
+            .get_datetime("lastSeenAt")
+            .copied()
+            .unwrap_or_else(|_| BsonDateTime::now());
+        let position = doc! {
+            "_id": read_position_id(user, group), "userId": user, "groupId": group,
+            "seq": seq, "seenAt": at,
+        };
+        match positions.insert_one(position).await {
+            Err(e) if !is_duplicate_key(&e) => return Err(e).db(),
+            _ => carried += 1,
+        }
+    }
+    tracing::info!(carried, "read positions carried over from the memberships");
+    match migrations
+        .insert_one(doc! {"_id": NAME, "at": BsonDateTime::now()})
+        .await
+    {
+        Err(e) if !is_duplicate_key(&e) => Err(e).db(),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn to_bson_time(t: DateTime<Utc>) -> BsonDateTime {

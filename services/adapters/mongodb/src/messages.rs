@@ -5,12 +5,19 @@ use super::*;
 /// [`MessageStore`] on the `messages` collection. The unique `(groupId, seq)` index makes the
 /// sequence gap-free and unambiguous even if two processes ever append to one group at once (the
 /// loser retries with the next number); the unique `(senderId, clientMessageId)` index makes
-/// retried sends idempotent.
-pub struct MongoMessageStore(Collection<Document>);
+/// retried sends idempotent. Read positions are on `read_positions`, one document per user and
+/// group (`_id` = `userId:groupId`).
+pub struct MongoMessageStore {
+    messages: Collection<Document>,
+    positions: Collection<Document>,
+}
 
 impl MongoMessageStore {
     pub fn new(db: &Database) -> Self {
-        MongoMessageStore(db.collection(MESSAGES))
+        MongoMessageStore {
+            messages: db.collection(MESSAGES),
+            positions: db.collection(READ_POSITIONS),
+        }
     }
 
     async fn by_client_id(
@@ -18,7 +25,7 @@ impl MongoMessageStore {
         sender: &str,
         client_id: &str,
     ) -> Result<Option<MessageView>, Error> {
-        self.0
+        self.messages
             .find_one(doc! {"senderId": sender, "clientMessageId": client_id})
             .await
             .db()?
@@ -34,7 +41,7 @@ impl MongoMessageStore {
         limit: u32,
     ) -> Result<Vec<MessageView>, Error> {
         let docs: Vec<Document> = self
-            .0
+            .messages
             .find(filter)
             .sort(sort)
             .limit(i64::from(limit))
@@ -97,7 +104,7 @@ impl MessageStore for MongoMessageStore {
         }
         for _ in 0..10 {
             let last = self
-                .0
+                .messages
                 .find_one(doc! {"groupId": &message.group_id})
                 .sort(doc! {"seq": -1})
                 .await
@@ -121,7 +128,7 @@ impl MessageStore for MongoMessageStore {
                     doc! {"filename": &a.filename, "url": &a.url, "type": &a.content_type, "size": a.size as i64},
                 );
             }
-            match self.0.insert_one(document.clone()).await {
+            match self.messages.insert_one(document.clone()).await {
                 Ok(_) => return Ok((message_from_doc(&document)?, true)),
                 Err(e) if is_duplicate_key(&e) => {
                     // Either a concurrent retry of the same send won, or another writer took
@@ -145,7 +152,7 @@ impl MessageStore for MongoMessageStore {
         let Ok(oid) = ObjectId::parse_str(message_id) else {
             return Ok(None);
         };
-        self.0
+        self.messages
             .find_one(doc! {"_id": oid})
             .await
             .db()?
@@ -186,7 +193,7 @@ impl MessageStore for MongoMessageStore {
             return Ok(None);
         };
         let updated = self
-            .0
+            .messages
             .find_one_and_update(
                 doc! {"_id": oid},
                 doc! {"$set": {"deleted": true, "deletedAt": BsonDateTime::now()}, "$unset": {"content": "", "attachment": ""}},
@@ -198,7 +205,7 @@ impl MessageStore for MongoMessageStore {
 
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error> {
         Ok(self
-            .0
+            .messages
             .count_documents(doc! {"groupId": group_id, "seq": {"$gt": seq}, "senderId": {"$ne": user_id}, "deleted": false})
             .await.db()?)
     }
@@ -206,18 +213,64 @@ impl MessageStore for MongoMessageStore {
     async fn activity(
         &self,
         user_id: &str,
-        seen: &[(String, i64)],
+        group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error> {
-        // Two indexed queries per group, run together rather than one after another.
-        futures_util::future::try_join_all(seen.iter().map(|(group, seen_seq)| async move {
-            let last = self.before(group, None, 1).await?.into_iter().next();
-            Ok::<_, Error>(GroupActivity {
-                group_id: group.clone(),
-                last_message: last,
-                unread: self.unread(group, user_id, *seen_seq).await?,
+        let positions: Vec<Document> = self
+            .positions
+            .find(doc! {"userId": user_id, "groupId": {"$in": group_ids}})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        let seen: HashMap<&str, i64> = positions
+            .iter()
+            .filter_map(|p| {
+                let group = p.get_str("groupId").ok()?;
+                Some((group, p.get_i64("seq").ok()?))
             })
+            .collect();
+        // Two indexed queries per group, run together rather than one after another.
+        futures_util::future::try_join_all(group_ids.iter().map(|group| {
+            let seen_seq = seen.get(group.as_str()).copied().unwrap_or(0);
+            async move {
+                let last = self.before(group, None, 1).await?.into_iter().next();
+                Ok::<_, Error>(GroupActivity {
+                    group_id: group.clone(),
+                    last_message: last,
+                    unread: self.unread(group, user_id, seen_seq).await?,
+                    last_seen_seq: seen_seq,
+                })
+            }
         }))
         .await
+    }
+
+    async fn mark_seen(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        // Moves forward only: when the stored position is not behind, the filter misses and the
+        // upsert collides with the existing `_id`.
+        match self
+            .positions
+            .update_one(
+                doc! {"_id": read_position_id(user_id, group_id), "seq": {"$lt": seq}},
+                doc! {
+                    "$set": {"seq": seq, "seenAt": to_bson_time(at)},
+                    "$setOnInsert": {"userId": user_id, "groupId": group_id},
+                },
+            )
+            .upsert(true)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e).db(),
+        }
     }
 
     async fn search(

@@ -62,8 +62,6 @@ pub struct MemberView {
     pub user_id: String,
     pub role: MemberRole,
     pub joined_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 /// A group as its members see it.
@@ -143,6 +141,24 @@ pub struct RemoveMember {
     pub user_id: String,
 }
 
+/// `group.memberships` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipsRequest {
+    pub user_id: String,
+    /// Only these groups (the others the user is in are left out); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_ids: Option<Vec<String>>,
+}
+
+/// One of a user's memberships.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    pub group_id: String,
+    pub role: MemberRole,
+}
+
 /// `group.list` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,6 +172,9 @@ pattern!(/// The caller's groups, most recently updated first.
     GroupList, "group.list", CallerRef => Vec<GroupView>);
 pattern!(/// One group, to its members (404 to everyone else).
     GroupGet, "group.get", GroupRef => GroupView);
+pattern!(/// A user's memberships with their roles: all of them, or those among `groupIds`. Internal
+    /// (the message role's membership checks); no route leads to it.
+    GroupMemberships, "group.memberships", MembershipsRequest => Vec<Membership>);
 pattern!(/// Rename or change the image (admins).
     GroupUpdate, "group.update", UpdateGroup => GroupView);
 pattern!(/// Add members (admins).

@@ -3,7 +3,7 @@
 use super::*;
 
 const GROUP_COLUMNS: &str = "id, name, image_url, direct_key, created_at, updated_at";
-const MEMBER_COLUMNS: &str = "group_id, user_id, role, joined_at, last_seen_at, last_seen_seq";
+const MEMBER_COLUMNS: &str = "group_id, user_id, role, joined_at";
 
 fn group_from_row(r: &Row) -> rusqlite::Result<GroupRecord> {
     Ok(GroupRecord {
@@ -26,8 +26,6 @@ fn member_from_row(r: &Row) -> rusqlite::Result<MemberRecord> {
             MemberRole::Member
         },
         joined_at: time(r.get(3)?),
-        last_seen_at: r.get::<_, Option<i64>>(4)?.map(time),
-        last_seen_seq: r.get(5)?,
     })
 }
 
@@ -266,27 +264,6 @@ impl GroupStore for SqliteGroupStore {
             )
             .db()?;
             Ok(())
-        })
-        .await
-    }
-
-    async fn mark_seen(
-        &self,
-        group_id: &str,
-        user_id: &str,
-        seq: i64,
-        at: DateTime<Utc>,
-    ) -> Result<bool, Error> {
-        let (id, user) = (group_id.to_string(), user_id.to_string());
-        self.run(move |conn| {
-            Ok(conn
-                .execute(
-                    "UPDATE members SET last_seen_seq = ?3, last_seen_at = ?4
-                 WHERE group_id = ?1 AND user_id = ?2 AND last_seen_seq < ?3",
-                    params![id, user, seq, millis(at)],
-                )
-                .db()?
-                > 0)
         })
         .await
     }

@@ -169,24 +169,59 @@ impl MessageStore for SqliteMessageStore {
     async fn activity(
         &self,
         user_id: &str,
-        seen: &[(String, i64)],
+        group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error> {
-        let (user, seen) = (user_id.to_string(), seen.to_vec());
+        let (user, groups) = (user_id.to_string(), group_ids.to_vec());
         // One trip to the database thread for the whole list.
         self.run(move |conn| {
-            seen.into_iter()
-                .map(|(group, seen_seq)| {
+            groups
+                .into_iter()
+                .map(|group| {
+                    let seen: i64 = conn
+                        .prepare_cached(
+                            "SELECT seq FROM read_positions WHERE user_id = ?1 AND group_id = ?2",
+                        )
+                        .db()?
+                        .query_row(params![user, group], |r| r.get(0))
+                        .optional()
+                        .db()?
+                        .unwrap_or(0);
                     Ok(GroupActivity {
                         last_message: first_message(
                             conn,
                             "WHERE group_id = ?1 ORDER BY seq DESC LIMIT 1",
                             &[&group],
                         )?,
-                        unread: unread_in(conn, &group, &user, seen_seq)?,
+                        unread: unread_in(conn, &group, &user, seen)?,
+                        last_seen_seq: seen,
                         group_id: group,
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn mark_seen(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let (group, user) = (group_id.to_string(), user_id.to_string());
+        self.run(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "INSERT INTO read_positions (user_id, group_id, seq, seen_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id, group_id) DO UPDATE
+                     SET seq = excluded.seq, seen_at = excluded.seen_at WHERE seq < excluded.seq",
+                )
+                .db()?
+                .execute(params![user, group, seq, millis(at)])
+                .db()?
+                > 0)
         })
         .await
     }

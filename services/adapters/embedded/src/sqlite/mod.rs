@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS members (
   group_id TEXT NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL, joined_at INTEGER NOT NULL,
   last_seen_at INTEGER, last_seen_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (group_id, user_id));
 CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
+CREATE TABLE IF NOT EXISTS read_positions (
+  user_id TEXT NOT NULL, group_id TEXT NOT NULL, seq INTEGER NOT NULL, seen_at INTEGER NOT NULL,
+  PRIMARY KEY (user_id, group_id));
+-- Read positions used to live on the memberships (members.last_seen_*, no longer written):
+-- carried over once, never over a newer position.
+INSERT OR IGNORE INTO read_positions
+  SELECT user_id, group_id, last_seen_seq, COALESCE(last_seen_at, joined_at) FROM members
+  WHERE last_seen_seq > 0;
 CREATE TABLE IF NOT EXISTS messages (
   id TEXT PRIMARY KEY, group_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
   client_message_id TEXT NOT NULL, content TEXT, attachment TEXT,
@@ -299,5 +307,37 @@ mod tests {
         let nobody = image("/assets/665f1f77bcf86cd799439011").await.unwrap_err();
         assert_eq!(nobody.message, "use an image you uploaded");
         assert!(image("javascript:alert(1)").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn read_positions_kept_on_memberships_are_carried_over() {
+        let file = std::env::temp_dir().join(format!("chat-carry-{}.db", uuid::Uuid::new_v4()));
+        // A database written before read positions moved: members carry last_seen_seq.
+        let old = Connection::open(&file).unwrap();
+        old.execute_batch(
+            "CREATE TABLE members (group_id TEXT NOT NULL, user_id TEXT NOT NULL,
+               role TEXT NOT NULL, joined_at INTEGER NOT NULL, last_seen_at INTEGER,
+               last_seen_seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (group_id, user_id));
+             INSERT INTO members VALUES ('g', 'ada', 'admin', 1, 2, 7), ('g', 'bob', 'member', 1, NULL, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let db = SqliteDb::open(&file, AssetLimits::default()).unwrap();
+        let messages = SqliteMessageStore(db.clone());
+        let seen = |user: &'static str| {
+            let messages = &messages;
+            async move { messages.activity(user, &["g".to_string()]).await.unwrap()[0].last_seen_seq }
+        };
+        assert_eq!(seen("ada").await, 7);
+        assert_eq!(seen("bob").await, 0);
+        // A newer position is not overwritten when the database opens again.
+        assert!(messages.mark_seen("g", "ada", 9, Utc::now()).await.unwrap());
+        drop((messages, db));
+        let messages = SqliteMessageStore(SqliteDb::open(&file, AssetLimits::default()).unwrap());
+        assert_eq!(
+            messages.activity("ada", &["g".to_string()]).await.unwrap()[0].last_seen_seq,
+            9
+        );
+        let _ = std::fs::remove_file(&file);
     }
 }
