@@ -20,6 +20,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chat_domain::config::{Argon2Params, Config};
+use chat_domain::contracts::assets::AssetGrant;
 use chat_domain::contracts::auth::*;
 use chat_domain::contracts::Page;
 use chat_domain::tokens::{
@@ -27,7 +28,7 @@ use chat_domain::tokens::{
 };
 use chat_domain::values::{check_new_password, Email, PageRequest, PersonName};
 use chat_domain::Error;
-use chat_ports::assets::{owned_image, AssetStore};
+use chat_ports::clients::AssetsClient;
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{
     NewUser, RateLimiter, RefreshTokenRecord, RefreshTokenStore, RefreshUse, SigningKeyStore,
@@ -66,7 +67,8 @@ pub struct AuthStores {
     pub users: Arc<dyn UserStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub limiter: Arc<dyn RateLimiter>,
-    pub assets: Arc<dyn AssetStore>,
+    /// The stored files, through their owner (profile pictures).
+    pub assets: AssetsClient,
 }
 
 /// The auth service.
@@ -319,9 +321,12 @@ impl AuthService {
             .map(|n| PersonName::parse("lastName", &n).map(PersonName::into_inner))
             .transpose()?;
         if let Some(Some(url)) = &body.profile_url {
-            let assets = self.stores.assets.as_ref();
-            match owned_image(assets, "profileUrl", &request.user_id, url).await? {
-                Some(asset) if !asset.public => assets.make_public(&asset.id).await?,
+            let assets = &self.stores.assets;
+            match assets.picture("profileUrl", &request.user_id, url).await? {
+                Some(asset) if !asset.public => {
+                    let asset_id = asset.id;
+                    assets.grant(AssetGrant::Everyone { asset_id }).await?
+                }
                 _ => {}
             }
         }

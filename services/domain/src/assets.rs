@@ -285,7 +285,8 @@ impl UploadStatus {
 }
 
 /// A stored file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AssetRecord {
     pub id: String,
     pub owner_id: String,

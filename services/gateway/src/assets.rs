@@ -365,3 +365,40 @@ fn disposition(asset: &AssetRecord) -> HeaderValue {
     ))
     .unwrap_or(HeaderValue::from_static("attachment"))
 }
+
+/// The gateway owns the stored files: the other roles check and grant them through it
+/// (`asset.check`, `asset.grant`) instead of holding the asset store themselves.
+pub struct AssetOwner(pub std::sync::Arc<dyn chat_ports::assets::AssetStore>);
+
+impl AssetOwner {
+    pub async fn check(&self, request: AssetCheck) -> Result<Option<AssetRecord>, Error> {
+        let store = self.0.as_ref();
+        match request.used_as {
+            AssetUse::Picture { field } => {
+                chat_ports::assets::owned_image(store, &field, &request.owner_id, &request.url)
+                    .await
+            }
+            AssetUse::Attachment => {
+                chat_ports::assets::owned_asset(store, &request.owner_id, &request.url).await
+            }
+        }
+    }
+
+    pub async fn grant(&self, request: AssetGrant) -> Result<(), Error> {
+        match request {
+            AssetGrant::Everyone { asset_id } => self.0.make_public(&asset_id).await,
+            AssetGrant::Group { asset_id, group_id } => {
+                self.0.grant_group(&asset_id, &group_id).await
+            }
+        }
+    }
+}
+
+/// Registers the asset owner's RPC patterns on `server`.
+pub fn rpc_handlers(
+    owner: std::sync::Arc<AssetOwner>,
+    server: chat_ports::rpc::RpcServer,
+) -> chat_ports::rpc::RpcServer {
+    let server = chat_ports::rpc_bind!(server, owner, AssetCheckUse, check);
+    chat_ports::rpc_bind!(server, owner, AssetGrantRead, grant)
+}

@@ -4,6 +4,7 @@
 //! ([`chat_domain::Error`]'s `IntoResponse`).
 
 mod assets;
+pub use assets::{rpc_handlers as asset_rpc_handlers, AssetOwner};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

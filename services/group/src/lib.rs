@@ -15,11 +15,12 @@ use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chat_domain::contracts::assets::AssetGrant;
 use chat_domain::contracts::groups::*;
 use chat_domain::contracts::messages::Fact;
 use chat_domain::events::{Envelope, FACTS};
 use chat_domain::Error;
-use chat_ports::assets::{owned_image, AssetStore};
+use chat_ports::clients::AssetsClient;
 use chat_ports::events::EventLog;
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserStore};
@@ -28,7 +29,7 @@ use chat_ports::store::{GroupRecord, GroupStore, MemberRecord, NewGroup, UserSto
 pub struct GroupService {
     groups: Arc<dyn GroupStore>,
     users: Arc<dyn UserStore>,
-    assets: Arc<dyn AssetStore>,
+    assets: AssetsClient,
     events: EventLog,
 }
 
@@ -72,7 +73,7 @@ impl GroupService {
     pub fn new(
         groups: Arc<dyn GroupStore>,
         users: Arc<dyn UserStore>,
-        assets: Arc<dyn AssetStore>,
+        assets: AssetsClient,
         events: EventLog,
     ) -> Self {
         GroupService {
@@ -252,12 +253,18 @@ impl GroupService {
         }
         let mut image = None;
         if let Some(Some(url)) = &body.image_url {
-            image = owned_image(self.assets.as_ref(), "imageUrl", &request.caller, url).await?;
+            image = self
+                .assets
+                .picture("imageUrl", &request.caller, url)
+                .await?;
         }
         let updated = self.groups.update(&group.id, name, body.image_url).await?;
         // The group's members may now read the picture.
         if let Some(asset) = image.filter(|a| !a.groups.contains(&group.id)) {
-            self.assets.grant_group(&asset.id, &group.id).await?;
+            let (asset_id, group_id) = (asset.id, group.id.clone());
+            self.assets
+                .grant(AssetGrant::Group { asset_id, group_id })
+                .await?;
         }
         Ok(view(updated, members))
     }

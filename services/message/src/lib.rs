@@ -19,12 +19,13 @@ pub mod members;
 
 use std::sync::Arc;
 
+use chat_domain::contracts::assets::AssetGrant;
 use chat_domain::contracts::groups::{GroupError, MemberRole};
 use chat_domain::contracts::messages::*;
 use chat_domain::events::COMMANDS;
 use chat_domain::events::{Envelope, FACTS};
 use chat_domain::Error;
-use chat_ports::assets::{owned_asset, AssetStore};
+use chat_ports::clients::AssetsClient;
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{MessageStore, NewMessage};
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub struct MessageService {
     messages: Arc<dyn MessageStore>,
     members: Arc<Members>,
-    assets: Arc<dyn AssetStore>,
+    assets: AssetsClient,
     events: EventLog,
 }
 
@@ -76,7 +77,7 @@ impl MessageService {
     pub fn new(
         messages: Arc<dyn MessageStore>,
         members: Arc<Members>,
-        assets: Arc<dyn AssetStore>,
+        assets: AssetsClient,
         events: EventLog,
     ) -> Self {
         MessageService {
@@ -140,7 +141,8 @@ impl MessageService {
                 self.member(group_id, user_id).await?;
                 let asset = match attachment {
                     Some(a) => Some(
-                        owned_asset(self.assets.as_ref(), user_id, &a.url)
+                        self.assets
+                            .attachment(user_id, &a.url)
                             .await?
                             .ok_or_else(|| Error::from(MessageError::AttachmentNotUploaded))?,
                     ),
@@ -159,7 +161,10 @@ impl MessageService {
                     .await?;
                 // The group's members may now download the file.
                 if let Some(asset) = asset.filter(|a| !a.groups.iter().any(|g| g == group_id)) {
-                    self.assets.grant_group(&asset.id, group_id).await?;
+                    let (asset_id, group_id) = (asset.id, group_id.to_string());
+                    self.assets
+                        .grant(AssetGrant::Group { asset_id, group_id })
+                        .await?;
                 }
                 if !created {
                     tracing::info!(%group_id, seq = message.seq, "retried send absorbed");

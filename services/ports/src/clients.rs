@@ -3,7 +3,11 @@
 use crate::startup::StartupError;
 use std::sync::Arc;
 
+use chat_domain::assets::AssetRecord;
 use chat_domain::config::Config;
+use chat_domain::contracts::assets::{
+    AssetCheck, AssetCheckUse, AssetGrant, AssetGrantRead, AssetUse,
+};
 use chat_domain::contracts::auth::AuthKeys;
 use chat_domain::contracts::groups::{GroupGet, GroupRef};
 use chat_domain::rpc::CallContext;
@@ -59,5 +63,56 @@ pub async fn is_member(
         Ok(_) => Ok(true),
         Err(e) if e.code == ErrorCode::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// The stored files' owner (the gateway), asked over RPC by the roles that attach files to
+/// profiles, groups and messages.
+#[derive(Clone)]
+pub struct AssetsClient(pub RpcClient);
+
+impl AssetsClient {
+    async fn check(
+        &self,
+        owner_id: &str,
+        url: &str,
+        used_as: AssetUse,
+    ) -> Result<Option<AssetRecord>, Error> {
+        let request = AssetCheck {
+            owner_id: owner_id.to_string(),
+            url: url.to_string(),
+            used_as,
+        };
+        self.0
+            .call::<AssetCheckUse>(&request, &CallContext::internal())
+            .await
+    }
+
+    /// A picture URL for `field`: an uploaded image `owner_id` owns (its record), or a URL
+    /// elsewhere (`None`); anything else is refused with the reason.
+    pub async fn picture(
+        &self,
+        field: &str,
+        owner_id: &str,
+        url: &str,
+    ) -> Result<Option<AssetRecord>, Error> {
+        let field = field.to_string();
+        self.check(owner_id, url, AssetUse::Picture { field }).await
+    }
+
+    /// The stored file `url` names, if `owner_id` uploaded it.
+    pub async fn attachment(
+        &self,
+        owner_id: &str,
+        url: &str,
+    ) -> Result<Option<AssetRecord>, Error> {
+        self.check(owner_id, url, AssetUse::Attachment).await
+    }
+
+    /// Lets `grant` read the file.
+    pub async fn grant(&self, grant: AssetGrant) -> Result<(), Error> {
+        self.0
+            .call::<AssetGrantRead>(&grant, &CallContext::internal())
+            .await
     }
 }

@@ -156,6 +156,9 @@ impl Application {
         if role.runs_message() {
             mounts.message(&after_drain).await?;
         }
+        if role.runs_gateway() {
+            mounts.asset_owner().await?;
+        }
         // Served before any client is made, so in-process callers find every pattern.
         let handlers = std::mem::take(&mut mounts.rpc).into_handlers();
         if !handlers.is_empty() {
@@ -283,7 +286,7 @@ impl Mounts {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
             limiter,
-            assets: stores.assets,
+            assets: chat_ports::clients::AssetsClient(self.family.rpc_client()),
         };
         let service = chat_auth::AuthService::new(auth_stores, signer, extra_keys, config.into())
             .map_err(StartupError::step("the signing keys"))?;
@@ -294,8 +297,8 @@ impl Mounts {
     async fn group(&mut self) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
         let events = self.family.events().await?;
-        let service =
-            chat_group::GroupService::new(stores.groups, stores.users, stores.assets, events);
+        let assets = chat_ports::clients::AssetsClient(self.family.rpc_client());
+        let service = chat_group::GroupService::new(stores.groups, stores.users, assets, events);
         self.rpc = chat_group::rpc_handlers(Arc::new(service), std::mem::take(&mut self.rpc));
         Ok(())
     }
@@ -316,7 +319,7 @@ impl Mounts {
         let service = Arc::new(chat_message::MessageService::new(
             stores.messages,
             members,
-            stores.assets,
+            chat_ports::clients::AssetsClient(self.family.rpc_client()),
             events.clone(),
         ));
         self.rpc = chat_message::rpc_handlers(service.clone(), std::mem::take(&mut self.rpc));
@@ -326,6 +329,15 @@ impl Mounts {
             events,
             after_drain.clone(),
         ));
+        Ok(())
+    }
+
+    /// The gateway owns the files: it reads and writes their bytes itself (the routes), and the
+    /// other roles check and grant them through it (these RPC patterns).
+    async fn asset_owner(&mut self) -> Result<(), StartError> {
+        let assets = self.family.stores().await?.assets;
+        let owner = Arc::new(chat_gateway::AssetOwner(assets));
+        self.rpc = chat_gateway::asset_rpc_handlers(owner, std::mem::take(&mut self.rpc));
         Ok(())
     }
 

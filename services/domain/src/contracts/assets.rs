@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::assets::{AssetRecord, UploadStatus};
+use crate::rpc_pattern as pattern;
 
 /// The answer to one uploaded chunk.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -169,3 +170,40 @@ crate::error_reasons! {
         NotYourUpload => (Validation, "not_your_upload"),
     }
 }
+
+/// How another role means to use a stored file (`asset.check`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "camelCase")]
+pub enum AssetUse {
+    /// A picture in `field` (`profileUrl`, `imageUrl`): an image the owner uploaded, or a URL
+    /// elsewhere, which passes unchanged (no record).
+    #[serde(rename_all = "camelCase")]
+    Picture { field: String },
+    /// A message attachment: a file the owner uploaded (no record when it is not theirs).
+    Attachment,
+}
+
+/// `asset.check` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetCheck {
+    pub owner_id: String,
+    pub url: String,
+    pub used_as: AssetUse,
+}
+
+/// `asset.grant` request: who may now read a stored file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum AssetGrant {
+    /// Every signed-in user (a profile picture).
+    Everyone { asset_id: String },
+    /// The members of a group (its image, or an attachment sent there).
+    Group { asset_id: String, group_id: String },
+}
+
+pattern!(/// Whether a URL names a stored file its owner may use as asked; the file's record when it
+    /// is stored here. Served by the gateway, which owns the files (internal).
+    AssetCheckUse, "asset.check", AssetCheck => Option<AssetRecord>);
+pattern!(/// Lets more people read a stored file (internal, served by the gateway).
+    AssetGrantRead, "asset.grant", AssetGrant => ());
