@@ -65,7 +65,7 @@ impl Component {
     pub fn uses(self) -> &'static [DependencyKind] {
         use DependencyKind::*;
         match self {
-            Self::Gateway => &[MongoDb, RabbitMq],
+            Self::Gateway => &[MongoDb, RabbitMq, Redis],
             Self::Auth => &[MongoDb, RabbitMq, Redis],
             Self::Group => &[MongoDb, RabbitMq, Kafka],
             Self::Message => &[MongoDb, RabbitMq, Kafka],

@@ -826,11 +826,22 @@ impl ChatClient {
         }
         // `connect()` returns once the transport is open; the namespace is joined when the
         // server's CONNECT arrives. Events emitted before that would be dropped.
-        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        // The server's refusal (a CONNECT_ERROR packet) answers instead, with its message.
+        let (connected_tx, connected) = tokio::sync::oneshot::channel::<Result<(), String>>();
         let connected_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(connected_tx)));
+        let refused_tx = connected_tx.clone();
         builder = builder.on(rust_socketio::Event::Connect, move |_, _| {
             if let Some(tx) = connected_tx.lock().unwrap().take() {
-                let _ = tx.send(());
+                let _ = tx.send(Ok(()));
+            }
+            async {}.boxed()
+        });
+        builder = builder.on(rust_socketio::Event::Error, move |payload, _| {
+            let text = format!("{payload:?}");
+            if text.contains("ConnectError") {
+                if let Some(tx) = refused_tx.lock().unwrap().take() {
+                    let _ = tx.send(Err(format!("refused: {text}")));
+                }
             }
             async {}.boxed()
         });
@@ -839,7 +850,11 @@ impl ChatClient {
             .await
             .map_err(|e| format!("socket does not connect: {e}"))?;
         match tokio::time::timeout(Duration::from_secs(10), connected).await {
-            Ok(Ok(())) => Ok(ChatClient { client, events }),
+            Ok(Ok(Ok(()))) => Ok(ChatClient { client, events }),
+            Ok(Ok(Err(refused))) => {
+                let _ = client.disconnect().await;
+                Err(refused)
+            }
             _ => Err("namespace not joined in time".to_string()),
         }
     }
@@ -919,5 +934,13 @@ impl ChatClient {
 
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
+    }
+
+    /// Emits `event` with raw bytes as its payload (a binary attachment), without waiting.
+    pub async fn emit_binary(&self, event: &str, bytes: Vec<u8>) {
+        let _ = self
+            .client
+            .emit(event, rust_socketio::Payload::Binary(bytes.into()))
+            .await;
     }
 }

@@ -90,6 +90,11 @@ pub struct Chat {
 #[derive(Clone)]
 struct SocketUser(String);
 
+/// How many sockets the user held, this one included, when it connected (a socket extension;
+/// absent when presence could not be counted, so the disconnect counts nothing either).
+#[derive(Clone, Copy)]
+struct Counted(i64);
+
 /// A token bucket per socket (a socket extension).
 #[derive(Clone)]
 struct Bucket(Arc<Mutex<(f64, Instant)>>);
@@ -527,6 +532,22 @@ async fn authenticate(
         )
         .await
         .map_err(|e| Refused(format!("chat is unavailable, retry shortly ({})", e.code)))?;
+    // Counted before the socket is accepted, so one over the cap is refused at connect.
+    match chat.presence.connected(&user, PRESENCE_TTL).await {
+        Ok(count) if count > i64::from(chat.limits.max_sockets_per_user) => {
+            if let Err(e) = chat.presence.disconnected(&user).await {
+                tracing::warn!(error = %e, "presence unavailable");
+            }
+            return Err(Refused(format!(
+                "too many connections: at most {} sockets per user",
+                chat.limits.max_sockets_per_user
+            )));
+        }
+        Ok(count) => {
+            socket.extensions.insert(Counted(count));
+        }
+        Err(e) => tracing::warn!(error = %e, "presence unavailable; the socket is not counted"),
+    }
     socket.join(user_room(&user));
     for group in &groups {
         socket.join(group_room(&group.id));
@@ -561,8 +582,8 @@ async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return;
     };
-    if let Err(e) = came_online(&chat, &socket, &user).await {
-        tracing::warn!(error = %e, "presence unavailable");
+    if let Some(Counted(1)) = socket.extensions.get::<Counted>() {
+        came_online(&chat, &socket, &user).await;
     }
     let replays = socket
         .extensions
@@ -610,16 +631,13 @@ async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, aft
     }
 }
 
-/// Common checks of every client event: rate limit, then membership. The socket's rooms are a
+/// Membership, checked for every client event once [`admit`] let it in. The socket's rooms are a
 /// fast path: a socket is in a group's room only while its user is a member. A socket outside
 /// the room may belong to a member whose membership fact this replica has not applied yet (a
 /// group created through REST a moment ago, with the fact still on its way to this replica), so
 /// the group role answers authoritatively and a member joins the room at once. The message role
 /// checks membership again where the data is.
 async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<String, Error> {
-    if !chat.allow(socket) {
-        return Err(Error::rate_limited(1));
-    }
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return Err(MessageError::NotAuthenticated.into());
     };
@@ -635,7 +653,17 @@ async fn precheck(chat: &Chat, socket: &SocketRef, group_id: &str) -> Result<Str
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
+/// Counts the event against the socket's rate, then reads its payload: a flood of malformed
+/// events is limited like any other.
+fn admit<T: serde::de::DeserializeOwned>(
+    chat: &Chat,
+    socket: &SocketRef,
+    event: &str,
+    data: Value,
+) -> Result<T, Error> {
+    if !chat.allow(socket) {
+        return Err(Error::rate_limited(1));
+    }
     serde_json::from_value(data).map_err(|_| {
         MessageError::InvalidPayload {
             event: event.to_string(),
@@ -659,7 +687,7 @@ async fn on_send(
     State(chat): State<Chat>,
 ) {
     let result = async {
-        let event: SendEvent = parse("chat.message.send", data)?;
+        let event: SendEvent = admit(&chat, &socket, "chat.message.send", data)?;
         let user = precheck(&chat, &socket, &event.group_id).await?;
         if event
             .content
@@ -693,7 +721,7 @@ async fn on_seen(
     State(chat): State<Chat>,
 ) {
     let result = async {
-        let event: SeenEvent = parse("chat.message.seen", data)?;
+        let event: SeenEvent = admit(&chat, &socket, "chat.message.seen", data)?;
         if event.seq.is_some() == event.message_id.is_some() {
             // Exactly one of them says how far.
             return Err(MessageError::InvalidPayload {
@@ -721,7 +749,7 @@ async fn on_delete(
     State(chat): State<Chat>,
 ) {
     let result = async {
-        let event: DeleteEvent = parse("chat.message.delete", data)?;
+        let event: DeleteEvent = admit(&chat, &socket, "chat.message.delete", data)?;
         let user = precheck(&chat, &socket, &event.group_id).await?;
         let command = Command::Delete {
             command_id: uuid::Uuid::new_v4().to_string(),
@@ -744,7 +772,7 @@ async fn on_typing(
     State(chat): State<Chat>,
 ) {
     let result = async {
-        let event: TypingEvent = parse("chat.typing", data)?;
+        let event: TypingEvent = admit(&chat, &socket, "chat.typing", data)?;
         let user = precheck(&chat, &socket, &event.group_id).await?;
         let Some(TypingSent(sent)) = socket.extensions.get::<TypingSent>() else {
             return Err(MessageError::NotAuthenticated.into());
@@ -805,18 +833,14 @@ async fn group_ids(chat: &Chat, user: &str) -> Vec<String> {
     }
 }
 
-/// Counts the user's sockets across replicas; the first one announces `user.online`.
-async fn came_online(chat: &Chat, socket: &SocketRef, user: &str) -> Result<(), Error> {
-    let count = chat.presence.connected(user, PRESENCE_TTL).await?;
-    if count == 1 {
-        let group_ids: Vec<String> = socket
-            .rooms()
-            .iter()
-            .filter_map(|r| r.strip_prefix("g:").map(String::from))
-            .collect();
-        announce(chat, user, true, chrono::Utc::now(), group_ids).await;
-    }
-    Ok(())
+/// The user's first socket over every replica: co-members hear `user.online`.
+async fn came_online(chat: &Chat, socket: &SocketRef, user: &str) {
+    let group_ids: Vec<String> = socket
+        .rooms()
+        .iter()
+        .filter_map(|r| r.strip_prefix("g:").map(String::from))
+        .collect();
+    announce(chat, user, true, chrono::Utc::now(), group_ids).await;
 }
 
 /// Presence goes through the facts topic like everything else, so co-members on every replica
@@ -847,6 +871,9 @@ async fn on_disconnect(socket: SocketRef, State(chat): State<Chat>) {
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return;
     };
+    if socket.extensions.get::<Counted>().is_none() {
+        return;
+    }
     if !matches!(chat.presence.disconnected(&user).await, Ok(c) if c <= 0) {
         return;
     }
@@ -874,7 +901,11 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
         };
         if !chat.presence.refresh(&user, PRESENCE_TTL).await? {
             // The count expired (no heartbeat for too long): count this socket again.
-            came_online(&chat, &socket, &user).await?;
+            let count = chat.presence.connected(&user, PRESENCE_TTL).await?;
+            socket.extensions.insert(Counted(count));
+            if count == 1 {
+                came_online(&chat, &socket, &user).await;
+            }
         }
         Ok(json!({"online": true, "ttlSeconds": PRESENCE_TTL.as_secs()}))
     }

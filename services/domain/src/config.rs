@@ -152,8 +152,12 @@ pub struct Config {
     /// Socket clients: `CHAT_EVENTS_PER_SECOND` (events one socket may send per second, burst
     /// and sustained; default 20), `CHAT_ACK_TIMEOUT_SECONDS` (how long a send waits to be
     /// stored before acknowledging `timeout`; default 10) and `CHAT_REPLAY_LIMIT` (most missed
-    /// messages replayed per group on reconnect before `chat.resync`; default 100, at most 100).
+    /// messages replayed per group on reconnect before `chat.resync`; default 100, at most 100)
+    /// and `CHAT_MAX_SOCKETS_PER_USER` (sockets one user may hold open over every replica; the
+    /// next is refused at connect; default 20).
     pub chat: ChatLimits,
+    /// Limits against abusive or broken clients: see [`AbuseLimits`].
+    pub abuse: AbuseLimits,
     /// Which of `MONGODB_URI`, `RABBITMQ_URI`, `KAFKA_BROKERS` and `REDIS_URL` are set. With none
     /// set, `chat-server all` runs on its embedded adapters.
     pub infrastructure_set: Vec<&'static str>,
@@ -175,6 +179,8 @@ pub struct ChatLimits {
     pub ack_timeout: Duration,
     /// Most missed messages replayed per group on reconnect before `chat.resync` instead.
     pub replay_limit: u32,
+    /// Most sockets one user may hold open at once, over every chat replica.
+    pub max_sockets_per_user: u32,
 }
 
 impl Default for ChatLimits {
@@ -183,8 +189,81 @@ impl Default for ChatLimits {
             events_per_second: 20,
             ack_timeout: Duration::from_secs(10),
             replay_limit: 100,
+            max_sockets_per_user: 20,
         }
     }
+}
+
+/// Limits a public deployment needs against abusive or broken clients. Counters live in Redis
+/// (in memory for `chat-server all`), so they hold over every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbuseLimits {
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: a client must send a request's headers within this time,
+    /// or it is disconnected (slow-header clients). Default 10.
+    pub http_header_timeout: Duration,
+    /// `HTTP_BODY_IDLE_TIMEOUT_SECONDS`: the longest pause between two pieces of a request body
+    /// before the request is refused (slow-body clients); a slow but steady upload goes on.
+    /// Default 30.
+    pub http_body_idle_timeout: Duration,
+    /// `API_MAX_REQUESTS_PER_USER`: REST requests one signed-in user may make per window, over
+    /// every gateway replica; beyond, `429` with `Retry-After`. `0` turns it off. Default 600.
+    pub api_max_per_user: u32,
+    /// `API_MAX_REQUESTS_PER_ADDRESS`: REST requests one client address may make per window
+    /// (behind an ingress, set `TRUST_FORWARDED_FOR`). `0` turns it off. Default 1200.
+    pub api_max_per_address: u32,
+    /// `API_RATE_WINDOW_SECONDS`: the window of both. Default 60.
+    pub api_window: Duration,
+    /// `GROUP_MAX_MEMBERS`: most members one group may have. Default 1000.
+    pub group_max_members: u32,
+    /// `USER_MAX_GROUPS`: most groups one user may belong to. Default 2000.
+    pub user_max_groups: u32,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        AbuseLimits {
+            http_header_timeout: Duration::from_secs(10),
+            http_body_idle_timeout: Duration::from_secs(30),
+            api_max_per_user: 600,
+            api_max_per_address: 1200,
+            api_window: Duration::from_secs(60),
+            group_max_members: 1000,
+            user_max_groups: 2000,
+        }
+    }
+}
+
+fn abuse_limits(env: &Env<'_>) -> Result<AbuseLimits, ConfigError> {
+    let d = AbuseLimits::default();
+    Ok(AbuseLimits {
+        http_header_timeout: env.seconds(
+            "HTTP_HEADER_TIMEOUT_SECONDS",
+            d.http_header_timeout.as_secs(),
+            1..=600,
+        )?,
+        http_body_idle_timeout: env.seconds(
+            "HTTP_BODY_IDLE_TIMEOUT_SECONDS",
+            d.http_body_idle_timeout.as_secs(),
+            1..=3600,
+        )?,
+        api_max_per_user: env.ranged(
+            "API_MAX_REQUESTS_PER_USER",
+            d.api_max_per_user,
+            0..=1_000_000,
+        )?,
+        api_max_per_address: env.ranged(
+            "API_MAX_REQUESTS_PER_ADDRESS",
+            d.api_max_per_address,
+            0..=1_000_000,
+        )?,
+        api_window: env.seconds(
+            "API_RATE_WINDOW_SECONDS",
+            d.api_window.as_secs(),
+            1..=86_400,
+        )?,
+        group_max_members: env.ranged("GROUP_MAX_MEMBERS", d.group_max_members, 2..=1_000_000)?,
+        user_max_groups: env.ranged("USER_MAX_GROUPS", d.user_max_groups, 1..=1_000_000)?,
+    })
 }
 
 /// The `ASSET_*` and `UPLOAD_SESSION_TTL_SECONDS` variables, defaulting to
@@ -356,7 +435,13 @@ impl Config {
                     1..=300,
                 )?,
                 replay_limit: env.ranged("CHAT_REPLAY_LIMIT", chat.replay_limit, 1..=100)?,
+                max_sockets_per_user: env.ranged(
+                    "CHAT_MAX_SOCKETS_PER_USER",
+                    chat.max_sockets_per_user,
+                    1..=10_000,
+                )?,
             },
+            abuse: abuse_limits(&env)?,
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError {

@@ -374,6 +374,9 @@ error_reasons! {
         /// The path names no route.
         #[error("no such route")]
         NoSuchRoute => (NotFound, "no_such_route"),
+        /// The request body stopped arriving for longer than `HTTP_BODY_IDLE_TIMEOUT_SECONDS`.
+        #[error("the request body stopped arriving")]
+        BodyStalled => (BadRequest, "body_stalled"),
     }
 }
 

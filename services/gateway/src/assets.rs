@@ -17,7 +17,7 @@ use chat_domain::assets::{
     check_filename, parse_range, AssetRecord, ByteRange, ChunkUpload, RangeRequest,
 };
 use chat_domain::contracts::assets::*;
-use chat_domain::error::ErrorBody;
+use chat_domain::error::{ErrorBody, RequestError};
 use chat_domain::rpc::CallContext;
 use chat_domain::Error;
 use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
@@ -47,6 +47,8 @@ fn multipart_error(e: MultipartError, max_chunk_bytes: usize) -> Error {
             max: max_chunk_bytes,
         }
         .into()
+    } else if chat_http::stalled(&e) {
+        RequestError::BodyStalled.into()
     } else {
         AssetError::MalformedMultipart.into()
     }

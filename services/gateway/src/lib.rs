@@ -27,6 +27,7 @@ use chat_domain::Error;
 use chat_http::{ApiError, ApiResult, Ctx, Json, Query};
 use chat_ports::assets::AssetStore;
 use chat_ports::rpc::RpcClient;
+use chat_ports::store::RateLimiter;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -42,6 +43,61 @@ pub struct Gateway {
     /// Uploads and stored files.
     pub assets: Arc<dyn AssetStore>,
     pub asset_limits: AssetLimits,
+    /// Request counters per user and per client address, shared by the replicas.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// `API_MAX_REQUESTS_PER_USER`, `API_MAX_REQUESTS_PER_ADDRESS`, `API_RATE_WINDOW_SECONDS`.
+    pub request_limits: RequestLimits,
+}
+
+/// How many REST requests a user and a client address may make per window (0: unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub per_user: u32,
+    pub per_address: u32,
+    pub window: std::time::Duration,
+}
+
+impl Gateway {
+    /// Counts one request under `key`; `429 rate_limited` with `Retry-After` beyond `limit`.
+    /// When the counters cannot be reached the request goes through: a Redis outage must not
+    /// take the API down with it.
+    async fn count(&self, key: String, limit: u32) -> Result<(), Error> {
+        if limit == 0 {
+            return Ok(());
+        }
+        match self
+            .limiter
+            .hit(&key, limit, self.request_limits.window)
+            .await
+        {
+            Ok(None) => Ok(()),
+            Ok(Some(retry_after)) => Err(Error::rate_limited(retry_after)),
+            Err(e) => {
+                tracing::warn!(error = %e, "request counters unavailable; not limiting");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Every REST request counts against its client address.
+async fn limit_per_address(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let address = client_address(&gw, request.headers(), peer);
+    match gw
+        .count(
+            format!("api:address:{address}"),
+            gw.request_limits.per_address,
+        )
+        .await
+    {
+        Ok(()) => next.run(request).await,
+        Err(e) => ApiError(e).into_response(),
+    }
 }
 
 /// The authenticated caller, from `Authorization: Bearer <access token>`.
@@ -55,7 +111,12 @@ impl FromRequestParts<Gateway> for AuthUser {
         state: &Gateway,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        Ok(state.verifier.verify(token).await.map(AuthUser)?)
+        let claims = state.verifier.verify(token).await?;
+        let limit = state.request_limits.per_user;
+        state
+            .count(format!("api:user:{}", claims.sub), limit)
+            .await?;
+        Ok(AuthUser(claims))
     }
 }
 
@@ -594,6 +655,10 @@ pub fn router(state: Gateway) -> Router {
             "/openapi.json",
             get(move || async move { axum::Json(openapi) }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_per_address,
+        ))
         .with_state(state)
 }
 

@@ -31,6 +31,14 @@ pub struct GroupService {
     users: Arc<dyn UserStore>,
     assets: AssetsClient,
     events: EventLog,
+    limits: GroupLimits,
+}
+
+/// `GROUP_MAX_MEMBERS` and `USER_MAX_GROUPS`.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    pub max_members: u32,
+    pub max_groups_per_user: u32,
 }
 
 fn not_found() -> Error {
@@ -75,13 +83,41 @@ impl GroupService {
         users: Arc<dyn UserStore>,
         assets: AssetsClient,
         events: EventLog,
+        limits: GroupLimits,
     ) -> Self {
         GroupService {
             groups,
             users,
             assets,
             events,
+            limits,
         }
+    }
+
+    /// Refuses when one of `users` already belongs to the most groups allowed.
+    async fn check_room_for(&self, users: &[String]) -> Result<(), Error> {
+        let max = self.limits.max_groups_per_user;
+        let counts = futures_util::future::try_join_all(
+            users.iter().map(|user| self.groups.group_count(user)),
+        )
+        .await?;
+        match users.iter().zip(counts).find(|(_, n)| *n >= u64::from(max)) {
+            Some((user_id, _)) => Err(GroupError::TooManyGroups {
+                user_id: user_id.clone(),
+                max,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a group of more than `GROUP_MAX_MEMBERS`.
+    fn check_size(&self, members: usize) -> Result<(), Error> {
+        let max = self.limits.max_members;
+        if members > max as usize {
+            return Err(GroupError::GroupFull { max }.into());
+        }
+        Ok(())
     }
 
     /// Tells every chat replica, so affected sockets join or leave the group's room at once.
@@ -161,6 +197,10 @@ impl GroupService {
             .existing_members(&caller, &request.body.member_ids)
             .await?;
         let direct_key = rules::direct_key(&caller, name.as_deref(), &others)?;
+        self.check_size(others.len() + 1)?;
+        let mut everyone = others.clone();
+        everyone.push(caller.clone());
+        self.check_room_for(&everyone).await?;
         let mut members = vec![(caller.clone(), MemberRole::Admin)];
         members.extend(others.into_iter().map(|id| (id, MemberRole::Member)));
         let (group, created) = self
@@ -270,7 +310,7 @@ impl GroupService {
     }
 
     pub async fn add_members(&self, request: AddMembers) -> Result<GroupView, Error> {
-        let (group, _) = self.as_admin(&request.caller, &request.group_id).await?;
+        let (group, members) = self.as_admin(&request.caller, &request.group_id).await?;
         if group.direct_key.is_some() {
             return Err(GroupError::DirectGroupIsFixed.into());
         }
@@ -280,7 +320,13 @@ impl GroupService {
         if ids.is_empty() {
             return Err(GroupError::NoMembersGiven.into());
         }
-        let added = self.groups.add_members(&group.id, &ids).await?;
+        let joining: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !members.iter().any(|m| &m.user_id == id))
+            .collect();
+        self.check_size(members.len() + joining.len())?;
+        self.check_room_for(&joining).await?;
+        let added = self.groups.add_members(&group.id, &joining).await?;
         tracing::info!(group_id = %group.id, added = added.len(), "members added");
         let (group, members) = self.visible(&request.caller, &group.id).await?;
         let group = view(group, members);

@@ -9,7 +9,7 @@ pub mod health;
 pub use error::{ApiError, ApiResult};
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
@@ -162,9 +162,23 @@ fn json_rejection(rejection: JsonRejection) -> Error {
             JsonRejection::JsonSyntaxError(_) => {
                 Error::bad_request("request body is not valid JSON")
             }
+            other if stalled(&other) => RequestError::BodyStalled.into(),
             other => Error::bad_request(format!("could not read request body: {}", other.status())),
         },
     }
+}
+
+/// Whether reading a body failed because the client stopped sending it
+/// ([`ClientTimeouts::body_idle`]).
+pub fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Keeps the useful part of a serde message ("missing field `email`") and drops framework
@@ -203,29 +217,84 @@ pub async fn bind(address: std::net::IpAddr, port: u16) -> std::io::Result<TcpLi
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
+/// Limits on how slowly a client may send a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// From the connection's first byte (or the end of the previous request) to the end of the
+    /// request's headers; a client slower than this is disconnected (slow-header attacks).
+    pub headers: Duration,
+    /// The longest pause between two pieces of a request's body; then the request is answered
+    /// 408 and the connection closed (slow-body attacks). A slow but steady upload goes on.
+    pub body_idle: Duration,
+}
+
 /// Serves `app` until `shutdown` is cancelled, then stops accepting connections and lets
 /// in-flight requests finish.
 ///
 /// Connections get `TCP_NODELAY`: a Socket.IO acknowledgement is one small WebSocket frame, and
 /// with Nagle's algorithm it waited for the client's delayed ACK (about 40 ms on Linux) before
-/// leaving.
+/// leaving. The loop is hyper's own rather than `axum::serve`, which cannot time out a client
+/// that never finishes its headers.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    timeouts: ClientTimeouts,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|stream| {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    // `with_state` turns every handler into a route once, as `axum::serve` does: a fallback
+    // left a handler is made into a route on every request, and each time the layers around it
+    // are built again (the Socket.IO layer would start a new engine, forgetting every session).
+    // The body timeout goes around the whole router rather than through `Router::layer`, which
+    // wraps each route apart.
+    let app = tower::Layer::layer(
+        &tower_http::timeout::RequestBodyTimeoutLayer::new(timeouts.body_idle),
+        app.with_state::<()>(()),
+    );
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.headers);
+    let builder = builder.http1_only();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(request)
+            },
+        );
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -196,6 +196,8 @@ pub trait GroupStore: Send + Sync {
     async fn members(&self, group_id: &str) -> Result<Vec<MemberRecord>, Error>;
     /// Members of each of `group_ids`, in joining order within a group: one query for a list.
     async fn members_of(&self, group_ids: &[String]) -> Result<Vec<MemberRecord>, Error>;
+    /// How many groups `user_id` belongs to.
+    async fn group_count(&self, user_id: &str) -> Result<u64, Error>;
     /// `user_id`'s memberships among `group_ids` (groups they are not in are left out).
     async fn memberships(
         &self,

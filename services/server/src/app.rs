@@ -151,7 +151,7 @@ impl Application {
             mounts.auth(&config).await?;
         }
         if role.runs_group() {
-            mounts.group().await?;
+            mounts.group(&config).await?;
         }
         if role.runs_message() {
             mounts.message(&after_drain).await?;
@@ -257,17 +257,23 @@ impl Application {
                 stop_http.cancel();
             });
         }
+        let timeouts = chat_http::ClientTimeouts {
+            headers: config.abuse.http_header_timeout,
+            body_idle: config.abuse.http_body_idle_timeout,
+        };
         // The probes answer until the API stops: the kubelet sees the drain on /readyz.
         let probes = async {
             match management {
                 Some((listener, router)) => {
-                    chat_http::serve(listener, router, stop_http.clone()).await
+                    chat_http::serve(listener, router, timeouts, stop_http.clone()).await
                 }
                 None => Ok(()),
             }
         };
-        let (api, probes) =
-            tokio::join!(chat_http::serve(listener, app, stop_http.clone()), probes);
+        let (api, probes) = tokio::join!(
+            chat_http::serve(listener, app, timeouts, stop_http.clone()),
+            probes
+        );
         api.and(probes).map_err(StartError::Serve)?;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
@@ -294,11 +300,16 @@ impl Mounts {
         Ok(())
     }
 
-    async fn group(&mut self) -> Result<(), StartError> {
+    async fn group(&mut self, config: &Config) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
         let events = self.family.events().await?;
         let assets = chat_ports::clients::AssetsClient(self.family.rpc_client());
-        let service = chat_group::GroupService::new(stores.groups, stores.users, assets, events);
+        let limits = chat_group::GroupLimits {
+            max_members: config.abuse.group_max_members,
+            max_groups_per_user: config.abuse.user_max_groups,
+        };
+        let service =
+            chat_group::GroupService::new(stores.groups, stores.users, assets, events, limits);
         self.rpc = chat_group::rpc_handlers(Arc::new(service), std::mem::take(&mut self.rpc));
         Ok(())
     }
@@ -356,6 +367,12 @@ impl Mounts {
             trust_forwarded_for: config.trust_forwarded_for,
             assets: assets.clone(),
             asset_limits: config.assets.clone(),
+            limiter: self.family.cache().await?.limiter,
+            request_limits: chat_gateway::RequestLimits {
+                per_user: config.abuse.api_max_per_user,
+                per_address: config.abuse.api_max_per_address,
+                window: config.abuse.api_window,
+            },
         };
         self.router = std::mem::take(&mut self.router).merge(chat_gateway::router(state));
         self.tasks.spawn(chat_gateway::sweep_expired_uploads(

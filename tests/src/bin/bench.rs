@@ -114,6 +114,8 @@ async fn login_latency() {
         ("ARGON2_ITERATIONS", "2"),
         ("LOGIN_MAX_ATTEMPTS_PER_EMAIL", "100000"),
         ("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", "100000"),
+        ("API_MAX_REQUESTS_PER_USER", "0"),
+        ("API_MAX_REQUESTS_PER_ADDRESS", "0"),
     ]);
     let all = deployment.spawn("all").await;
     let api = Api::new(all.port);
@@ -290,6 +292,7 @@ async fn embedded() {
         ("ARGON2_ITERATIONS", "2"),
         // One socket sends as fast as it is acknowledged, beyond the default per-socket limit.
         ("CHAT_EVENTS_PER_SECOND", "100000"),
+        ("API_MAX_REQUESTS_PER_ADDRESS", "0"),
     ]);
     let start = Instant::now();
     let all = deployment.spawn("all").await;

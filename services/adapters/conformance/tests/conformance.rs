@@ -468,8 +468,11 @@ async fn memberships_roles_and_seen_state(p: Ports) {
         .unwrap();
     let c = p.groups.membership(&group.id, "c").await.unwrap().unwrap();
     assert_eq!(c.role, MemberRole::Admin);
+    assert_eq!(p.groups.group_count("b").await.unwrap(), 1);
+    assert_eq!(p.groups.group_count("nobody").await.unwrap(), 0);
     assert!(p.groups.remove_member(&group.id, "b").await.unwrap());
     assert!(!p.groups.remove_member(&group.id, "b").await.unwrap());
+    assert_eq!(p.groups.group_count("b").await.unwrap(), 0);
     let renamed = p
         .groups
         .update(

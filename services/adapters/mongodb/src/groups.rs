@@ -159,6 +159,13 @@ impl GroupStore for MongoGroupStore {
             .await
     }
 
+    async fn group_count(&self, user_id: &str) -> Result<u64, Error> {
+        self.members
+            .count_documents(doc! {"userId": user_id})
+            .await
+            .db()
+    }
+
     async fn memberships(
         &self,
         user_id: &str,

@@ -203,6 +203,12 @@ crate::error_reasons! {
         /// More members in one request than allowed.
         #[error("at most {max} members per request")]
         TooManyMembers { max: usize } => (Validation, "too_many_members"),
+        /// The group would have more members than `GROUP_MAX_MEMBERS`.
+        #[error("a group has at most {max} members")]
+        GroupFull { max: u32 } => (Conflict, "group_full"),
+        /// A user would belong to more groups than `USER_MAX_GROUPS`.
+        #[error("{user_id} already belongs to {max} groups, the most allowed")]
+        TooManyGroups { user_id: String, max: u32 } => (Conflict, "too_many_groups"),
         /// `memberIds` names users that do not exist.
         #[error("unknown user ids in memberIds: {ids}")]
         UnknownUsers { ids: String } => (Validation, "unknown_users"),

@@ -137,6 +137,17 @@ impl GroupStore for SqliteGroupStore {
         .await
     }
 
+    async fn group_count(&self, user_id: &str) -> Result<u64, Error> {
+        let user = user_id.to_string();
+        self.run(move |conn| {
+            conn.prepare_cached("SELECT count(*) FROM members WHERE user_id = ?1")
+                .db()?
+                .query_row([user], |r| r.get(0))
+                .db()
+        })
+        .await
+    }
+
     async fn memberships(
         &self,
         user_id: &str,

@@ -1,0 +1,220 @@
+//! The limits a public deployment needs against abusive or broken clients (issue 16): REST
+//! request rates per user and per address, slow-header and slow-body clients, sockets per user,
+//! group size and groups per user. Each limit is set low here through its documented variable;
+//! each refusal has the documented status and reason and changes nothing.
+
+use std::time::Duration;
+
+use chat_tests::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn rest_requests_are_limited_per_user_then_per_address() {
+    let stack = Stack::start(&[
+        ("API_MAX_REQUESTS_PER_USER", "5"),
+        ("API_MAX_REQUESTS_PER_ADDRESS", "1000"),
+        ("API_RATE_WINDOW_SECONDS", "60"),
+    ])
+    .await;
+    let api = &stack.api;
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    for _ in 0..5 {
+        let me = api.send(api.authed(Method::GET, "/auth/me", &ada)).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    }
+    let sixth = api.send(api.authed(Method::GET, "/auth/me", &ada)).await;
+    assert_eq!(sixth.assert_error(429), "rate_limited");
+    let retry_after: u64 = sixth.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    // Refused before anything runs: Ada's group is not created.
+    let create = api
+        .send(
+            api.authed(Method::POST, "/groups", &ada)
+                .json(&json!({"name": "Too many", "memberIds": [bob.id]})),
+        )
+        .await;
+    assert_eq!(create.assert_error(429), "rate_limited");
+    let bobs = api.send(api.authed(Method::GET, "/groups", &bob)).await;
+    assert_eq!(bobs.status, StatusCode::OK, "another user is not limited");
+    assert_eq!(bobs.body.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn rest_requests_are_limited_per_client_address() {
+    let stack = Stack::start(&[
+        ("API_MAX_REQUESTS_PER_ADDRESS", "3"),
+        ("TRUST_FORWARDED_FOR", "true"),
+    ])
+    .await;
+    let api = &stack.api;
+    let from = |address: &str| {
+        api.http
+            .get(format!("{}/openapi.json", api.base))
+            .header("x-forwarded-for", address.to_string())
+    };
+    for _ in 0..3 {
+        assert_eq!(api.send(from("203.0.113.7")).await.status, StatusCode::OK);
+    }
+    let fourth = api.send(from("203.0.113.7")).await;
+    assert_eq!(fourth.assert_error(429), "rate_limited");
+    assert!(fourth.headers.contains_key("retry-after"));
+    // Unauthenticated routes count too: a login from the same address is refused unread.
+    let login = api
+        .send(
+            api.http
+                .post(format!("{}/auth/login", api.base))
+                .header("x-forwarded-for", "203.0.113.7")
+                .json(&json!({"email": "ada@example.com", "password": "x"})),
+        )
+        .await;
+    assert_eq!(login.assert_error(429), "rate_limited");
+    assert_eq!(
+        api.send(from("198.51.100.1")).await.status,
+        StatusCode::OK,
+        "another address is not limited"
+    );
+}
+
+/// Reads what the server answers until it closes the connection.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    let mut answer = Vec::new();
+    within(
+        Duration::from_secs(30),
+        "the server closing a slow connection",
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn slow_header_and_slow_body_clients_are_cut_off() {
+    let stack = Stack::start(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "1"),
+        ("HTTP_BODY_IDLE_TIMEOUT_SECONDS", "1"),
+    ])
+    .await;
+    let address = format!("127.0.0.1:{}", stack.gateway.port);
+
+    // Headers that never end: the connection is closed without an answer.
+    let mut slow_headers = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow_headers
+        .write_all(b"GET /openapi.json HTTP/1.1\r\nHost: chat\r\n")
+        .await
+        .unwrap();
+    // Meanwhile everyone else is served.
+    let served = stack.api.get("/openapi.json", None).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(read_until_closed(&mut slow_headers).await, "");
+
+    // A body that stops half-way: refused with the documented reason, connection closed.
+    let mut slow_body = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow_body
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: chat\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\":",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut slow_body).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"reason\":\"body_stalled\""), "{answer}");
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_the_configured_sockets_over_every_replica() {
+    let stack = RealtimeStack::start(&[("CHAT_MAX_SOCKETS_PER_USER", "2")]).await;
+    let api = stack.api();
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let auth = |user: &User| json!({"token": user.token});
+    let first = ChatClient::connect(stack.chat_a.port, auth(&ada)).await;
+    let _second = ChatClient::connect(stack.chat_b.port, auth(&ada)).await;
+    let third = ChatClient::try_connect_url(
+        &format!("http://127.0.0.1:{}", stack.chat_a.port),
+        auth(&ada),
+    )
+    .await;
+    let refused = third.err().expect("a third socket is refused");
+    assert!(
+        refused.contains("too many connections: at most 2 sockets per user"),
+        "{refused}"
+    );
+    // Bob is not affected, and a socket Ada closes makes room for another.
+    let _bob = ChatClient::connect(stack.chat_a.port, auth(&bob)).await;
+    first.disconnect().await;
+    within(Duration::from_secs(10), "room for a new socket", async {
+        loop {
+            let url = format!("http://127.0.0.1:{}", stack.chat_b.port);
+            if ChatClient::try_connect_url(&url, auth(&ada)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn groups_are_bounded_in_size_and_in_number_per_user() {
+    let stack = Stack::start(&[("GROUP_MAX_MEMBERS", "3"), ("USER_MAX_GROUPS", "2")]).await;
+    let api = &stack.api;
+    let [ada, bob, cy, dee] = api.users(["ada", "bob", "cy", "dee"]).await;
+    let create = |admin: &User, name: &str, members: &[&User]| {
+        let ids: Vec<&str> = members.iter().map(|u| u.id.as_str()).collect();
+        api.send(
+            api.authed(Method::POST, "/groups", admin)
+                .json(&json!({"name": name, "memberIds": ids})),
+        )
+    };
+    let members_of = |group: String, user: &User| {
+        let request = api.authed(Method::GET, &format!("/groups/{group}"), user);
+        async move {
+            api.send(request).await.body["members"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+
+    // Size: four people in a group of at most three.
+    let too_big = create(&ada, "Big", &[&bob, &cy, &dee]).await;
+    assert_eq!(too_big.assert_error(409), "conflict");
+    assert_eq!(too_big.reason(), "group_full");
+    let team = api.group(&ada, "Team", &[&bob, &cy]).await;
+    let add = api
+        .send(
+            api.authed(Method::POST, &format!("/groups/{team}/members"), &ada)
+                .json(&json!({"memberIds": [dee.id]})),
+        )
+        .await;
+    assert_eq!(add.assert_error(409), "conflict");
+    assert_eq!(add.reason(), "group_full");
+    assert_eq!(members_of(team.clone(), &ada).await, 3, "nobody was added");
+
+    // Groups per user: Ada is in Team; a second group is allowed, a third is not.
+    api.group(&ada, "Second", &[&dee]).await;
+    let third = create(&ada, "Third", &[&dee]).await;
+    assert_eq!(third.assert_error(409), "conflict");
+    assert_eq!(third.reason(), "too_many_groups");
+    assert!(third.text.contains(&ada.id), "{}", third.text);
+    // Nor may anyone add Ada to another group.
+    let bobs = api.group(&bob, "Bob's", &[]).await;
+    let add_ada = api
+        .send(
+            api.authed(Method::POST, &format!("/groups/{bobs}/members"), &bob)
+                .json(&json!({"memberIds": [ada.id]})),
+        )
+        .await;
+    assert_eq!(add_ada.assert_error(409), "conflict");
+    assert_eq!(add_ada.reason(), "too_many_groups");
+    assert_eq!(members_of(bobs, &bob).await, 1, "nobody was added");
+    let listed = api.send(api.authed(Method::GET, "/groups", &ada)).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2);
+}
