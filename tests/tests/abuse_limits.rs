@@ -218,3 +218,79 @@ async fn groups_are_bounded_in_size_and_in_number_per_user() {
     let listed = api.send(api.authed(Method::GET, "/groups", &ada)).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 2);
 }
+
+/// Posts one chunk of `filename` as `user`.
+async fn put_chunk(
+    api: &Api,
+    user: &User,
+    filename: &str,
+    index: u32,
+    total: u32,
+    bytes: Vec<u8>,
+) -> Response {
+    let form = reqwest::multipart::Form::new()
+        .text("filename", filename.to_string())
+        .text("chunkIndex", index.to_string())
+        .text("totalChunks", total.to_string())
+        .part(
+            "chunk",
+            reqwest::multipart::Part::bytes(bytes).file_name("chunk"),
+        );
+    api.send(
+        api.authed(Method::POST, "/assets/upload", user)
+            .multipart(form),
+    )
+    .await
+}
+
+/// A PNG-looking chunk of `size` bytes.
+fn png_bytes(size: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.resize(size, 7);
+    bytes
+}
+
+#[tokio::test]
+async fn uploads_are_bounded_per_user_in_bytes_and_in_number() {
+    let stack = Stack::start(&[
+        ("ASSET_MAX_BYTES_PER_USER", "250000"),
+        ("ASSET_MAX_UPLOADS_PER_USER", "2"),
+    ])
+    .await;
+    let api = &stack.api;
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+
+    // Two uploads in progress; a third is refused until one is finished or abandoned.
+    for name in ["a.png", "b.png"] {
+        let r = put_chunk(api, &ada, name, 0, 2, png_bytes(50_000)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let third = put_chunk(api, &ada, "c.png", 0, 2, png_bytes(1_000)).await;
+    assert_eq!(third.assert_error(409), "conflict");
+    assert_eq!(third.reason(), "too_many_uploads");
+    // Chunks of an upload in progress still go through, retries included.
+    let retry = put_chunk(api, &ada, "a.png", 0, 2, png_bytes(50_000)).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    let abandon = api
+        .send(api.authed(Method::DELETE, "/assets/upload?filename=b.png", &ada))
+        .await;
+    assert_eq!(abandon.status, StatusCode::NO_CONTENT, "{}", abandon.text);
+    let c = put_chunk(api, &ada, "c.png", 0, 1, png_bytes(1_000)).await;
+    assert_eq!(c.status, StatusCode::OK, "a slot was freed: {}", c.text);
+
+    // Bytes: 50 kB pending for a.png and 1 kB for c.png; another 200 kB would cross 250 kB.
+    let over = put_chunk(api, &ada, "a.png", 1, 2, png_bytes(200_000)).await;
+    assert_eq!(over.assert_error(413), "payload_too_large");
+    assert_eq!(over.reason(), "quota_exceeded");
+    let status = api
+        .send(api.authed(Method::GET, "/assets/upload?filename=a.png", &ada))
+        .await;
+    assert_eq!(
+        status.body["receivedChunks"],
+        json!([0]),
+        "the chunk was not kept"
+    );
+    // Bob's quota is his own.
+    let bobs = put_chunk(api, &bob, "big.png", 0, 1, png_bytes(200_000)).await;
+    assert_eq!(bobs.status, StatusCode::OK, "{}", bobs.text);
+}

@@ -35,6 +35,22 @@ pub struct AssetLimits {
     pub session_ttl: Duration,
     /// Content types accepted, as sniffed from the bytes.
     pub allowed_types: Vec<String>,
+    /// Most bytes one user may hold, stored files and uploads in progress together (0: no
+    /// limit).
+    pub max_bytes_per_user: u64,
+    /// Most uploads one user may have in progress at once.
+    pub max_uploads_per_user: u32,
+}
+
+/// What one user holds in the asset store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AssetUsage {
+    /// Bytes of the files they stored.
+    pub stored_bytes: u64,
+    /// Uploads in progress.
+    pub uploads: u32,
+    /// Bytes received for the uploads in progress.
+    pub pending_bytes: u64,
 }
 
 /// The content types accepted by default: images, PDF, audio, video, zip archives and text.
@@ -50,6 +66,8 @@ impl Default for AssetLimits {
             max_chunks: 10_000,
             session_ttl: Duration::from_secs(24 * 3600),
             allowed_types: DEFAULT_ALLOWED_TYPES.split(',').map(String::from).collect(),
+            max_bytes_per_user: 1 << 30,
+            max_uploads_per_user: 10,
         }
     }
 }
@@ -89,6 +107,29 @@ impl AssetLimits {
         }
         if chunk.index == 0 {
             self.check_type(&chunk.bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `owner`, holding `usage`, may store `chunk` (of a new upload when `new_upload`).
+    pub fn check_room(
+        &self,
+        usage: AssetUsage,
+        chunk_bytes: usize,
+        new_upload: bool,
+    ) -> Result<(), Error> {
+        if new_upload && usage.uploads >= self.max_uploads_per_user {
+            return Err(AssetError::TooManyUploads {
+                max: self.max_uploads_per_user,
+            }
+            .into());
+        }
+        let after = usage.stored_bytes + usage.pending_bytes + chunk_bytes as u64;
+        if self.max_bytes_per_user > 0 && after > self.max_bytes_per_user {
+            return Err(AssetError::QuotaExceeded {
+                max: self.max_bytes_per_user,
+            }
+            .into());
         }
         Ok(())
     }

@@ -146,7 +146,9 @@ pub struct Config {
     /// Uploads: `ASSET_MAX_FILE_BYTES` (default 104857600, 100 MiB), `ASSET_MAX_CHUNK_BYTES`
     /// (default 5242880, at most 15 MiB), `ASSET_MAX_CHUNKS` (default 10000),
     /// `UPLOAD_SESSION_TTL_SECONDS` (an upload idle this long expires with its chunks; default
-    /// 86400) and `ASSET_ALLOWED_TYPES` (comma-separated content types, sniffed from the bytes;
+    /// 86400), `ASSET_MAX_BYTES_PER_USER` (a user's files and uploads in progress together;
+    /// default 1073741824, 0 for no limit), `ASSET_MAX_UPLOADS_PER_USER` (uploads in progress at
+    /// once; default 10) and `ASSET_ALLOWED_TYPES` (comma-separated content types, sniffed from the bytes;
     /// default [`crate::assets::DEFAULT_ALLOWED_TYPES`]).
     pub assets: AssetLimits,
     /// Socket clients: `CHAT_EVENTS_PER_SECOND` (events one socket may send per second, burst
@@ -299,6 +301,16 @@ fn asset_limits(env: &Env<'_>) -> Result<AssetLimits, ConfigError> {
             .split(',')
             .map(|t| t.trim().to_ascii_lowercase())
             .collect(),
+        max_bytes_per_user: env.ranged(
+            "ASSET_MAX_BYTES_PER_USER",
+            d.max_bytes_per_user,
+            0..=1 << 50,
+        )?,
+        max_uploads_per_user: env.ranged(
+            "ASSET_MAX_UPLOADS_PER_USER",
+            d.max_uploads_per_user,
+            1..=10_000,
+        )?,
     })
 }
 

@@ -105,6 +105,21 @@ pub async fn upload_chunk(
         bytes: fields.bytes,
     };
     gw.asset_limits.check_chunk(&chunk)?;
+    // Room for it: counted before it is stored (two chunks racing may both fit; the next is
+    // refused).
+    let owner = chunk.owner_id.as_str();
+    let (usage, upload) = tokio::try_join!(
+        gw.assets.usage(owner),
+        gw.assets.status(owner, &chunk.filename)
+    )?;
+    // A chunk sent again (a retry) is already counted.
+    let again = upload
+        .as_ref()
+        .is_some_and(|u| u.received.contains(&chunk.index));
+    if !again {
+        gw.asset_limits
+            .check_room(usage, chunk.bytes.len(), upload.is_none())?;
+    }
     let (filename, chunk_index) = (chunk.filename.clone(), chunk.index);
     let progress = gw.assets.put_chunk(chunk).await?;
     Ok(axum::Json(ChunkReceipt {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use chat_domain::assets::{
-    asset_id_from_url, check_image_url, AssetRecord, ByteRange, ChunkProgress, ChunkUpload,
-    UploadStatus,
+    asset_id_from_url, check_image_url, AssetRecord, AssetUsage, ByteRange, ChunkProgress,
+    ChunkUpload, UploadStatus,
 };
 use chat_domain::Error;
 
@@ -39,6 +39,8 @@ pub trait AssetStore: Send + Sync {
     async fn grant_group(&self, asset_id: &str, group_id: &str) -> Result<(), Error>;
     /// Lets every signed-in user read the file.
     async fn make_public(&self, asset_id: &str) -> Result<(), Error>;
+    /// What `owner_id` holds: stored bytes, uploads in progress and their bytes.
+    async fn usage(&self, owner_id: &str) -> Result<AssetUsage, Error>;
     /// Deletes uploads idle since before `now - ttl`, with their chunks; returns how many.
     async fn expire(&self, now: DateTime<Utc>) -> Result<u64, Error>;
 }

@@ -760,11 +760,23 @@ async fn uploads_resume_refuse_other_bytes_and_assemble(p: Ports) {
     assert!(err.message.contains('1'), "{}", err.message);
     let status = p.assets.status("ada", "f.png").await.unwrap().unwrap();
     assert_eq!(status.received, vec![0, 2]);
+    // What Ada holds: one upload in progress, its bytes pending, nothing stored yet.
+    let usage = p.assets.usage("ada").await.unwrap();
+    assert_eq!(
+        (usage.uploads, usage.pending_bytes, usage.stored_bytes),
+        (1, status.received_bytes, 0)
+    );
     p.assets
         .put_chunk(chunk("ada", "f.png", 1, 3, parts[1]))
         .await
         .unwrap();
     let asset = p.assets.complete("ada", "f.png", 3).await.unwrap();
+    let usage = p.assets.usage("ada").await.unwrap();
+    assert_eq!(
+        (usage.uploads, usage.pending_bytes, usage.stored_bytes),
+        (0, 0, 700_000),
+        "completed: stored, no longer pending"
+    );
     assert_eq!(
         (asset.size, asset.content_type.as_str()),
         (700_000, "image/png")

@@ -18,8 +18,8 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 
 use chat_domain::assets::{
-    sha256_hex, Assembler, AssetLimits, AssetRecord, ByteRange, ChunkProgress, ChunkUpload,
-    UploadStatus, FILE_PIECE_BYTES,
+    sha256_hex, Assembler, AssetLimits, AssetRecord, AssetUsage, ByteRange, ChunkProgress,
+    ChunkUpload, UploadStatus, FILE_PIECE_BYTES,
 };
 use chat_domain::Error;
 use chat_ports::assets::{AssetStore, ByteStream};
@@ -67,6 +67,13 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
         (
             FILE_CHUNKS,
             model(doc! {"files_id": 1, "n": 1}, unique("files_id_1_n_1")),
+        ),
+        (
+            FILES,
+            model(
+                doc! {"metadata.ownerId": 1},
+                Some(IndexOptions::builder().name("owner".to_string()).build()),
+            ),
         ),
         (
             FILES,
@@ -476,6 +483,39 @@ impl AssetStore for MongoAssetStore {
             .await
             .db()?;
         Ok(())
+    }
+
+    async fn usage(&self, owner_id: &str) -> Result<AssetUsage, Error> {
+        // Summed here rather than by an aggregation, which not every MongoDB-compatible server
+        // runs: a user's files and uploads are few.
+        let sum = |docs: Vec<Document>, field: &str| {
+            docs.iter()
+                .map(|d| d.get_i64(field).unwrap_or_default().max(0) as u64)
+                .sum::<u64>()
+        };
+        let files: Vec<Document> = self
+            .files
+            .find(doc! {"metadata.ownerId": owner_id})
+            .projection(doc! {"length": 1})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        let uploads: Vec<Document> = self
+            .sessions
+            .find(doc! {"ownerId": owner_id, "assetId": {"$exists": false}})
+            .projection(doc! {"receivedBytes": 1})
+            .await
+            .db()?
+            .try_collect()
+            .await
+            .db()?;
+        Ok(AssetUsage {
+            uploads: uploads.len() as u32,
+            pending_bytes: sum(uploads, "receivedBytes"),
+            stored_bytes: sum(files, "length"),
+        })
     }
 
     async fn expire(&self, now: DateTime<Utc>) -> Result<u64, Error> {

@@ -129,6 +129,12 @@ crate::error_reasons! {
         /// The file would exceed the per-file limit.
         #[error("a file may hold at most {max} bytes")]
         FileTooLarge { max: u64 } => (PayloadTooLarge, "file_too_large"),
+        /// The user's files and uploads would exceed `ASSET_MAX_BYTES_PER_USER`.
+        #[error("your files may take at most {max} bytes; delete some or finish fewer uploads")]
+        QuotaExceeded { max: u64 } => (PayloadTooLarge, "quota_exceeded"),
+        /// A new upload while `ASSET_MAX_UPLOADS_PER_USER` are in progress.
+        #[error("at most {max} uploads in progress at once; complete or abandon one first")]
+        TooManyUploads { max: u32 } => (Conflict, "too_many_uploads"),
         /// The file's type, sniffed from its first bytes, is not accepted.
         #[error("files of type {sniffed} are not accepted")]
         TypeNotAccepted { sniffed: String } => (UnsupportedMediaType, "type_not_accepted"),

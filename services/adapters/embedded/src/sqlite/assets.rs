@@ -343,6 +343,31 @@ impl AssetStore for SqliteAssetStore {
         .await
     }
 
+    async fn usage(&self, owner_id: &str) -> Result<AssetUsage, Error> {
+        let owner = owner_id.to_string();
+        self.run(move |conn| {
+            let stored: i64 = conn
+                .prepare_cached("SELECT coalesce(sum(size), 0) FROM assets WHERE owner_id = ?1")
+                .db()?
+                .query_row([&owner], |r| r.get(0))
+                .db()?;
+            let (uploads, pending): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT count(*), coalesce(sum(received_bytes), 0) FROM upload_sessions
+                     WHERE owner_id = ?1 AND asset_id IS NULL",
+                )
+                .db()?
+                .query_row([&owner], |r| Ok((r.get(0)?, r.get(1)?)))
+                .db()?;
+            Ok(AssetUsage {
+                stored_bytes: stored.max(0) as u64,
+                uploads: uploads.max(0) as u32,
+                pending_bytes: pending.max(0) as u64,
+            })
+        })
+        .await
+    }
+
     async fn expire(&self, now: DateTime<Utc>) -> Result<u64, Error> {
         self.run(move |conn| {
             let tx = conn.transaction().db()?;

@@ -25,8 +25,8 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use chat_domain::assets::{
-    sha256_hex, Assembler, AssetLimits, AssetRecord, ByteRange, ChunkProgress, ChunkUpload,
-    UploadStatus,
+    sha256_hex, Assembler, AssetLimits, AssetRecord, AssetUsage, ByteRange, ChunkProgress,
+    ChunkUpload, UploadStatus,
 };
 use chat_domain::contracts::{assets::AssetError, auth::AuthError, groups::GroupError};
 use chat_domain::values::{search_words, Email, PageRequest};
