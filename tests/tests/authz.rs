@@ -20,6 +20,7 @@ fn claims(sub: &str, exp_offset: i64, iss: &str, aud: &str) -> AccessClaims {
         iss: iss.into(),
         aud: aud.into(),
         jti: "matrix".into(),
+        sid: None,
     }
 }
 
@@ -227,6 +228,46 @@ async fn every_protected_route_refuses_every_bad_token_and_changes_nothing() {
     }
     assert_eq!(state(api, &ada, &group).await, before, "nothing changed");
     assert!(cells >= 100, "{cells} cells");
+}
+
+#[tokio::test]
+async fn an_ended_session_is_refused_before_its_access_token_expires() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let session = api
+        .register("Ada", "Lovelace", "ada@example.com", "correct horse")
+        .await;
+    let access = session["accessToken"].as_str().unwrap().to_string();
+    let refresh = session["refreshToken"].as_str().unwrap().to_string();
+    // A second session of the same user, on another device.
+    let other = api
+        .post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": "correct horse"}),
+        )
+        .await;
+    let other_access = other.body["accessToken"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.get("/auth/me", Some(&access)).await.status,
+        StatusCode::OK
+    );
+
+    let out = api
+        .post("/auth/logout", json!({"refreshToken": refresh}))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let me = api.get("/auth/me", Some(&access)).await;
+    assert_eq!(me.assert_error(401), "unauthorized");
+    assert_eq!(me.reason(), "invalid_token");
+    let url = format!("http://127.0.0.1:{}", stack.chat_a.port);
+    let refused = ChatClient::try_connect_url(&url, json!({"token": access})).await;
+    assert!(refused.err().is_some_and(|why| why.starts_with("refused")));
+    // The other session goes on.
+    assert_eq!(
+        api.get("/auth/me", Some(&other_access)).await.status,
+        StatusCode::OK
+    );
+    ChatClient::connect(stack.chat_a.port, json!({"token": other_access})).await;
 }
 
 #[tokio::test]

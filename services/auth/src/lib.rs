@@ -31,8 +31,8 @@ use chat_domain::Error;
 use chat_ports::clients::AssetsClient;
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{
-    NewUser, RateLimiter, RefreshTokenRecord, RefreshTokenStore, RefreshUse, SigningKeyStore,
-    UserRecord, UserStore,
+    NewUser, RateLimiter, RefreshTokenRecord, RefreshTokenStore, RefreshUse, Revocations,
+    SigningKeyStore, UserRecord, UserStore,
 };
 use chrono::Utc;
 use rand::RngCore;
@@ -67,6 +67,8 @@ pub struct AuthStores {
     pub users: Arc<dyn UserStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Sessions ended before their access tokens expire.
+    pub revocations: Arc<dyn Revocations>,
     /// The stored files, through their owner (profile pictures).
     pub assets: AssetsClient,
 }
@@ -268,6 +270,7 @@ impl AuthService {
                     .refresh_tokens
                     .revoke_family(&record.family_id)
                     .await?;
+                self.end_session(&record.family_id).await?;
                 tracing::warn!(user_id = %record.user_id, family_id = %record.family_id, revoked,
                     "spent refresh token presented again; its family is revoked");
                 Err(invalid_refresh())
@@ -291,6 +294,7 @@ impl AuthService {
             .refresh_tokens
             .revoke_family(&record.family_id)
             .await?;
+        self.end_session(&record.family_id).await?;
         tracing::info!(user_id = %record.user_id, "logged out");
         Ok(())
     }
@@ -375,6 +379,14 @@ impl AuthService {
         })
     }
 
+    /// Ends a session: its access tokens are refused from now on, not only once they expire.
+    async fn end_session(&self, family_id: &str) -> Result<(), Error> {
+        self.stores
+            .revocations
+            .revoke(family_id, self.settings.access_ttl)
+            .await
+    }
+
     /// The public keys that verify access tokens (`auth.keys`).
     pub async fn keys(&self, _: ()) -> Result<Vec<PublicKeyJwk>, Error> {
         Ok(self.published.iter().map(VerifyingKey::to_jwk).collect())
@@ -388,6 +400,7 @@ impl AuthService {
         let now = Utc::now();
         let access_ttl = self.settings.access_ttl.as_secs();
         let refresh_ttl = self.settings.refresh_ttl.as_secs();
+        let family = family.unwrap_or_else(|| random_token(16));
         let claims = AccessClaims {
             sub: user.id.clone(),
             email: user.email.clone(),
@@ -396,6 +409,7 @@ impl AuthService {
             iss: ISSUER.into(),
             aud: ISSUER.into(),
             jti: random_token(12),
+            sid: Some(family.clone()),
         };
         let access_token = self.signer.sign(&claims)?;
         let refresh_token = random_token(32);
@@ -403,7 +417,7 @@ impl AuthService {
             .refresh_tokens
             .insert(RefreshTokenRecord {
                 token_hash: token_hash(&refresh_token),
-                family_id: family.unwrap_or_else(|| random_token(16)),
+                family_id: family,
                 user_id: user.id.clone(),
                 created_at: now,
                 expires_at: now + chrono::Duration::seconds(refresh_ttl as i64),

@@ -34,7 +34,7 @@ use chat_ports::clients::is_member;
 use chat_ports::events::EventLog;
 use chat_ports::health::Gate;
 use chat_ports::rpc::RpcClient;
-use chat_ports::store::Presence;
+use chat_ports::store::{Presence, Revocations};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
@@ -80,6 +80,8 @@ pub struct Chat {
     verifier: Arc<TokenVerifier>,
     events: EventLog,
     presence: Arc<dyn Presence>,
+    /// Sessions ended before their access tokens expire: refused at connect.
+    revocations: Arc<dyn Revocations>,
     limits: ChatLimits,
     pending: Pending,
     /// Set on SIGTERM: no new sockets, no new commands (see [`Chat::drain`]).
@@ -350,6 +352,7 @@ impl Chat {
         verifier: Arc<TokenVerifier>,
         events: EventLog,
         presence: Arc<dyn Presence>,
+        revocations: Arc<dyn Revocations>,
         limits: ChatLimits,
     ) -> Self {
         Chat {
@@ -357,6 +360,7 @@ impl Chat {
             verifier,
             events,
             presence,
+            revocations,
             limits,
             pending: Arc::default(),
             draining: Arc::default(),
@@ -519,6 +523,9 @@ async fn authenticate(
     let claims = chat
         .verifier
         .verify(&token)
+        .await
+        .map_err(|_| Refused("invalid or expired access token".into()))?;
+    chat_ports::clients::check_session(chat.revocations.as_ref(), &claims)
         .await
         .map_err(|_| Refused("invalid or expired access token".into()))?;
     let user = claims.sub;

@@ -201,7 +201,9 @@ impl Default for ChatLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbuseLimits {
     /// `HTTP_HEADER_TIMEOUT_SECONDS`: a client must send a request's headers within this time,
-    /// or it is disconnected (slow-header clients). Default 10.
+    /// or it is disconnected (slow-header clients). It is also how long an idle keep-alive
+    /// connection stays open, so it must exceed the idle timeout of the proxy in front (60 s in
+    /// ingress-nginx), or the proxy meets connections closed under it. Default 75.
     pub http_header_timeout: Duration,
     /// `HTTP_BODY_IDLE_TIMEOUT_SECONDS`: the longest pause between two pieces of a request body
     /// before the request is refused (slow-body clients); a slow but steady upload goes on.
@@ -224,7 +226,7 @@ pub struct AbuseLimits {
 impl Default for AbuseLimits {
     fn default() -> Self {
         AbuseLimits {
-            http_header_timeout: Duration::from_secs(10),
+            http_header_timeout: Duration::from_secs(75),
             http_body_idle_timeout: Duration::from_secs(30),
             api_max_per_user: 600,
             api_max_per_address: 1200,

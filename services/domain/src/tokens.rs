@@ -42,6 +42,10 @@ pub struct AccessClaims {
     pub aud: String,
     /// Unique token id.
     pub jti: String,
+    /// The session (refresh-token family) the token belongs to: once it is ended, its access
+    /// tokens are refused before they expire. Absent in tokens issued by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A public verification key as served by auth (`auth.keys`), in JWK's OKP form.
@@ -354,6 +358,7 @@ mod tests {
             iss: ISSUER.into(),
             aud: ISSUER.into(),
             jti: "j".into(),
+            sid: None,
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub asset_limits: AssetLimits,
     /// Request counters per user and per client address, shared by the replicas.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Sessions ended before their access tokens expire.
+    pub revocations: Arc<dyn chat_ports::store::Revocations>,
     /// `API_MAX_REQUESTS_PER_USER`, `API_MAX_REQUESTS_PER_ADDRESS`, `API_RATE_WINDOW_SECONDS`.
     pub request_limits: RequestLimits,
 }
@@ -112,6 +114,7 @@ impl FromRequestParts<Gateway> for AuthUser {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         let claims = state.verifier.verify(token).await?;
+        chat_ports::clients::check_session(state.revocations.as_ref(), &claims).await?;
         let limit = state.request_limits.per_user;
         state
             .count(format!("api:user:{}", claims.sub), limit)

@@ -220,8 +220,9 @@ pub async fn bind(address: std::net::IpAddr, port: u16) -> std::io::Result<TcpLi
 /// Limits on how slowly a client may send a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {
-    /// From the connection's first byte (or the end of the previous request) to the end of the
-    /// request's headers; a client slower than this is disconnected (slow-header attacks).
+    /// From the connection's opening (or the end of the previous request) to the end of the
+    /// request's headers; a client slower than this is disconnected (slow-header attacks). An
+    /// idle keep-alive connection is closed after it too.
     pub headers: Duration,
     /// The longest pause between two pieces of a request's body; then the request is answered
     /// 408 and the connection closed (slow-body attacks). A slow but steady upload goes on.

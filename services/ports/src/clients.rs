@@ -47,6 +47,26 @@ pub fn verifier(config: &Config, rpc: &RpcClient) -> Result<TokenVerifier, Start
     ))
 }
 
+/// Refuses an access token whose session has ended (`invalid_token`, as an expired one). When
+/// the record of ended sessions cannot be read, the token is let through: a Redis outage must
+/// not sign everyone out; it is logged.
+pub async fn check_session(
+    revocations: &dyn crate::store::Revocations,
+    claims: &chat_domain::tokens::AccessClaims,
+) -> Result<(), Error> {
+    let Some(session) = &claims.sid else {
+        return Ok(());
+    };
+    match revocations.is_revoked(session).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(chat_domain::error::RequestError::InvalidToken.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "ended sessions unavailable; the token is let through");
+            Ok(())
+        }
+    }
+}
+
 /// Whether `caller` is a member of `group_id`, asked of the group role (`group.get`: not found
 /// means not a member, or no such group).
 pub async fn is_member(

@@ -145,6 +145,16 @@ pub trait Presence: Send + Sync {
 }
 
 /// Counts attempts in fixed windows.
+/// Sessions ended before their access tokens expire (a logout, a refresh token replayed): the
+/// roles that check access tokens refuse those naming an ended session.
+#[async_trait::async_trait]
+pub trait Revocations: Send + Sync {
+    /// Marks `session` ended for `ttl`: the access-token lifetime, after which its tokens have
+    /// expired anyway.
+    async fn revoke(&self, session: &str, ttl: Duration) -> Result<(), Error>;
+    async fn is_revoked(&self, session: &str) -> Result<bool, Error>;
+}
+
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Counts one attempt under `key`. `Ok(None)` if within `limit` per `window`, otherwise

@@ -285,13 +285,15 @@ impl Application {
 impl Mounts {
     async fn auth(&mut self, config: &Config) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
-        let limiter = self.family.cache().await?.limiter;
+        let cache = self.family.cache().await?;
+        let (limiter, revocations) = (cache.limiter, cache.revocations);
         let signer = chat_auth::load_signing_key(config, stores.signing_keys.as_ref()).await?;
         let extra_keys = chat_ports::clients::configured_public_keys(config)?;
         let auth_stores = chat_auth::AuthStores {
             users: stores.users,
             refresh_tokens: stores.refresh_tokens,
             limiter,
+            revocations,
             assets: chat_ports::clients::AssetsClient(self.family.rpc_client()),
         };
         let service = chat_auth::AuthService::new(auth_stores, signer, extra_keys, config.into())
@@ -368,6 +370,7 @@ impl Mounts {
             assets: assets.clone(),
             asset_limits: config.assets.clone(),
             limiter: self.family.cache().await?.limiter,
+            revocations: self.family.cache().await?.revocations,
             request_limits: chat_gateway::RequestLimits {
                 per_user: config.abuse.api_max_per_user,
                 per_address: config.abuse.api_max_per_address,
@@ -389,14 +392,15 @@ impl Mounts {
         after_drain: &CancellationToken,
     ) -> Result<(), StartError> {
         let events = self.family.events().await?;
-        let presence = self.family.cache().await?.presence;
+        let cache = self.family.cache().await?;
         let rpc = self.family.rpc_client();
         let verifier = chat_ports::clients::verifier(config, &rpc)?;
         let chat = Chat::new(
             rpc,
             Arc::new(verifier),
             events.clone(),
-            presence,
+            cache.presence,
+            cache.revocations,
             config.chat.clone(),
         );
         let (layer, io) = chat.clone().layer();

@@ -31,6 +31,7 @@ impl Embedded {
             cache: Cache {
                 limiter: Arc::new(MemoryRateLimiter::default()),
                 presence: Arc::new(MemoryPresence::default()),
+                revocations: Arc::new(chat_embedded::MemoryRevocations::default()),
             },
             events: EventLog::new(Arc::new(LocalLog::default()), &config.namespace),
             bus: Arc::new(LocalBus::new(config.rpc_prefetch)),

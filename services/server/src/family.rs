@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chat_ports::events::EventLog;
 use chat_ports::health::Probe;
 use chat_ports::rpc::{RpcClient, RpcListener};
-use chat_ports::store::{Presence, RateLimiter, Stores};
+use chat_ports::store::{Presence, RateLimiter, Revocations, Stores};
 
 use crate::app::StartError;
 
@@ -19,6 +19,8 @@ use crate::app::StartError;
 pub struct Cache {
     pub limiter: Arc<dyn RateLimiter>,
     pub presence: Arc<dyn Presence>,
+    /// Sessions ended before their access tokens expire.
+    pub revocations: Arc<dyn Revocations>,
 }
 
 /// One adapter family: every port, connected when first asked for.

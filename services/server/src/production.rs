@@ -89,6 +89,10 @@ impl Family for Production {
         self.probes.push(Arc::new(RedisProbe(conn.clone())));
         let cache = Cache {
             limiter: Arc::new(RedisRateLimiter::new(conn.clone(), &config.namespace)),
+            revocations: Arc::new(chat_redis::RedisRevocations::new(
+                conn.clone(),
+                &config.namespace,
+            )),
             presence: Arc::new(RedisPresence::new(conn, &config.namespace)),
         };
         Ok(self.cache.insert(cache).clone())

@@ -31,6 +31,7 @@ struct Ports {
     stores: Stores,
     limiter: Arc<dyn RateLimiter>,
     presence: Arc<dyn Presence>,
+    revocations: Arc<dyn Revocations>,
 }
 
 impl std::ops::Deref for Ports {
@@ -79,6 +80,7 @@ async fn mongodb_and_redis() -> Ports {
     Ports {
         stores: mongo::stores(&db, limits()),
         limiter: Arc::new(chat_redis::RedisRateLimiter::new(conn.clone(), &namespace)),
+        revocations: Arc::new(chat_redis::RedisRevocations::new(conn.clone(), &namespace)),
         presence: Arc::new(chat_redis::RedisPresence::new(conn, &namespace)),
     }
 }
@@ -87,6 +89,7 @@ async fn embedded() -> Ports {
     Ports {
         stores: SqliteDb::in_memory(limits()).unwrap().stores(),
         limiter: Arc::new(MemoryRateLimiter::default()),
+        revocations: Arc::new(chat_embedded::MemoryRevocations::default()),
         presence: Arc::new(MemoryPresence::default()),
     }
 }
@@ -113,6 +116,7 @@ conformance!(
     the_rate_limiter_allows_the_limit_then_says_when_to_retry,
     presence_counts_sockets_and_expires,
     a_direct_conversation_exists_once_per_pair,
+    an_ended_session_stays_ended_until_its_time_is_up,
     memberships_roles_and_seen_state,
     sequences_are_gap_free_and_sends_idempotent,
     history_cursors_tombstones_unread_and_search,
@@ -955,4 +959,20 @@ async fn on_mongodb_read_positions_kept_on_memberships_are_carried_over() {
     mongo::ensure_indexes(&db).await.unwrap();
     assert_eq!(seen("ada").await, 9);
     db.drop().await.unwrap();
+}
+
+async fn an_ended_session_stays_ended_until_its_time_is_up(p: Ports) {
+    let session = unique("family");
+    assert!(!p.revocations.is_revoked(&session).await.unwrap());
+    p.revocations
+        .revoke(&session, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(p.revocations.is_revoked(&session).await.unwrap());
+    assert!(!p.revocations.is_revoked(&unique("other")).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        !p.revocations.is_revoked(&session).await.unwrap(),
+        "expired"
+    );
 }

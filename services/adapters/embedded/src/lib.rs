@@ -15,5 +15,5 @@ pub mod sqlite;
 
 pub use bus::LocalBus;
 pub use log::LocalLog;
-pub use memory::{MemoryPresence, MemoryRateLimiter};
+pub use memory::{MemoryPresence, MemoryRateLimiter, MemoryRevocations};
 pub use sqlite::{SqliteDb, SqliteProbe};

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chat_domain::Error;
-use chat_ports::store::{Presence, RateLimiter};
+use chat_ports::store::{Presence, RateLimiter, Revocations};
 
 /// Fixed-window counters, as `chat_redis::RedisRateLimiter`.
 #[derive(Default)]
@@ -36,6 +36,30 @@ impl RateLimiter for MemoryRateLimiter {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Ended sessions, each until its time is up, as `chat_redis::RedisRevocations`.
+#[derive(Default)]
+pub struct MemoryRevocations {
+    ended: Mutex<HashMap<String, Instant>>,
+}
+
+#[async_trait::async_trait]
+impl Revocations for MemoryRevocations {
+    async fn revoke(&self, session: &str, ttl: Duration) -> Result<(), Error> {
+        let now = Instant::now();
+        let mut ended = self.ended.lock().expect("revocations poisoned");
+        ended.retain(|_, until| *until > now);
+        ended.insert(session.to_string(), now + ttl);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, session: &str) -> Result<bool, Error> {
+        let ended = self.ended.lock().expect("revocations poisoned");
+        Ok(ended
+            .get(session)
+            .is_some_and(|until| *until > Instant::now()))
     }
 }
 

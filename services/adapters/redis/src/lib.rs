@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use chat_domain::config::Secret;
 use chat_domain::Error;
 use chat_ports::health::Probe;
-use chat_ports::store::{Presence, RateLimiter};
+use chat_ports::store::{Presence, RateLimiter, Revocations};
 
 /// `.db()?` on a Redis result: its error as the port's (logged, reported as unavailable).
 trait Db<T> {
@@ -94,6 +94,45 @@ impl RateLimiter for RedisRateLimiter {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Ended sessions in Redis: one key per session, expiring with its last access token.
+pub struct RedisRevocations {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisRevocations {
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+        RedisRevocations {
+            conn,
+            prefix: format!("{namespace}:revoked:"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Revocations for RedisRevocations {
+    async fn revoke(&self, session: &str, ttl: Duration) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{}{session}", self.prefix))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .db()
+    }
+
+    async fn is_revoked(&self, session: &str) -> Result<bool, Error> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EXISTS")
+            .arg(format!("{}{session}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .db()
     }
 }
 
