@@ -129,26 +129,34 @@ async fn malformed_events_get_error_acks_and_the_socket_goes_on() {
         .emit_binary("chat.message.send", vec![0u8; 1024])
         .await;
     still_delivers(&ada_socket, &mut bob_socket, &group, 2).await;
-    assert!(api.all_messages(&group, &ada).await.len() == 2);
+    assert_eq!(api.all_messages(&group, &ada).await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_flood_of_bad_events_is_rate_limited_like_good_ones() {
-    let stack = RealtimeStack::start(&[("CHAT_EVENTS_PER_SECOND", "5")]).await;
+    let stack = RealtimeStack::start(&[("CHAT_EVENTS_PER_SECOND", "1")]).await;
     let api = stack.api();
     let [ada, bob] = api.users(["ada", "bob"]).await;
     let group = api.group(&ada, "Team", &[&bob]).await;
     let ada_socket = ChatClient::connect(stack.chat_a.port, json!({"token": ada.token})).await;
     let mut bob_socket = ChatClient::connect(stack.chat_a.port, json!({"token": bob.token})).await;
-    let mut limited = 0;
-    for _ in 0..30 {
-        let ack = ada_socket
-            .request("chat.message.send", json!({"nonsense": true}))
-            .await;
+    // 30 malformed events at once against one event a second: whatever the machine's speed,
+    // some are refused as too many, the others as malformed.
+    let flood = (0..30).map(|_| ada_socket.request("chat.message.send", json!({"nonsense": true})));
+    let acks = futures_util::future::join_all(flood).await;
+    let limited = acks
+        .iter()
+        .filter(|ack| ack["error"]["reason"] == "rate_limited")
+        .count();
+    for ack in &acks {
         assert_eq!(ack["ok"], false, "{ack}");
-        limited += usize::from(ack["error"]["reason"] == "rate_limited");
+        let reason = &ack["error"]["reason"];
+        assert!(
+            reason == "rate_limited" || reason == "invalid_payload",
+            "{ack}"
+        );
     }
-    assert!(limited >= 20, "only {limited} of 30 were rate limited");
+    assert!(limited >= 1, "none of 30 malformed events was rate limited");
     // Bob, on the same replica, is not held back by Ada's flood.
     let ack = bob_socket.send(&group, "hello", "b-1").await;
     assert_eq!(ack["ok"], true, "{ack}");

@@ -361,6 +361,7 @@ impl Mounts {
     ) -> Result<(), StartError> {
         // The gateway reads and writes file bytes itself, so it needs the stores too.
         let assets = self.family.stores().await?.assets;
+        let cache = self.family.cache().await?;
         let rpc = self.family.rpc_client();
         let verifier = chat_ports::clients::verifier(config, &rpc)?;
         let state = chat_gateway::Gateway {
@@ -369,8 +370,8 @@ impl Mounts {
             trust_forwarded_for: config.trust_forwarded_for,
             assets: assets.clone(),
             asset_limits: config.assets.clone(),
-            limiter: self.family.cache().await?.limiter,
-            revocations: self.family.cache().await?.revocations,
+            limiter: cache.limiter,
+            revocations: cache.revocations,
             request_limits: chat_gateway::RequestLimits {
                 per_user: config.abuse.api_max_per_user,
                 per_address: config.abuse.api_max_per_address,
