@@ -859,7 +859,9 @@ impl ChatClient {
         }
     }
 
-    /// Emits `event` and waits for its acknowledgement.
+    /// Emits `event` and waits for its acknowledgement. One request at a time per client:
+    /// rust_socketio draws acknowledgement ids at random below 1,000 and, when two outstanding
+    /// ones share an id, drops the wrong callback (a flood at once goes through a raw client).
     pub async fn request(&self, event: &str, data: Value) -> Value {
         self.try_request(event, data)
             .await
