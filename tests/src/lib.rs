@@ -365,6 +365,15 @@ impl Deployment {
     }
 }
 
+/// This package's directory (`tests/`), as the test runner gives it when the test runs: a test
+/// binary reused from a build cache shared by two checkouts would otherwise read the files of the
+/// checkout that built it.
+pub fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 /// Runs `work` to its end, panicking with `what` if that takes longer than `limit`: a guard
 /// against a hang, not a timing assertion.
 pub async fn within<T>(

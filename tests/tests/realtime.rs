@@ -474,9 +474,9 @@ async fn killing_the_message_role_mid_stream_loses_no_acknowledged_message() {
 #[tokio::test]
 async fn the_stock_socket_io_client_connects_as_the_seed_shows() {
     let stack = RealtimeStack::start(&[]).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/e2e.mjs");
+    let script = chat_tests::package_dir().join("js/e2e.mjs");
     assert!(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        chat_tests::package_dir()
             .join("js/node_modules/socket.io-client")
             .exists(),
         "socket.io-client is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"
@@ -695,7 +695,7 @@ async fn socket_io_polling_answers_cors_for_the_configured_origin() {
 #[tokio::test]
 async fn a_browser_frontend_on_another_origin_uses_rest_and_both_transports() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js");
+    let js = chat_tests::package_dir().join("js");
     assert!(
         js.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"

@@ -6,9 +6,13 @@ pub mod helm;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The crate's directory (`operator/`).
+/// The crate's directory (`operator/`), as the test runner gives it when the test runs: a test
+/// binary reused from a build cache shared by two checkouts would otherwise read the files of the
+/// checkout that built it.
 pub fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `kubernetes-validate` from the tools venv (`$CHAT_TOOLS_VENV`, default
