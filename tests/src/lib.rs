@@ -8,6 +8,8 @@
 //! Every response body goes through [`Response::new`], which fails the test if it contains a
 //! password hash: no endpoint may ever return one.
 
+pub mod raw;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,11 +139,17 @@ impl RoleProcess {
 
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+        self.signal("TERM");
+        wait_at_most(self.child.as_mut()?, limit)
+    }
+
+    /// Sends the signal `name` (`STOP`, `CONT`, `TERM`) to a spawned process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("a spawned process");
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
             .status();
-        wait_at_most(child, limit)
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name} {pid}");
     }
 }
 

@@ -129,6 +129,53 @@ async fn slow_header_and_slow_body_clients_are_cut_off() {
 }
 
 #[tokio::test]
+async fn a_process_serving_its_limit_of_requests_refuses_the_next_at_once() {
+    let stack = Stack::start(&[("HTTP_MAX_IN_FLIGHT", "1")]).await;
+    let address = format!("127.0.0.1:{}", stack.gateway.port);
+    // A request whose body is still coming holds the only place.
+    let mut holder = tokio::net::TcpStream::connect(&address).await.unwrap();
+    holder
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: chat\r\nContent-Type: application/json\r\n\
+              Content-Length: 45\r\nConnection: close\r\n\r\n{\"email\":",
+        )
+        .await
+        .unwrap();
+    // The next is refused at once, with the documented reason and a time to come back...
+    let refused = within(
+        Duration::from_secs(30),
+        "a refusal while the place is held",
+        async {
+            loop {
+                let r = stack.api.get("/openapi.json", None).await;
+                if r.status != StatusCode::OK {
+                    return r;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(refused.assert_error(503), "unavailable");
+    assert_eq!(refused.reason(), "overloaded");
+    assert_eq!(refused.headers["retry-after"], "1");
+    // ...while the probes still answer.
+    assert_eq!(stack.api.get("/health", None).await.status, StatusCode::OK);
+    // Once the held request is answered, requests are served again.
+    holder
+        .write_all(b"\"nobody@example.com\",\"password\":\"x\"}")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut holder).await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    assert!(!answer.contains("overloaded"), "{answer}");
+    assert_eq!(
+        stack.api.get("/openapi.json", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn a_user_holds_at_most_the_configured_sockets_over_every_replica() {
     let stack = RealtimeStack::start(&[("CHAT_MAX_SOCKETS_PER_USER", "2")]).await;
     let api = stack.api();

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use chat_domain::contracts::auth::{LastSeen, UserLastSeen};
 use chat_domain::contracts::groups::{CallerRef, GroupList};
 use chat_domain::contracts::messages::*;
+use chat_domain::error::RequestError;
 use chat_domain::events::{Envelope, COMMANDS, FACTS};
 use chat_domain::rpc::CallContext;
 use chat_domain::tokens::TokenVerifier;
@@ -56,12 +57,22 @@ struct Waiting<'a> {
 }
 
 impl<'a> Waiting<'a> {
-    fn insert(pending: &'a Pending, id: String, tx: oneshot::Sender<Result<Value, Error>>) -> Self {
-        pending
-            .lock()
-            .expect("pending poisoned")
-            .insert(id.clone(), tx);
-        Waiting { pending, id }
+    /// Waits for `id`, unless `limit` commands are waited for already: then the command is
+    /// refused at once (`overloaded`, retry in a second) rather than queued behind a backlog
+    /// whose senders will mostly be told `timeout`.
+    fn insert(
+        pending: &'a Pending,
+        limit: usize,
+        id: String,
+        tx: oneshot::Sender<Result<Value, Error>>,
+    ) -> Result<Self, Error> {
+        let mut waiting = pending.lock().expect("pending poisoned");
+        if waiting.len() >= limit {
+            chat_ports::metrics::shed("chat_send");
+            return Err(Error::from(RequestError::Overloaded).retry_after(1));
+        }
+        waiting.insert(id.clone(), tx);
+        Ok(Waiting { pending, id })
     }
 }
 
@@ -287,7 +298,11 @@ fn ack_ok(extra: Value) -> Value {
 
 fn ack_err(error: &Error) -> Value {
     error.log_at_boundary("socket");
-    json!({"ok": false, "error": {"code": error.code, "reason": error.reason(), "message": error.message}})
+    let mut body = json!({"code": error.code, "reason": error.reason(), "message": error.message});
+    if let Some(secs) = error.retry_after_secs {
+        body["retryAfter"] = json!(secs);
+    }
+    json!({"ok": false, "error": body})
 }
 
 /// Why a handshake was refused; its text is what `connect_error` carries.
@@ -426,10 +441,19 @@ impl Chat {
         }
         let command_id = command.command_id().to_string();
         let (tx, rx) = oneshot::channel();
-        let _waiting = Waiting::insert(&self.pending, command_id, tx);
+        let _waiting = Waiting::insert(
+            &self.pending,
+            self.limits.max_pending_commands as usize,
+            command_id,
+            tx,
+        )?;
         async {
             self.events
-                .publish(COMMANDS, &Envelope::new("chat", group_id, command))
+                .publish(
+                    COMMANDS,
+                    &Envelope::new("chat", group_id, command)
+                        .expiring_after(self.limits.ack_timeout),
+                )
                 .await?;
             match tokio::time::timeout(self.limits.ack_timeout, rx).await {
                 Ok(Ok(answer)) => answer,
@@ -1078,11 +1102,26 @@ mod tests {
     fn a_wait_that_ends_any_way_leaves_nothing_pending() {
         let pending: Pending = Arc::default();
         let (tx, rx) = oneshot::channel();
-        let waiting = Waiting::insert(&pending, "c1".into(), tx);
+        let waiting = Waiting::insert(&pending, 10, "c1".into(), tx).unwrap();
         assert_eq!(pending.lock().unwrap().len(), 1);
         // The socket went away: the future holding the wait is dropped before any answer.
         drop(waiting);
         assert!(pending.lock().unwrap().is_empty());
         drop(rx);
+    }
+
+    #[test]
+    fn a_replica_waiting_for_its_limit_refuses_the_next_command_at_once() {
+        let pending: Pending = Arc::default();
+        let (tx, _rx1) = oneshot::channel();
+        let first = Waiting::insert(&pending, 1, "c1".into(), tx).unwrap();
+        let (tx, _rx2) = oneshot::channel();
+        let refused = Waiting::insert(&pending, 1, "c2".into(), tx).err().unwrap();
+        assert_eq!(refused.reason(), "overloaded");
+        assert_eq!(refused.retry_after_secs, Some(1));
+        // Once the first is answered there is room again.
+        drop(first);
+        let (tx, _rx3) = oneshot::channel();
+        assert!(Waiting::insert(&pending, 1, "c3".into(), tx).is_ok());
     }
 }

@@ -156,7 +156,8 @@ pub struct Config {
     /// stored before acknowledging `timeout`; default 10) and `CHAT_REPLAY_LIMIT` (most missed
     /// messages replayed per group on reconnect before `chat.resync`; default 100, at most 100)
     /// and `CHAT_MAX_SOCKETS_PER_USER` (sockets one user may hold open over every replica; the
-    /// next is refused at connect; default 20).
+    /// next is refused at connect; default 20) and `CHAT_MAX_PENDING_COMMANDS` (commands one
+    /// replica waits for at once; the next is refused with `overloaded`; default 1000).
     pub chat: ChatLimits,
     /// Limits against abusive or broken clients: see [`AbuseLimits`].
     pub abuse: AbuseLimits,
@@ -183,6 +184,9 @@ pub struct ChatLimits {
     pub replay_limit: u32,
     /// Most sockets one user may hold open at once, over every chat replica.
     pub max_sockets_per_user: u32,
+    /// Most commands (sends, seen receipts, deletes) one replica waits for at once; the next is
+    /// refused at once with `overloaded`.
+    pub max_pending_commands: u32,
 }
 
 impl Default for ChatLimits {
@@ -192,6 +196,7 @@ impl Default for ChatLimits {
             ack_timeout: Duration::from_secs(10),
             replay_limit: 100,
             max_sockets_per_user: 20,
+            max_pending_commands: 1000,
         }
     }
 }
@@ -209,6 +214,10 @@ pub struct AbuseLimits {
     /// before the request is refused (slow-body clients); a slow but steady upload goes on.
     /// Default 30.
     pub http_body_idle_timeout: Duration,
+    /// `HTTP_MAX_IN_FLIGHT`: REST requests one process serves at once; the next gets `503
+    /// overloaded` with `Retry-After: 1` at once (probes, metrics and Socket.IO not counted).
+    /// Default 1000.
+    pub http_max_in_flight: u32,
     /// `API_MAX_REQUESTS_PER_USER`: REST requests one signed-in user may make per window, over
     /// every gateway replica; beyond, `429` with `Retry-After`. `0` turns it off. Default 600.
     pub api_max_per_user: u32,
@@ -228,6 +237,7 @@ impl Default for AbuseLimits {
         AbuseLimits {
             http_header_timeout: Duration::from_secs(75),
             http_body_idle_timeout: Duration::from_secs(30),
+            http_max_in_flight: 1000,
             api_max_per_user: 600,
             api_max_per_address: 1200,
             api_window: Duration::from_secs(60),
@@ -249,6 +259,11 @@ fn abuse_limits(env: &Env<'_>) -> Result<AbuseLimits, ConfigError> {
             "HTTP_BODY_IDLE_TIMEOUT_SECONDS",
             d.http_body_idle_timeout.as_secs(),
             1..=3600,
+        )?,
+        http_max_in_flight: env.ranged(
+            "HTTP_MAX_IN_FLIGHT",
+            d.http_max_in_flight,
+            1..=1_000_000,
         )?,
         api_max_per_user: env.ranged(
             "API_MAX_REQUESTS_PER_USER",
@@ -453,6 +468,11 @@ impl Config {
                     "CHAT_MAX_SOCKETS_PER_USER",
                     chat.max_sockets_per_user,
                     1..=10_000,
+                )?,
+                max_pending_commands: env.ranged(
+                    "CHAT_MAX_PENDING_COMMANDS",
+                    chat.max_pending_commands,
+                    1..=1_000_000,
                 )?,
             },
             abuse: abuse_limits(&env)?,

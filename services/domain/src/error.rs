@@ -219,6 +219,11 @@ impl Error {
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Timeout, message)
     }
+    /// The same error, telling the caller to retry after `secs` (`Retry-After`, `retryAfter`).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
     /// Too many attempts; the caller may retry after `retry_after_secs`.
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         Error {
@@ -377,6 +382,12 @@ error_reasons! {
         /// The request body stopped arriving for longer than `HTTP_BODY_IDLE_TIMEOUT_SECONDS`.
         #[error("the request body stopped arriving")]
         BodyStalled => (BadRequest, "body_stalled"),
+        /// The process already serves as many requests (`HTTP_MAX_IN_FLIGHT`) or waits for as
+        /// many socket commands (`CHAT_MAX_PENDING_COMMANDS`) as it may: retry after
+        /// `Retry-After` (`retryAfter` in a socket ack) seconds; a send with the same
+        /// `clientMessageId`.
+        #[error("the server is overloaded; retry in a moment")]
+        Overloaded => (Unavailable, "overloaded"),
     }
 }
 

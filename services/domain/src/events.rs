@@ -32,6 +32,12 @@ pub struct Envelope<T> {
     #[serde(alias = "groupId")]
     pub key: String,
     pub at: DateTime<Utc>,
+    /// For a command: when its sender stops waiting and is told to retry. A command read after
+    /// its deadline is not carried out (unless it already was, by a consumer that died before
+    /// announcing it), so a backlog built up under overload drains without doing work nobody
+    /// waits for. Absent on facts and on commands of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
     pub event: T,
 }
 
@@ -43,8 +49,22 @@ impl<T> Envelope<T> {
             producer: producer.to_string(),
             key: key.to_string(),
             at: Utc::now(),
+            deadline: None,
             event,
         }
+    }
+
+    /// The same envelope with a deadline `after` from now.
+    pub fn expiring_after(mut self, after: std::time::Duration) -> Self {
+        self.deadline = chrono::Duration::from_std(after)
+            .ok()
+            .map(|after| self.at + after);
+        self
+    }
+
+    /// Whether its deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|deadline| deadline < Utc::now())
     }
 }
 

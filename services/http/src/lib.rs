@@ -169,7 +169,7 @@ fn json_rejection(rejection: JsonRejection) -> Error {
 }
 
 /// Whether reading a body failed because the client stopped sending it
-/// ([`ClientTimeouts::body_idle`]).
+/// ([`ServeLimits::body_idle`]).
 pub fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
@@ -217,9 +217,9 @@ pub async fn bind(address: std::net::IpAddr, port: u16) -> std::io::Result<TcpLi
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Limits on how slowly a client may send a request.
+/// Limits on how slowly clients may send requests, and on how many are served at once.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
+pub struct ServeLimits {
     /// From the connection's opening (or the end of the previous request) to the end of the
     /// request's headers; a client slower than this is disconnected (slow-header attacks). An
     /// idle keep-alive connection is closed after it too.
@@ -227,6 +227,15 @@ pub struct ClientTimeouts {
     /// The longest pause between two pieces of a request's body; then the request is answered
     /// 408 and the connection closed (slow-body attacks). A slow but steady upload goes on.
     pub body_idle: Duration,
+    /// Requests served at once; the next is answered `503 overloaded` with `Retry-After` at
+    /// once, rather than queued behind work whose callers will mostly have given up. Probes,
+    /// metrics and Socket.IO (whose long-polling requests wait by design) are not counted.
+    pub max_in_flight: usize,
+}
+
+/// Whether a request is left out of [`ServeLimits::max_in_flight`].
+fn uncounted(path: &str) -> bool {
+    QUIET_ROUTES.contains(&path) || path.starts_with("/socket.io")
 }
 
 /// Serves `app` until `shutdown` is cancelled, then stops accepting connections and lets
@@ -239,7 +248,7 @@ pub struct ClientTimeouts {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    timeouts: ClientTimeouts,
+    limits: ServeLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -250,14 +259,15 @@ pub async fn serve(
     // The body timeout goes around the whole router rather than through `Router::layer`, which
     // wraps each route apart.
     let app = tower::Layer::layer(
-        &tower_http::timeout::RequestBodyTimeoutLayer::new(timeouts.body_idle),
+        &tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_idle),
         app.with_state::<()>(()),
     );
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.headers);
+        .header_read_timeout(limits.headers);
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight));
     let builder = builder.http1_only();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -276,13 +286,27 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
-        let app = app.clone();
+        let (app, in_flight) = (app.clone(), in_flight.clone());
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                app.clone().oneshot(request)
+                let (app, in_flight) = (app.clone(), in_flight.clone());
+                async move {
+                    let permit = if uncounted(request.uri().path()) {
+                        None
+                    } else if let Ok(permit) = in_flight.try_acquire_owned() {
+                        Some(permit)
+                    } else {
+                        chat_ports::metrics::shed("http");
+                        let busy = Error::from(RequestError::Overloaded).retry_after(1);
+                        return Ok(ApiError(busy).into_response());
+                    };
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let response = app.oneshot(request).await;
+                    drop(permit);
+                    response
+                }
             },
         );
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -106,7 +106,11 @@ impl MessageService {
     /// as `command.rejected` and return `Ok`.
     pub async fn handle(&self, record: Record<Command>) -> Result<(), Error> {
         let group_id = record.envelope.key.clone();
+        let expired = record.envelope.expired();
         let command = record.envelope.event;
+        if expired {
+            return self.expired(&group_id, &command).await;
+        }
         match self.apply(&group_id, &command).await {
             Ok(fact) => self.publish(&group_id, fact).await,
             // Infrastructure failed: the log redelivers the command.
@@ -124,6 +128,35 @@ impl MessageService {
                     error,
                 };
                 self.publish(&group_id, fact).await
+            }
+        }
+    }
+
+    /// A command read after its sender stopped waiting: its sender was told to retry, so it is
+    /// dropped, except a send that a consumer stored before dying without announcing it, which
+    /// is announced now (the retry would find it stored, and receivers would miss it live).
+    async fn expired(&self, group_id: &str, command: &Command) -> Result<(), Error> {
+        chat_ports::metrics::shed("expired_command");
+        let Command::Send {
+            command_id,
+            user_id,
+            client_message_id,
+            ..
+        } = command
+        else {
+            return Ok(());
+        };
+        match self.messages.sent(user_id, client_message_id).await? {
+            Some(message) if message.group_id == group_id => {
+                let fact = Fact::MessageCreated {
+                    command_id: Some(command_id.clone()),
+                    message,
+                };
+                self.publish(group_id, fact).await
+            }
+            _ => {
+                tracing::debug!(%group_id, "expired send dropped");
+                Ok(())
             }
         }
     }

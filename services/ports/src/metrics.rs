@@ -30,6 +30,12 @@ pub struct PatternLabels {
     pub pattern: String,
 }
 
+/// Labels of the overload counter: where work was refused or dropped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The process's metrics.
@@ -40,6 +46,7 @@ pub struct Metrics {
     pub rpc_calls: Family<RpcLabels, Counter>,
     pub rpc_call_duration: HistogramFamily<PatternLabels>,
     pub rpc_handled: Family<RpcLabels, Counter>,
+    pub shed: Family<StageLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -59,6 +66,7 @@ pub fn metrics() -> &'static Metrics {
         let rpc_call_duration: HistogramFamily<PatternLabels> =
             Family::new_with_constructor(latency_histogram);
         let rpc_handled = Family::<RpcLabels, Counter>::default();
+        let shed = Family::<StageLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests served",
@@ -80,6 +88,12 @@ pub fn metrics() -> &'static Metrics {
             "RPC requests handled, by outcome",
             rpc_handled.clone(),
         );
+        registry.register(
+            "shed",
+            "Work refused at once or dropped past its deadline under overload, by stage \
+             (http, chat_send, expired_command, expired_rpc)",
+            shed.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -87,8 +101,19 @@ pub fn metrics() -> &'static Metrics {
             rpc_calls,
             rpc_call_duration,
             rpc_handled,
+            shed,
         }
     })
+}
+
+/// Counts one piece of work refused or dropped under overload at `stage`.
+pub fn shed(stage: &'static str) {
+    metrics()
+        .shed
+        .get_or_create(&StageLabels {
+            stage: stage.into(),
+        })
+        .inc();
 }
 
 impl Metrics {

@@ -263,6 +263,13 @@ pub trait MessageStore: Send + Sync {
     /// Appends at the group's next sequence number. If the sender already stored a message
     /// with this client id, returns that one and `false` (idempotent retries).
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error>;
+    /// The message `sender_id` stored with `client_message_id`, if any: what [`MessageStore::append`]
+    /// would return for a retry, without storing anything.
+    async fn sent(
+        &self,
+        sender_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<MessageView>, Error>;
     async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
     /// Up to `limit` messages with `seq < before` (all if `None`), newest first.
     async fn before(

@@ -257,21 +257,22 @@ impl Application {
                 stop_http.cancel();
             });
         }
-        let timeouts = chat_http::ClientTimeouts {
+        let limits = chat_http::ServeLimits {
             headers: config.abuse.http_header_timeout,
             body_idle: config.abuse.http_body_idle_timeout,
+            max_in_flight: config.abuse.http_max_in_flight as usize,
         };
         // The probes answer until the API stops: the kubelet sees the drain on /readyz.
         let probes = async {
             match management {
                 Some((listener, router)) => {
-                    chat_http::serve(listener, router, timeouts, stop_http.clone()).await
+                    chat_http::serve(listener, router, limits, stop_http.clone()).await
                 }
                 None => Ok(()),
             }
         };
         let (api, probes) = tokio::join!(
-            chat_http::serve(listener, app, timeouts, stop_http.clone()),
+            chat_http::serve(listener, app, limits, stop_http.clone()),
             probes
         );
         api.and(probes).map_err(StartError::Serve)?;

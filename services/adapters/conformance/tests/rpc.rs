@@ -30,6 +30,8 @@ struct Bus {
     client: RpcClient,
     server_name: String,
     in_flight_max: Arc<AtomicUsize>,
+    /// Slow requests whose handler started.
+    started: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -57,12 +59,14 @@ async fn bus_on(transport: Transport, prefetch: u16, timeout: Duration) -> Bus {
     let shutdown = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let in_flight_max = Arc::new(AtomicUsize::new(0));
-    let (now, max) = (in_flight.clone(), in_flight_max.clone());
+    let started = Arc::new(AtomicUsize::new(0));
+    let (now, max, count) = (in_flight.clone(), in_flight_max.clone(), started.clone());
     let server = RpcServer::new()
         .handle::<Echo, _, _>(|s, _| async move { Ok(s) })
         .handle::<Fail, _, _>(|_, _| async { Err(Error::conflict("already there")) })
         .handle::<Slow, _, _>(move |ms, _| {
             let (now, max) = (now.clone(), max.clone());
+            count.fetch_add(1, Ordering::SeqCst);
             async move {
                 let current = now.fetch_add(1, Ordering::SeqCst) + 1;
                 max.fetch_max(current, Ordering::SeqCst);
@@ -81,6 +85,7 @@ async fn bus_on(transport: Transport, prefetch: u16, timeout: Duration) -> Bus {
             client: RpcClient::new(local, timeout),
             server_name,
             in_flight_max,
+            started,
             shutdown,
         };
     }
@@ -102,6 +107,7 @@ async fn bus_on(transport: Transport, prefetch: u16, timeout: Duration) -> Bus {
         client: RpcClient::new(Arc::new(client), timeout),
         server_name,
         in_flight_max,
+        started,
         shutdown,
     }
 }
@@ -125,6 +131,7 @@ conformance!(
     a_pattern_nobody_serves_fails_fast_as_unavailable,
     prefetch_bounds_concurrent_handlers,
     malformed_requests_get_a_bad_request_reply,
+    a_request_whose_caller_gave_up_before_its_turn_is_never_carried_out,
 );
 
 async fn wait_until(limit: Duration, ready: impl Fn() -> bool) {
@@ -335,4 +342,34 @@ async fn broker_restart_is_survived_without_restarting_the_service() {
         "after"
     );
     println!("recovered {:?} after start_app", start.elapsed());
+}
+
+async fn a_request_whose_caller_gave_up_before_its_turn_is_never_carried_out(transport: Transport) {
+    let bus = bus_on(transport, 1, Duration::from_secs(10)).await;
+    // The only slot is taken for 1.5 s.
+    let client = bus.client.clone();
+    let busy =
+        tokio::spawn(async move { client.call::<Slow>(&1500, &CallContext::internal()).await });
+    wait_until(Duration::from_secs(10), || {
+        bus.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // A caller that waits 300 ms for its turn gives up: it is told so...
+    let late = bus
+        .client
+        .call_with_timeout::<Slow>(&0, &CallContext::internal(), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(late.code, ErrorCode::Timeout);
+    assert_eq!(busy.await.unwrap().unwrap(), 1500);
+    // ...and its request is dropped when the slot frees, not carried out for nobody. A request
+    // sent now still is.
+    assert_eq!(
+        bus.client
+            .call::<Slow>(&0, &CallContext::internal())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(bus.started.load(Ordering::SeqCst), 2);
 }

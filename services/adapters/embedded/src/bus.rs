@@ -52,15 +52,22 @@ impl RpcTransport for LocalBus {
             .handlers_of(pattern)
             .ok_or_else(|| no_server(pattern))?;
         let (permits, ctx) = (self.permits.clone(), ctx.clone());
-        // Spawned, as over RabbitMQ: a caller that gives up does not cancel the handler.
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Spawned, as over RabbitMQ: a caller that gives up does not cancel the handler. A
+        // request still waiting for its turn at its deadline is dropped, as RabbitMQ drops an
+        // expired message, rather than carried out for a caller that is gone.
         let call = tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            handlers.answer(pattern, body, ctx).await
+            let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, permits.acquire_owned()).await
+            else {
+                chat_ports::metrics::shed("expired_rpc");
+                return None;
+            };
+            Some(handlers.answer(pattern, body, ctx).await)
         });
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(reply)) => Ok(reply),
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(Some(reply))) => Ok(reply),
+            Ok(Ok(None)) | Err(_) => Err(no_answer(pattern, timeout)),
             Ok(Err(e)) => Err(Error::internal(e)),
-            Err(_) => Err(no_answer(pattern, timeout)),
         }
     }
 }

@@ -20,20 +20,6 @@ impl MongoMessageStore {
         }
     }
 
-    async fn by_client_id(
-        &self,
-        sender: &str,
-        client_id: &str,
-    ) -> Result<Option<MessageView>, Error> {
-        self.messages
-            .find_one(doc! {"senderId": sender, "clientMessageId": client_id})
-            .await
-            .db()?
-            .as_ref()
-            .map(message_from_doc)
-            .transpose()
-    }
-
     async fn many(
         &self,
         filter: Document,
@@ -95,9 +81,23 @@ fn message_from_doc(d: &Document) -> Result<MessageView, Error> {
 
 #[async_trait::async_trait]
 impl MessageStore for MongoMessageStore {
+    async fn sent(
+        &self,
+        sender_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<MessageView>, Error> {
+        self.messages
+            .find_one(doc! {"senderId": sender_id, "clientMessageId": client_message_id})
+            .await
+            .db()?
+            .as_ref()
+            .map(message_from_doc)
+            .transpose()
+    }
+
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
         if let Some(existing) = self
-            .by_client_id(&message.sender_id, &message.client_message_id)
+            .sent(&message.sender_id, &message.client_message_id)
             .await?
         {
             return Ok((existing, false));
@@ -134,7 +134,7 @@ impl MessageStore for MongoMessageStore {
                     // Either a concurrent retry of the same send won, or another writer took
                     // this sequence number.
                     if let Some(existing) = self
-                        .by_client_id(&message.sender_id, &message.client_message_id)
+                        .sent(&message.sender_id, &message.client_message_id)
                         .await?
                     {
                         return Ok((existing, false));

@@ -44,6 +44,9 @@ fn first_message(
     Ok(messages_where(conn, clause, args)?.into_iter().next())
 }
 
+/// A sender's message by its client id (the retry key).
+const BY_CLIENT_ID: &str = "WHERE sender_id = ?1 AND client_message_id = ?2";
+
 /// Messages of `group` after `seq` not sent by `user` and not deleted.
 fn unread_in(conn: &Connection, group: &str, user: &str, seq: i64) -> Result<u64, Error> {
     conn.prepare_cached(
@@ -61,9 +64,8 @@ impl MessageStore for SqliteMessageStore {
         self.run(move |conn| {
             // One transaction: the next number and the insert cannot be split by another writer.
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
-            let by_client = "WHERE sender_id = ?1 AND client_message_id = ?2";
             if let Some(existing) =
-                first_message(&tx, by_client, &[&message.sender_id, &message.client_message_id])?
+                first_message(&tx, BY_CLIENT_ID, &[&message.sender_id, &message.client_message_id])?
             {
                 return Ok((existing, false));
             }
@@ -104,6 +106,16 @@ impl MessageStore for SqliteMessageStore {
             Ok((stored, true))
         })
         .await
+    }
+
+    async fn sent(
+        &self,
+        sender_id: &str,
+        client_message_id: &str,
+    ) -> Result<Option<MessageView>, Error> {
+        let (sender, client) = (sender_id.to_string(), client_message_id.to_string());
+        self.run(move |conn| first_message(conn, BY_CLIENT_ID, &[&sender, &client]))
+            .await
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
