@@ -951,6 +951,30 @@ impl ChatClient {
         out
     }
 
+    /// Every event received so far, without waiting.
+    pub fn drain(&mut self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            out.push(event);
+        }
+        out
+    }
+
+    /// Every event, whatever its name, received within `window`.
+    pub async fn collect_all(&mut self, window: Duration) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(Some(event)) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            self.events.recv(),
+        )
+        .await
+        {
+            out.push(event);
+        }
+        out
+    }
+
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
     }

@@ -95,6 +95,8 @@ pub struct Chat {
     revocations: Arc<dyn Revocations>,
     limits: ChatLimits,
     pending: Pending,
+    /// The highest message seq emitted per group (see [`Announced`]).
+    announced: Arc<Mutex<Announced>>,
     /// Set on SIGTERM: no new sockets, no new commands (see [`Chat::drain`]).
     draining: Arc<AtomicBool>,
 }
@@ -124,8 +126,79 @@ fn group_room(group_id: &str) -> String {
     format!("g:{group_id}")
 }
 
+/// The sockets of a group's room still being replayed what they missed.
+fn replaying_room(room: &str) -> String {
+    format!("replaying:{room}")
+}
+
+const INCOMING: &str = "chat.message.incoming";
+
+/// New messages of a group that arrive while a reconnecting socket is replayed what it missed
+/// (a socket extension): held back and delivered after the replay, without those the replay
+/// already sent, so the socket sees every message once and in order.
+#[derive(Clone, Default)]
+struct ReplayGate(Arc<Mutex<HashMap<String, Vec<Value>>>>);
+
+impl ReplayGate {
+    /// Holds `message` for `socket` if it is being replayed `room`; emits it otherwise.
+    fn offer(socket: &SocketRef, room: &str, message: &Value) {
+        let held = socket.extensions.get::<ReplayGate>().is_some_and(|gate| {
+            let mut groups = gate.0.lock().expect("replay gate poisoned");
+            groups
+                .get_mut(room)
+                .map(|waiting| waiting.push(message.clone()))
+                .is_some()
+        });
+        if !held {
+            let _ = socket.emit(INCOMING, message);
+        }
+    }
+
+    /// Ends the replay of `room`: emits what was held back above `replayed` (the last seq the
+    /// replay sent), then lets new messages through.
+    fn open(socket: &SocketRef, room: &str, replayed: i64) {
+        if let Some(gate) = socket.extensions.get::<ReplayGate>() {
+            let mut groups = gate.0.lock().expect("replay gate poisoned");
+            for message in groups.remove(room).unwrap_or_default() {
+                if message["seq"].as_i64().is_none_or(|seq| seq > replayed) {
+                    let _ = socket.emit(INCOMING, &message);
+                }
+            }
+        }
+        socket.leave(replaying_room(room));
+    }
+}
+
 fn user_room(user_id: &str) -> String {
     format!("u:{user_id}")
+}
+
+/// The highest message seq this replica has emitted in each group. A message role that dies
+/// before committing its place on the commands topic carries the last commands out again; the
+/// store absorbs them and the facts come again, so a replica emits a new message only above the
+/// group's mark (facts of one group arrive in order). At most [`ANNOUNCED_GROUPS`] groups are
+/// remembered; past that the marks start over, and a repeated fact could pass once.
+#[derive(Default)]
+struct Announced(HashMap<String, i64>);
+
+const ANNOUNCED_GROUPS: usize = 100_000;
+
+impl Announced {
+    /// Whether `seq` is new in `group_id`, marking it.
+    fn advance(&mut self, group_id: &str, seq: i64) -> bool {
+        if let Some(mark) = self.0.get_mut(group_id) {
+            if seq <= *mark {
+                return false;
+            }
+            *mark = seq;
+            return true;
+        }
+        if self.0.len() >= ANNOUNCED_GROUPS {
+            self.0.clear();
+        }
+        self.0.insert(group_id.to_string(), seq);
+        true
+    }
 }
 
 /// What a fact means on a replica: the command it answers, if any, and what to do with the
@@ -378,6 +451,7 @@ impl Chat {
             revocations,
             limits,
             pending: Arc::default(),
+            announced: Arc::default(),
             draining: Arc::default(),
         }
     }
@@ -447,20 +521,19 @@ impl Chat {
             command_id,
             tx,
         )?;
-        async {
-            self.events
-                .publish(
-                    COMMANDS,
-                    &Envelope::new("chat", group_id, command)
-                        .expiring_after(self.limits.ack_timeout),
-                )
-                .await?;
-            match tokio::time::timeout(self.limits.ack_timeout, rx).await {
-                Ok(Ok(answer)) => answer,
-                _ => Err(MessageError::SendTimedOut.into()),
-            }
-        }
-        .await
+        // The whole of it within the ack timeout: a hung log holds the publish as long as a
+        // hung message role holds the answer. A command published after its sender was told
+        // to retry is past its deadline, and the message role drops it.
+        let sent = async {
+            let envelope =
+                Envelope::new("chat", group_id, command).expiring_after(self.limits.ack_timeout);
+            self.events.publish(COMMANDS, &envelope).await?;
+            rx.await
+                .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))
+        };
+        tokio::time::timeout(self.limits.ack_timeout, sent)
+            .await
+            .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))
     }
 
     fn resolve(&self, command_id: Option<&str>, answer: Result<Value, Error>) {
@@ -473,7 +546,19 @@ impl Chat {
 
     /// Emits a fact to this replica's sockets and answers the command it settles, if waited on here.
     pub async fn on_fact(&self, io: &SocketIo, envelope: Envelope<Fact>) {
-        let routing = route(envelope);
+        let repeated = match &envelope.event {
+            Fact::MessageCreated { message, .. } => !self
+                .announced
+                .lock()
+                .expect("announced poisoned")
+                .advance(&envelope.key, message.seq),
+            _ => false,
+        };
+        let mut routing = route(envelope);
+        if repeated {
+            // Its sender may be waiting (a retry): answered, but not delivered twice.
+            routing.steps.clear();
+        }
         if let Some((command_id, answer)) = routing.answer {
             self.resolve(Some(&command_id), answer);
         }
@@ -491,13 +576,28 @@ impl Chat {
                     event,
                     body,
                 } => {
-                    let to = io.to(to);
-                    let emitted = match except {
-                        Some(room) => to.except(room).emit(event, &body).await,
-                        None => to.emit(event, &body).await,
+                    // New messages skip the sockets still being replayed what they missed:
+                    // those get them from their gate, after the replay, in order.
+                    let gated = event == INCOMING;
+                    let mut skip: Vec<String> = except.into_iter().collect();
+                    if gated {
+                        skip.extend(to.iter().map(|room| replaying_room(room)));
+                    }
+                    let target = io.to(to.clone());
+                    let emitted = if skip.is_empty() {
+                        target.emit(event, &body).await
+                    } else {
+                        target.except(skip).emit(event, &body).await
                     };
                     if let Err(e) = emitted {
                         tracing::debug!(error = %e, "emit failed");
+                    }
+                    if gated {
+                        for room in &to {
+                            for socket in io.to(replaying_room(room)).sockets() {
+                                ReplayGate::offer(&socket, room, &body);
+                            }
+                        }
                     }
                 }
             }
@@ -579,10 +679,6 @@ async fn authenticate(
         }
         Err(e) => tracing::warn!(error = %e, "presence unavailable; the socket is not counted"),
     }
-    socket.join(user_room(&user));
-    for group in &groups {
-        socket.join(group_room(&group.id));
-    }
     let replays: Vec<(String, i64)> = groups
         .iter()
         .filter_map(|g| {
@@ -592,6 +688,22 @@ async fn authenticate(
                 .map(|seq| (g.id.clone(), *seq))
         })
         .collect();
+    // Gated before the socket joins its rooms: a message emitted between the join and the
+    // replay is held back, never sent ahead of (or besides) the replay.
+    let gate = ReplayGate::default();
+    socket.extensions.insert(gate.clone());
+    for (group_id, _) in &replays {
+        let room = group_room(group_id);
+        gate.0
+            .lock()
+            .expect("replay gate poisoned")
+            .insert(room.clone(), Vec::new());
+        socket.join(replaying_room(&room));
+    }
+    socket.join(user_room(&user));
+    for group in &groups {
+        socket.join(group_room(&group.id));
+    }
     socket.extensions.insert(SocketUser(user));
     socket.extensions.insert(Bucket(Arc::new(Mutex::new((
         f64::from(chat.limits.events_per_second),
@@ -625,8 +737,21 @@ async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
     }
 }
 
-/// Sends what a reconnecting client missed in a group, in order, or asks it to resync.
+/// Sends what a reconnecting client missed in a group, in order, or asks it to resync; then the
+/// new messages held back meanwhile.
 async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, after: i64) {
+    let replayed = replay_history(chat, socket, user, group_id, after).await;
+    ReplayGate::open(socket, &group_room(group_id), replayed);
+}
+
+/// The replay itself; the last seq it sent (`after` when it sent none).
+async fn replay_history(
+    chat: &Chat,
+    socket: &SocketRef,
+    user: &str,
+    group_id: &str,
+    after: i64,
+) -> i64 {
     let request = HistoryRequest {
         caller: user.to_string(),
         group_id: group_id.to_string(),
@@ -641,25 +766,20 @@ async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, aft
         .call::<MessageHistory>(&request, &CallContext::internal())
         .await
     {
-        Ok(page) if page.has_more => {
-            let _ = socket.emit(
-                "chat.resync",
-                &json!({"groupId": group_id, "fromSeq": after}),
-            );
-        }
-        Ok(page) => {
+        Ok(page) if !page.has_more => {
             for message in &page.data {
-                let _ = socket.emit("chat.message.incoming", message);
+                let _ = socket.emit(INCOMING, message);
             }
+            return page.data.last().map_or(after, |m| m.seq);
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "replay failed; asking the client to resync");
-            let _ = socket.emit(
-                "chat.resync",
-                &json!({"groupId": group_id, "fromSeq": after}),
-            );
-        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "replay failed; asking the client to resync"),
     }
+    let _ = socket.emit(
+        "chat.resync",
+        &json!({"groupId": group_id, "fromSeq": after}),
+    );
+    after
 }
 
 /// Membership, checked for every client event once [`admit`] let it in. The socket's rooms are a
@@ -1108,6 +1228,18 @@ mod tests {
         drop(waiting);
         assert!(pending.lock().unwrap().is_empty());
         drop(rx);
+    }
+
+    #[test]
+    fn a_message_is_announced_once_per_group_whatever_comes_again() {
+        let mut announced = Announced::default();
+        assert!(announced.advance("g1", 1));
+        assert!(announced.advance("g1", 2));
+        assert!(announced.advance("g2", 1));
+        // The message role carried seq 2 out again after a crash.
+        assert!(!announced.advance("g1", 2));
+        assert!(!announced.advance("g1", 1));
+        assert!(announced.advance("g1", 3));
     }
 
     #[test]

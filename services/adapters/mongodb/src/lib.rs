@@ -27,7 +27,7 @@ use mongodb::bson::{
     doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, DateTime as BsonDateTime, Document,
 };
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
 pub use mongodb::Database;
 use mongodb::{Client, Collection, IndexModel};
 
@@ -60,6 +60,16 @@ pub async fn connect(
         .await
         .map_err(|_| invalid("not a MongoDB connection string"))?;
     options.app_name = Some(app_name.to_string());
+    // An acknowledged write is one the server has journaled (on a majority of a replica set):
+    // with the driver's default (w:1, no journal) a server killed right after acknowledging
+    // loses the last writes, and with them messages whose senders were told they were stored.
+    // A `w` or `journal` in the URI takes precedence.
+    options.write_concern.get_or_insert(
+        WriteConcern::builder()
+            .w(Acknowledgment::Majority)
+            .journal(true)
+            .build(),
+    );
     options
         .server_selection_timeout
         .get_or_insert(Duration::from_secs(3));
