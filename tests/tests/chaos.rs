@@ -231,6 +231,8 @@ struct Outcome {
     received: BTreeMap<String, Vec<i64>>,
     refused: usize,
     unanswered: usize,
+    /// Messages replayed to this user's reconnected sockets.
+    replayed: usize,
     longest_answer: Duration,
 }
 
@@ -317,7 +319,12 @@ async fn run_user(
     ready: Arc<tokio::sync::Barrier>,
 ) -> (Outcome, Option<ChatClient>) {
     let mut outcome = Outcome::default();
+    // A client resumes every group it knows, from 0 when it has nothing of it yet.
+    for group in &me.groups {
+        outcome.received.insert(group.clone(), Vec::new());
+    }
     let mut socket = Some(connect(&ports, me.replica, &me.user.token, &outcome.received).await);
+    let mut reconnected_at = None;
     // Everyone is connected before anyone sends: a message sent before a member connected is
     // not one it missed.
     ready.wait().await;
@@ -331,6 +338,7 @@ async fn run_user(
             let current = match socket.as_mut() {
                 Some(s) => s,
                 None => {
+                    reconnected_at = Some(chrono::Utc::now());
                     let fresh =
                         connect(&ports, me.replica + 1, &me.user.token, &outcome.received).await;
                     socket.insert(fresh)
@@ -344,7 +352,21 @@ async fn run_user(
                 )
                 .await;
             let waited = asked.elapsed();
-            record(&mut outcome.received, current.drain());
+            let events = current.drain();
+            // Messages stored before this socket reconnected came by replay.
+            if let Some(at) = reconnected_at {
+                outcome.replayed += events
+                    .iter()
+                    .filter(|(name, m)| {
+                        name == "chat.message.incoming"
+                            && m["createdAt"]
+                                .as_str()
+                                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                .is_some_and(|t| t < at)
+                    })
+                    .count();
+            }
+            record(&mut outcome.received, events);
             match ack {
                 Some(ack) if ack["ok"] == true => {
                     outcome.longest_answer = outcome.longest_answer.max(waited);
@@ -638,7 +660,8 @@ async fn run(fault: Fault) {
     );
 
     // Received: every receiver ends with every message of its groups, in order.
-    let (mut replayed, mut out_of_order, mut duplicates) = (0, 0, 0);
+    let mut replayed: usize = outcomes.iter().map(|o| o.replayed).sum();
+    let (mut out_of_order, mut duplicates) = (0, 0);
     for (user, outcome) in users.iter().zip(outcomes.iter_mut()) {
         for seqs in outcome.received.values() {
             let mut highest = 0;

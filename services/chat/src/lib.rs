@@ -135,37 +135,64 @@ const INCOMING: &str = "chat.message.incoming";
 
 /// New messages of a group that arrive while a reconnecting socket is replayed what it missed
 /// (a socket extension): held back and delivered after the replay, without those the replay
-/// already sent, so the socket sees every message once and in order.
+/// already sent, so the socket sees every message once and in order. After the replay the gate
+/// keeps the last seq it sent as a floor until a newer message passes: a message announced
+/// again (a retried send) is not sent twice even by a replica too new to have announced it.
 #[derive(Clone, Default)]
-struct ReplayGate(Arc<Mutex<HashMap<String, Vec<Value>>>>);
+struct ReplayGate(Arc<Mutex<HashMap<String, Gated>>>);
+
+/// Where a socket's replay of one group stands.
+enum Gated {
+    /// Replaying: new messages wait here.
+    Holding(Vec<Value>),
+    /// Replayed up to this seq: only newer messages pass.
+    Floor(i64),
+}
+
+fn seq_of(message: &Value) -> i64 {
+    message["seq"].as_i64().unwrap_or(i64::MAX)
+}
 
 impl ReplayGate {
-    /// Holds `message` for `socket` if it is being replayed `room`; emits it otherwise.
+    /// Holds `message` for `socket` while it is being replayed `room`, drops it if the replay
+    /// sent it, emits it otherwise.
     fn offer(socket: &SocketRef, room: &str, message: &Value) {
-        let held = socket.extensions.get::<ReplayGate>().is_some_and(|gate| {
+        let mut ungated = false;
+        if let Some(gate) = socket.extensions.get::<ReplayGate>() {
             let mut groups = gate.0.lock().expect("replay gate poisoned");
-            groups
-                .get_mut(room)
-                .map(|waiting| waiting.push(message.clone()))
-                .is_some()
-        });
-        if !held {
-            let _ = socket.emit(INCOMING, message);
+            match groups.get_mut(room) {
+                Some(Gated::Holding(waiting)) => return waiting.push(message.clone()),
+                Some(Gated::Floor(floor)) if seq_of(message) <= *floor => return,
+                Some(Gated::Floor(_)) => {
+                    groups.remove(room);
+                    ungated = true;
+                }
+                None => {}
+            }
+        }
+        let _ = socket.emit(INCOMING, message);
+        if ungated {
+            // This replica has now announced a newer message: it stops repeats by itself.
+            socket.leave(replaying_room(room));
         }
     }
 
     /// Ends the replay of `room`: emits what was held back above `replayed` (the last seq the
-    /// replay sent), then lets new messages through.
+    /// replay sent), then lets newer messages through.
     fn open(socket: &SocketRef, room: &str, replayed: i64) {
         if let Some(gate) = socket.extensions.get::<ReplayGate>() {
             let mut groups = gate.0.lock().expect("replay gate poisoned");
-            for message in groups.remove(room).unwrap_or_default() {
-                if message["seq"].as_i64().is_none_or(|seq| seq > replayed) {
-                    let _ = socket.emit(INCOMING, &message);
+            let mut floor = replayed;
+            if let Some(Gated::Holding(waiting)) = groups.remove(room) {
+                for message in waiting {
+                    if seq_of(&message) > floor {
+                        floor = seq_of(&message);
+                        let _ = socket.emit(INCOMING, &message);
+                    }
                 }
             }
+            groups.insert(room.to_string(), Gated::Floor(floor));
         }
-        socket.leave(replaying_room(room));
     }
 }
 
@@ -697,7 +724,7 @@ async fn authenticate(
         gate.0
             .lock()
             .expect("replay gate poisoned")
-            .insert(room.clone(), Vec::new());
+            .insert(room.clone(), Gated::Holding(Vec::new()));
         socket.join(replaying_room(&room));
     }
     socket.join(user_room(&user));
