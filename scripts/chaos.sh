@@ -9,7 +9,7 @@
 # SIGKILL of a role, of a chat replica, of Redis, RabbitMQ or the MongoDB stand-in (then started
 # again), or SIGSTOP of MongoDB or Kafka for longer than the clients' timeout. Each test asserts
 # that every acknowledged message is stored once with gap-free seq, every receiver ends with
-# every message of its groups, every send is answered in time, and the system recovers by
+# every message of its groups, every send is answered, and the system recovers by
 # itself (tests/tests/chaos.rs). CI runs the same tests with 400 messages each.
 #
 # The faults restart shared servers: do not run other tests against them meanwhile.
