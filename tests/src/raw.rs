@@ -16,18 +16,24 @@ pub struct RawSocket {
 
 impl RawSocket {
     pub async fn open(port: u16, token: &str) -> RawSocket {
+        Self::connect(port, json!({"token": token})).await.0
+    }
+
+    /// Opens a session with `auth` as the handshake payload; the socket and the packets that
+    /// came after the server's CONNECT in the same answer (a replay starts right away).
+    pub async fn connect(port: u16, auth: Value) -> (RawSocket, Vec<String>) {
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling");
         let open = http.get(&base).send().await.unwrap().text().await.unwrap();
         let handshake: Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
         let url = format!("{base}&sid={}", handshake["sid"].as_str().unwrap());
         let socket = RawSocket { http, url };
-        socket.post(&format!("40{}", json!({"token": token}))).await;
+        socket.post(&format!("40{auth}")).await;
         loop {
             let packets = socket.receive().await;
             assert!(!packets.is_empty(), "the session ended before connecting");
-            if packets.iter().any(|p| p.starts_with("40")) {
-                return socket;
+            if let Some(at) = packets.iter().position(|p| p.starts_with("40")) {
+                return (socket, packets[at + 1..].to_vec());
             }
         }
     }
@@ -48,13 +54,24 @@ impl RawSocket {
 
     /// The next packets from the server (empty once the session is gone).
     pub async fn receive(&self) -> Vec<String> {
+        let packets = self.receive_unanswered().await;
+        // The server's pings are answered, or it ends the session.
+        if packets.iter().any(|p| p == "2") {
+            self.post("3").await;
+        }
+        packets
+    }
+
+    /// Like [`RawSocket::receive`], but leaves the server's pings unanswered, as a client that
+    /// stopped reading would: the server ends the session after its ping timeout.
+    pub async fn receive_unanswered(&self) -> Vec<String> {
         let answer = within(
             Duration::from_secs(40),
             "a long-polling answer",
             self.http.get(&self.url).send(),
         )
         .await;
-        let packets: Vec<String> = match answer {
+        match answer {
             Ok(r) if r.status().is_success() => r
                 .text()
                 .await
@@ -63,12 +80,7 @@ impl RawSocket {
                 .map(String::from)
                 .collect(),
             _ => Vec::new(),
-        };
-        // The server's pings are answered, or it ends the session.
-        if packets.iter().any(|p| p == "2") {
-            self.post("3").await;
         }
-        packets
     }
 
     /// Sends every event in one request, acknowledgement ids 100 onwards, and returns their
@@ -127,4 +139,10 @@ pub enum Outcome {
     Ignored,
     /// The server closed the session.
     Ended,
+}
+
+/// The `(event, data)` of an event packet (`42["event",data]`).
+pub fn event_of(packet: &str) -> Option<(String, Value)> {
+    let args: Value = serde_json::from_str(packet.strip_prefix("42")?).ok()?;
+    Some((args[0].as_str()?.to_string(), args[1].clone()))
 }

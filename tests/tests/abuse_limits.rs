@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use chat_tests::raw;
 use chat_tests::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -340,4 +341,89 @@ async fn uploads_are_bounded_per_user_in_bytes_and_in_number() {
     // Bob's quota is his own.
     let bobs = put_chunk(api, &bob, "big.png", 0, 1, png_bytes(200_000)).await;
     assert_eq!(bobs.status, StatusCode::OK, "{}", bobs.text);
+}
+
+/// The seqs of the new messages among `packets`.
+fn incoming_seqs(packets: &[String]) -> Vec<i64> {
+    packets
+        .iter()
+        .filter_map(|p| raw::event_of(p))
+        .filter(|(event, _)| event == "chat.message.incoming")
+        .map(|(_, message)| message["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_holds_a_bounded_buffer_is_dropped_and_catches_up() {
+    let stack = RealtimeStack::start(&[
+        ("CHAT_SOCKET_BUFFER", "16"),
+        ("CHAT_PING_INTERVAL_MS", "1000"),
+        ("CHAT_PING_TIMEOUT_MS", "1000"),
+        ("CHAT_EVENTS_PER_SECOND", "1000"),
+    ])
+    .await;
+    let api = stack.api();
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let group = api.group(&ada, "Busy", &[&bob]).await;
+    let auth = |user: &User| json!({"token": user.token});
+    let sender = ChatClient::connect(stack.chat_a.port, auth(&ada)).await;
+    let mut reader = ChatClient::connect(stack.chat_a.port, auth(&bob)).await;
+    // Bob's second socket, on the same replica, stops reading once connected.
+    let stalled = raw::RawSocket::open(stack.chat_a.port, &bob.token).await;
+    let total = 40;
+    for i in 0..total {
+        let ack = sender
+            .send(&group, &format!("burst {i}"), &format!("burst-{i}"))
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    // A socket that reads is not held back by one that does not.
+    let mut seqs = Vec::new();
+    while seqs.len() < total {
+        let message = reader
+            .next("chat.message.incoming", Duration::from_secs(10))
+            .await;
+        seqs.push(message["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
+
+    // The stalled socket: the replica kept at most 16 packets for it, the oldest, and dropped
+    // the session at a ping it could not send or that went unanswered.
+    let mut kept = Vec::new();
+    within(
+        Duration::from_secs(20),
+        "the stalled socket is dropped",
+        async {
+            loop {
+                let packets = stalled.receive_unanswered().await;
+                if packets.is_empty() || packets.iter().any(|p| p == "1") {
+                    return;
+                }
+                kept.extend(incoming_seqs(&packets));
+            }
+        },
+    )
+    .await;
+    assert!(kept.len() <= 16, "a buffer of 16 packets held {kept:?}");
+    assert_eq!(kept, (1..=kept.len() as i64).collect::<Vec<_>>());
+    assert!(kept.len() < total, "nothing was held back: {kept:?}");
+
+    // Reconnecting with the last seq it holds, it is replayed the rest in order, paced by its
+    // reading: more than its buffer holds at once, and nothing lost.
+    let last = kept.last().copied().unwrap_or(0);
+    let (replayed, first) = raw::RawSocket::connect(
+        stack.chat_a.port,
+        json!({"token": bob.token, "lastSeq": {group.clone(): last}}),
+    )
+    .await;
+    let mut caught_up = incoming_seqs(&first);
+    within(Duration::from_secs(20), "the replay", async {
+        while caught_up.len() < total - kept.len() {
+            let packets = replayed.receive().await;
+            assert!(!packets.is_empty(), "the session ended during the replay");
+            caught_up.extend(incoming_seqs(&packets));
+        }
+    })
+    .await;
+    assert_eq!(caught_up, (last + 1..=total as i64).collect::<Vec<_>>());
 }

@@ -41,7 +41,7 @@ use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -170,7 +170,11 @@ impl ReplayGate {
                 None => {}
             }
         }
-        let _ = socket.emit(INCOMING, message);
+        if let Err(SendError::Socket(SocketError::InternalChannelFull)) =
+            socket.emit(INCOMING, message)
+        {
+            chat_ports::metrics::shed("slow_socket");
+        }
         if ungated {
             // This replica has now announced a newer message: it stops repeats by itself.
             socket.leave(replaying_room(room));
@@ -178,20 +182,70 @@ impl ReplayGate {
     }
 
     /// Ends the replay of `room`: emits what was held back above `replayed` (the last seq the
-    /// replay sent), then lets newer messages through.
-    fn open(socket: &SocketRef, room: &str, replayed: i64) {
-        if let Some(gate) = socket.extensions.get::<ReplayGate>() {
-            let mut groups = gate.0.lock().expect("replay gate poisoned");
-            let mut floor = replayed;
-            if let Some(Gated::Holding(waiting)) = groups.remove(room) {
-                for message in waiting {
-                    if seq_of(&message) > floor {
-                        floor = seq_of(&message);
-                        let _ = socket.emit(INCOMING, &message);
+    /// replay sent), paced by what the client reads, then lets newer messages through. Messages
+    /// arriving meanwhile are held back too, so they follow in order.
+    async fn open(socket: &SocketRef, room: &str, replayed: i64, patience: Duration) {
+        let Some(gate) = socket.extensions.get::<ReplayGate>() else {
+            return;
+        };
+        let mut floor = replayed;
+        loop {
+            let waiting = {
+                let mut groups = gate.0.lock().expect("replay gate poisoned");
+                match groups.get_mut(room) {
+                    Some(Gated::Holding(waiting)) if !waiting.is_empty() => std::mem::take(waiting),
+                    _ => {
+                        groups.insert(room.to_string(), Gated::Floor(floor));
+                        return;
+                    }
+                }
+            };
+            for message in waiting {
+                if seq_of(&message) > floor {
+                    floor = seq_of(&message);
+                    if !emit_paced(socket, INCOMING, &message, patience).await {
+                        return;
                     }
                 }
             }
-            groups.insert(room.to_string(), Gated::Floor(floor));
+        }
+    }
+}
+
+/// Emits to one socket, waiting while its buffer is full (a client reading slowly) for at most
+/// `patience`; false when the socket is gone or never made room. A replay emits up to
+/// `CHAT_REPLAY_LIMIT` messages per group at once, more than a socket's buffer holds.
+async fn emit_paced<T: serde::Serialize + ?Sized>(
+    socket: &SocketRef,
+    event: &str,
+    data: &T,
+    patience: Duration,
+) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        match socket.emit(event, data) {
+            Ok(()) => return true,
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                chat_ports::metrics::shed("slow_socket");
+                return false;
+            }
+        }
+    }
+}
+
+/// Counts the deliveries a broadcast dropped because a socket's buffer was full (a client that
+/// does not read; the next ping finds its buffer full and drops it).
+fn count_slow_sockets(error: &BroadcastError) {
+    if let BroadcastError::Socket(errors) = error {
+        for e in errors {
+            if matches!(e, SocketError::InternalChannelFull) {
+                chat_ports::metrics::shed("slow_socket");
+            }
         }
     }
 }
@@ -529,6 +583,9 @@ impl Chat {
     pub fn layer(self) -> (SocketIoLayer, SocketIo) {
         let (layer, io) = SocketIo::builder()
             .max_payload(64 * 1024)
+            .max_buffer_size(self.limits.socket_buffer as usize)
+            .ping_interval(self.limits.ping_interval)
+            .ping_timeout(self.limits.ping_timeout)
             .with_state(self)
             .build_layer();
         io.ns("/", on_connect.with(authenticate));
@@ -617,6 +674,7 @@ impl Chat {
                         target.except(skip).emit(event, &body).await
                     };
                     if let Err(e) = emitted {
+                        count_slow_sockets(&e);
                         tracing::debug!(error = %e, "emit failed");
                     }
                     if gated {
@@ -768,7 +826,13 @@ async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
 /// new messages held back meanwhile.
 async fn replay(chat: &Chat, socket: &SocketRef, user: &str, group_id: &str, after: i64) {
     let replayed = replay_history(chat, socket, user, group_id, after).await;
-    ReplayGate::open(socket, &group_room(group_id), replayed);
+    ReplayGate::open(
+        socket,
+        &group_room(group_id),
+        replayed,
+        chat.limits.ping_timeout,
+    )
+    .await;
 }
 
 /// The replay itself; the last seq it sent (`after` when it sent none).
@@ -794,18 +858,25 @@ async fn replay_history(
         .await
     {
         Ok(page) if !page.has_more => {
+            let mut sent = after;
             for message in &page.data {
-                let _ = socket.emit(INCOMING, message);
+                if !emit_paced(socket, INCOMING, message, chat.limits.ping_timeout).await {
+                    break;
+                }
+                sent = message.seq;
             }
-            return page.data.last().map_or(after, |m| m.seq);
+            return sent;
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "replay failed; asking the client to resync"),
     }
-    let _ = socket.emit(
+    emit_paced(
+        socket,
         "chat.resync",
         &json!({"groupId": group_id, "fromSeq": after}),
-    );
+        chat.limits.ping_timeout,
+    )
+    .await;
     after
 }
 

@@ -187,6 +187,15 @@ pub struct ChatLimits {
     /// Most commands (sends, seen receipts, deletes) one replica waits for at once; the next is
     /// refused at once with `overloaded`.
     pub max_pending_commands: u32,
+    /// Most packets a replica holds for one socket that has not read them yet; what a full
+    /// socket cannot take is dropped (it catches up with `lastSeq` when it reconnects).
+    pub socket_buffer: u32,
+    /// How often a replica pings each socket. A socket whose buffer is full at a ping, or that
+    /// has not answered one within `ping_timeout`, is dropped: a client that does not read
+    /// holds at most `socket_buffer` packets, for at most `ping_interval + ping_timeout`.
+    pub ping_interval: Duration,
+    /// How long a replica waits for the answer to a ping.
+    pub ping_timeout: Duration,
 }
 
 impl Default for ChatLimits {
@@ -197,6 +206,9 @@ impl Default for ChatLimits {
             replay_limit: 100,
             max_sockets_per_user: 20,
             max_pending_commands: 1000,
+            socket_buffer: 128,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -473,6 +485,17 @@ impl Config {
                     "CHAT_MAX_PENDING_COMMANDS",
                     chat.max_pending_commands,
                     1..=1_000_000,
+                )?,
+                socket_buffer: env.ranged("CHAT_SOCKET_BUFFER", chat.socket_buffer, 8..=100_000)?,
+                ping_interval: env.millis(
+                    "CHAT_PING_INTERVAL_MS",
+                    chat.ping_interval.as_millis() as u64,
+                    100..=300_000,
+                )?,
+                ping_timeout: env.millis(
+                    "CHAT_PING_TIMEOUT_MS",
+                    chat.ping_timeout.as_millis() as u64,
+                    100..=300_000,
                 )?,
             },
             abuse: abuse_limits(&env)?,

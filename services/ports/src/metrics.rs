@@ -91,7 +91,7 @@ pub fn metrics() -> &'static Metrics {
         registry.register(
             "shed",
             "Work refused at once or dropped past its deadline under overload, by stage \
-             (http, chat_send, expired_command, expired_rpc)",
+             (http, chat_send, expired_command, expired_rpc, slow_socket)",
             shed.clone(),
         );
         Metrics {
