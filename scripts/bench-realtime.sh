@@ -62,18 +62,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- node dependencies, chat-server
 [ -f "$YARDSTICK/fanout.mjs" ] || die "no fanout.mjs in $YARDSTICK (set BENCH_YARDSTICK)"
-command -v node >/dev/null || die "node is needed (Node.js 20 or newer)"
-mkdir -p "$NODE_DIR"
-if ! cmp -s bench/node/package-lock.json "$NODE_DIR/package-lock.json" || [ ! -d "$NODE_DIR/node_modules" ]; then
-  log "installing the pinned Node dependencies into $NODE_DIR"
-  cp bench/node/package.json bench/node/package-lock.json "$NODE_DIR/"
-  # better-sqlite3 compiles from source when no prebuilt binary can be fetched; Debian's nodejs
-  # ships the headers under /usr/include/node.
-  if [ -d /usr/include/node ]; then export npm_config_nodedir=${npm_config_nodedir:-/usr}; fi
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund >&2)
-fi
-# ES modules resolve packages from their own directory: run the scripts from the cache.
-cp "$YARDSTICK/fanout.mjs" "$YARDSTICK/reference-server.mjs" bench/node/idle.mjs bench/node/table.mjs "$NODE_DIR/"
+. scripts/bench-node.sh
+bench_node_install "$YARDSTICK/fanout.mjs" "$YARDSTICK/reference-server.mjs" bench/node/idle.mjs bench/node/table.mjs
 
 CHAT_SERVER=$CARGO_TARGET_DIR/release/chat-server
 if [ "$mode" = profile ] || [[ " $TARGETS " == *" chat-server "* ]]; then

@@ -3,7 +3,9 @@
 # infrastructure, and prints figures (RPC round trip, login, /auth/me, real-time delivery,
 # 50 MB upload and download, embedded mode start-up and memory). Nothing is asserted; compare
 # the figures with the README's.
-# Arguments name sections to run alone: rpc login realtime fanout attachments embedded.
+# Arguments name sections to run alone: rpc login realtime fanout attachments embedded soak.
+#   soak      30 minutes of steady load on `chat-server all` and on the multi-process stack, a
+#             line of figures a minute (scripts/bench-soak.sh; not in the default set)
 #   fanout    the real-time fan-out table against the Node Socket.IO reference
 #             (scripts/bench-realtime.sh; needs Node.js, no infrastructure)
 #   realtime  fanout, then a message between two chat replicas through Kafka (infrastructure)
@@ -24,10 +26,12 @@ for a in "$@"; do
 done
 [ ${#sections[@]} -gt 0 ] || sections=(rpc login realtime attachments embedded)
 fanout=
+soak=
 rust=()
 for s in "${sections[@]}"; do
   case $s in
     fanout) fanout=1 ;;
+    soak) soak=1 ;;
     realtime) fanout=1; rust+=("$s") ;;
     *) rust+=("$s") ;;
   esac
@@ -35,6 +39,9 @@ done
 
 if [ -n "$fanout" ]; then
   scripts/bench-realtime.sh "${quick[@]}"
+fi
+if [ -n "$soak" ]; then
+  scripts/bench-soak.sh
 fi
 if [ ${#rust[@]} -gt 0 ]; then
   infra_env=$(scripts/infra.sh up)

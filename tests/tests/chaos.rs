@@ -464,10 +464,47 @@ async fn catch_up(
     distinct(received) - before
 }
 
-async fn run(fault: Fault) {
+/// How soon after healing a fresh client's send is stored (the recovery probe).
+async fn recovery(stack: &ChaosStack, probe: &User, probe_group: &str, fault: usize) -> Duration {
+    let healed = Instant::now();
+    within(
+        Duration::from_secs(120),
+        "a send stored after healing",
+        async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let none = BTreeMap::new();
+                let socket = connect(&stack.chat_ports, 0, &probe.user.token, &none).await;
+                let id = format!("probe-{fault}-{attempt}");
+                if let Some(ack) = socket
+                    .try_request(
+                        "chat.message.send",
+                        json!({"groupId": probe_group, "content": id, "clientMessageId": id}),
+                    )
+                    .await
+                {
+                    if ack["ok"] == true {
+                        socket.disconnect().await;
+                        return healed.elapsed();
+                    }
+                }
+                socket.disconnect().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await
+}
+
+async fn run(faults: &[Fault]) {
     if skip_in_embedded_mode("the fault suite runs the roles as processes on the real servers") {
         return;
     }
+    let label = match faults {
+        [fault] => fault.name(),
+        _ => "every fault in turn".to_string(),
+    };
     let messages = setting("CHAOS_MESSAGES", 400);
     let senders = setting("CHAOS_SENDERS", 20);
     let group_count = setting("CHAOS_GROUPS", 50);
@@ -528,50 +565,36 @@ async fn run(fault: Fault) {
         })
         .collect();
 
-    // The fault strikes a third of the way through, and is healed.
-    within(Duration::from_secs(600), "a third of the messages", async {
-        while progress.stored.load(Ordering::SeqCst) < per_user * senders / 3 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    progress.during_fault.store(true, Ordering::SeqCst);
-    let struck = Instant::now();
-    stack.inject(fault).await;
-    progress.during_fault.store(false, Ordering::SeqCst);
-    let outage = struck.elapsed();
-
-    // Recovery: how soon after healing a fresh client's send is stored.
-    let healed = Instant::now();
-    let probe = &users[0];
-    let recovered = within(
-        Duration::from_secs(120),
-        "a send stored after healing",
-        async {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let none = BTreeMap::new();
-                let socket = connect(&stack.chat_ports, 0, &probe.user.token, &none).await;
-                let id = format!("probe-{attempt}");
-                if let Some(ack) = socket
-                    .try_request(
-                        "chat.message.send",
-                        json!({"groupId": probe_group, "content": id, "clientMessageId": id}),
-                    )
-                    .await
-                {
-                    if ack["ok"] == true {
-                        socket.disconnect().await;
-                        return healed.elapsed();
-                    }
+    // Each fault strikes in turn once enough messages are stored (a lone fault a third of the
+    // way through), and is healed; then a fresh client's send must be stored again.
+    let total = per_user * senders;
+    let mut struck_faults = Vec::new();
+    for (k, &fault) in faults.iter().enumerate() {
+        let mark = total * (k + 1) / (faults.len() + 2);
+        within(
+            Duration::from_secs(600),
+            "messages before the fault",
+            async {
+                while progress.stored.load(Ordering::SeqCst) < mark {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                socket.disconnect().await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        },
-    )
-    .await;
+            },
+        )
+        .await;
+        assert!(
+            progress.stored.load(Ordering::SeqCst) < total,
+            "{} would strike after the load ended: raise CHAOS_MESSAGES",
+            fault.name()
+        );
+        progress.during_fault.store(true, Ordering::SeqCst);
+        let struck = Instant::now();
+        stack.inject(fault).await;
+        progress.during_fault.store(false, Ordering::SeqCst);
+        let outage = struck.elapsed();
+        let recovered = recovery(&stack, &users[0], &probe_group, k).await;
+        let refused = progress.refused_during_fault.swap(0, Ordering::SeqCst);
+        struck_faults.push((fault, outage, refused, recovered));
+    }
 
     // Everyone stays connected until every sender is done, and a moment longer for what is
     // still on its way: what a receiver then lacks, it missed.
@@ -601,7 +624,7 @@ async fn run(fault: Fault) {
             seqs,
             (1..=messages.len() as i64).collect::<Vec<_>>(),
             "{}: group {group} has a gap or a duplicate seq",
-            fault.name()
+            label
         );
         stored.insert(group.clone(), messages);
     }
@@ -652,7 +675,7 @@ async fn run(fault: Fault) {
         everything.len(),
         acknowledged.len(),
         "{}: stored messages nobody was told about",
-        fault.name()
+        label
     );
 
     // Received: every receiver ends with every message of its groups, in order.
@@ -680,7 +703,7 @@ async fn run(fault: Fault) {
                 seqs,
                 (1..=stored[group].len() as i64).collect::<Vec<_>>(),
                 "{}: {} misses messages of {group}",
-                fault.name(),
+                label,
                 user.user.id
             );
         }
@@ -689,7 +712,7 @@ async fn run(fault: Fault) {
         (out_of_order, duplicates),
         (0, 0),
         "{}: messages received out of order, or twice",
-        fault.name()
+        label
     );
 
     let refused: usize = outcomes.iter().map(|o| o.refused).sum();
@@ -702,26 +725,22 @@ async fn run(fault: Fault) {
     // Every send is answered (the client gives up after 15 s, five times the server's timeout:
     // a hang guard, not a timing check; the longest wait is reported, not asserted). A send left
     // unanswered is only allowed when the replica holding its socket died.
-    if !matches!(fault, Fault::KillChatReplica) {
-        assert_eq!(
-            unanswered,
-            0,
-            "{}: sends left without an answer",
-            fault.name()
+    if !faults.iter().any(|f| matches!(f, Fault::KillChatReplica)) {
+        assert_eq!(unanswered, 0, "{}: sends left without an answer", label);
+    }
+    for (fault, outage, refused_during, recovered) in struck_faults {
+        let name = match faults {
+            [_] => fault.name(),
+            _ => format!("in turn: {}", fault.name()),
+        };
+        println!(
+            "chaos: {name} | {} messages | outage {:.1} s | {refused} refused ({refused_during} during the fault) | {unanswered} unanswered | longest answer {} ms | recovered {} ms after healing | {replayed} replayed",
+            acknowledged.len(),
+            outage.as_secs_f64(),
+            longest.as_millis(),
+            recovered.as_millis(),
         );
     }
-    println!(
-        "chaos: {} | {} messages | outage {:.1} s | {} refused ({} during the fault) | {} unanswered | longest answer {} ms | recovered {} ms after healing | {} replayed",
-        fault.name(),
-        acknowledged.len(),
-        outage.as_secs_f64(),
-        refused,
-        progress.refused_during_fault.load(Ordering::SeqCst),
-        unanswered,
-        longest.as_millis(),
-        recovered.as_millis(),
-        replayed,
-    );
 }
 
 /// One test per fault, each on a stack of its own.
@@ -730,7 +749,7 @@ macro_rules! faults {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                run($fault).await;
+                run(&[$fault]).await;
             }
         )*
     };
@@ -747,4 +766,25 @@ faults! {
     chaos_kill_mongodb => Fault::KillServer(Server::MongoDb),
     chaos_hang_mongodb => Fault::HangServer(Server::MongoDb),
     chaos_hang_kafka => Fault::HangServer(Server::Kafka),
+}
+
+/// The full form (`scripts/chaos.sh`): one stream of messages (10,000 there) through which every
+/// fault strikes in turn, each healed before the next. Not in CI, which runs the faults one per
+/// test with fewer messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the full fault run: scripts/chaos.sh"]
+async fn chaos_every_fault_in_turn() {
+    run(&[
+        Fault::KillRole("message"),
+        Fault::KillServer(Server::Redis),
+        Fault::KillRole("group"),
+        Fault::KillServer(Server::RabbitMq),
+        Fault::KillRole("auth"),
+        Fault::KillServer(Server::MongoDb),
+        Fault::KillRole("gateway"),
+        Fault::HangServer(Server::MongoDb),
+        Fault::KillChatReplica,
+        Fault::HangServer(Server::Kafka),
+    ])
+    .await;
 }
