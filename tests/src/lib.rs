@@ -793,8 +793,9 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 11] = [
+pub const SERVER_EVENTS: [&str; 13] = [
     "chat.message.incoming",
+    "chat.message.edited",
     "chat.message.seen",
     "chat.message.deleted",
     "chat.typing",
@@ -802,6 +803,7 @@ pub const SERVER_EVENTS: [&str; 11] = [
     "group.created",
     "group.members.added",
     "group.member.removed",
+    "group.member.role_changed",
     "user.online",
     "user.offline",
     "server.restarting",

@@ -140,6 +140,11 @@ fn protected_routes(group: &str, user: &str, file: &str) -> Vec<(Method, String,
             format!("/groups/{group}/members/{user}"),
             None,
         ),
+        (
+            Method::PATCH,
+            format!("/groups/{group}/members/{user}"),
+            Some(json!({"role": "admin"})),
+        ),
         (Method::GET, format!("/groups/{group}/messages"), None),
         (Method::GET, "/messages/search?q=secret".into(), None),
         (Method::GET, "/assets/upload?filename=a.png".into(), None),
@@ -336,6 +341,14 @@ async fn group_routes_answer_each_caller_as_documented_and_refusals_change_nothi
             "group_not_found",
         ),
         (
+            &eve,
+            Method::PATCH,
+            format!("/groups/{g}/members/{}", eve.id),
+            Some(json!({"role": "admin"})),
+            404,
+            "group_not_found",
+        ),
+        (
             &bob,
             Method::PATCH,
             format!("/groups/{g}"),
@@ -356,6 +369,14 @@ async fn group_routes_answer_each_caller_as_documented_and_refusals_change_nothi
             Method::DELETE,
             format!("/groups/{g}/members/{}", ada.id),
             None,
+            403,
+            "not_group_admin",
+        ),
+        (
+            &bob,
+            Method::PATCH,
+            format!("/groups/{g}/members/{}", bob.id),
+            Some(json!({"role": "admin"})),
             403,
             "not_group_admin",
         ),
@@ -385,6 +406,10 @@ async fn group_routes_answer_each_caller_as_documented_and_refusals_change_nothi
         (
             "chat.message.delete",
             json!({"groupId": g, "messageId": message_id}),
+        ),
+        (
+            "chat.message.edit",
+            json!({"groupId": g, "messageId": message_id, "content": "mine now"}),
         ),
         ("chat.typing", json!({"groupId": g})),
     ] {

@@ -11,11 +11,12 @@ use chat_tests::raw::{Outcome, RawSocket};
 use chat_tests::*;
 use serde_json::{json, Value};
 
-const EVENTS: [&str; 5] = [
+const EVENTS: [&str; 6] = [
     "chat.message.send",
     "chat.typing",
     "chat.message.seen",
     "chat.message.delete",
+    "chat.message.edit",
     "user.heartbeat",
 ];
 

@@ -802,3 +802,236 @@ async fn typing_reaches_co_members_across_replicas_throttled_and_never_stored() 
     let page = history(&stack, &bob, &group, "").await;
     assert_eq!(page.body["data"], json!([]), "typing is never stored");
 }
+
+#[tokio::test]
+async fn an_admin_changes_a_members_role_and_every_member_hears_of_it() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let [ada, bob, cy] = api.users(["ada", "bob", "cy"]).await;
+    let group = stack.api().group(&ada, "Crew", &[&bob, &cy]).await;
+    let as_caller = |caller: &User, target: &User, role: &str| {
+        api.authed(
+            Method::PATCH,
+            &format!("/groups/{group}/members/{}", target.id),
+            caller,
+        )
+        .json(&json!({ "role": role }))
+    };
+    let mut b = client(stack.chat_b.port, &bob).await;
+    let mut c = client(stack.chat_a.port, &cy).await;
+    let sent = c.send(&group, "mine", "cy-1").await;
+    let message_id = sent["message"]["id"].as_str().unwrap().to_string();
+    // Bob, a member, may not delete Cy's message (and the message role now knows him as one).
+    let refused = b
+        .request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await;
+    assert_eq!(
+        refused["error"]["reason"], "not_sender_or_admin",
+        "{refused}"
+    );
+
+    // Only an admin changes roles; a group keeps an admin; the role must be one of the two.
+    let by_member = api.send(as_caller(&bob, &cy, "admin")).await;
+    by_member.assert_error(403);
+    assert_eq!(by_member.reason(), "not_group_admin", "{}", by_member.text);
+    let last_admin = api.send(as_caller(&ada, &ada, "member")).await;
+    last_admin.assert_error(409);
+    assert_eq!(last_admin.reason(), "last_admin", "{}", last_admin.text);
+    let bad = api.send(as_caller(&ada, &bob, "owner")).await;
+    bad.assert_error(400);
+    let stranger = api.user("eve").await;
+    let not_member = api.send(as_caller(&ada, &stranger, "admin")).await;
+    not_member.assert_error(404);
+    assert_eq!(
+        not_member.reason(),
+        "member_not_found",
+        "{}",
+        not_member.text
+    );
+
+    // Ada makes Bob an admin: the answer shows it, and every member hears of it on every replica.
+    let promoted = api.send(as_caller(&ada, &bob, "admin")).await;
+    assert_eq!(
+        promoted.status,
+        reqwest::StatusCode::OK,
+        "{}",
+        promoted.text
+    );
+    let roles: Vec<(String, String)> = promoted.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["userId"].as_str().unwrap().into(),
+                m["role"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        roles.contains(&(bob.id.clone(), "admin".into())),
+        "{roles:?}"
+    );
+    for socket in [&mut b, &mut c] {
+        let heard = socket.next("group.member.role_changed", WAIT).await;
+        assert_eq!(
+            heard,
+            json!({"groupId": group, "userId": bob.id, "role": "admin", "changedBy": ada.id})
+        );
+    }
+    // At once an admin: he deletes Cy's message, though the message role had him as a member.
+    assert_ok(
+        &b.request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": message_id}),
+        )
+        .await,
+    );
+    // With two admins, Ada may step down; the same change again changes nothing.
+    let stepped_down = api.send(as_caller(&ada, &ada, "member")).await;
+    assert_eq!(
+        stepped_down.status,
+        reqwest::StatusCode::OK,
+        "{}",
+        stepped_down.text
+    );
+    let again = api.send(as_caller(&bob, &ada, "member")).await;
+    assert_eq!(again.status, reqwest::StatusCode::OK, "{}", again.text);
+    let now_bob_alone = api.send(as_caller(&bob, &bob, "member")).await;
+    now_bob_alone.assert_error(409);
+    assert_eq!(
+        now_bob_alone.reason(),
+        "last_admin",
+        "{}",
+        now_bob_alone.text
+    );
+}
+
+#[tokio::test]
+async fn unread_counts_agree_across_a_users_devices() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let unread = |user: &User| {
+        let request = api.authed(Method::GET, "/groups", user);
+        async move { api.send(request).await.body[0]["unreadCount"].clone() }
+    };
+    let a = client(stack.chat_a.port, &ada).await;
+    // Bob on two devices, one on each replica.
+    let phone = client(stack.chat_a.port, &bob).await;
+    let mut laptop = client(stack.chat_b.port, &bob).await;
+    for i in 1..=3 {
+        assert_ok(
+            &a.send(&group, &format!("news {i}"), &format!("news-{i}"))
+                .await,
+        );
+    }
+    assert_eq!(unread(&bob).await, 3);
+    // Read on the phone: the laptop hears it (its badge follows) and the count is shared.
+    assert_ok(
+        &phone
+            .request("chat.message.seen", json!({"groupId": group, "seq": 2}))
+            .await,
+    );
+    let heard = laptop.next("chat.message.seen", WAIT).await;
+    assert_eq!(
+        (heard["userId"].as_str(), heard["seq"].as_i64()),
+        (Some(bob.id.as_str()), Some(2))
+    );
+    assert_eq!(unread(&bob).await, 1);
+    // An older position from the laptop, which had not caught up, does not move it back.
+    let stale = laptop
+        .request("chat.message.seen", json!({"groupId": group, "seq": 1}))
+        .await;
+    assert_ok(&stale);
+    assert_eq!(stale["seq"], 2, "{stale}");
+    assert_eq!(unread(&bob).await, 1);
+    // Bob's own messages are never unread to him, from whichever device he sends them.
+    assert_ok(&laptop.send(&group, "on my way", "bob-1").await);
+    assert_eq!(unread(&bob).await, 1);
+    assert_eq!(unread(&ada).await, 1);
+}
+
+#[tokio::test]
+async fn a_sender_edits_a_message_within_the_window_and_every_member_sees_it() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    let sent = a.send(&group, "teh plan", "plan-1").await;
+    let id = sent["message"]["id"].as_str().unwrap().to_string();
+    b.next("chat.message.incoming", WAIT).await;
+    let edit = |content: &str| json!({"groupId": group, "messageId": id, "content": content});
+
+    let edited = a.request("chat.message.edit", edit("  the plan  ")).await;
+    assert_ok(&edited);
+    let message = &edited["message"];
+    assert_eq!(
+        (message["content"].as_str(), message["seq"].as_i64()),
+        (Some("the plan"), Some(1))
+    );
+    assert!(message["editedAt"].is_string(), "{message}");
+    // The other members see it on every replica; history and search have the new text.
+    let heard = b.next("chat.message.edited", WAIT).await;
+    assert_eq!(&heard, message);
+    let stored = api.all_messages(&group, &bob).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(&stored[0], message);
+    let found = api
+        .send(api.authed(Method::GET, "/messages/search?q=plan", &bob))
+        .await;
+    assert_eq!(found.body[0]["content"], "the plan", "{}", found.text);
+
+    // Only the sender, only text, and not a deleted message.
+    let by_bob = b.request("chat.message.edit", edit("bob's plan")).await;
+    assert_eq!(by_bob["error"]["reason"], "not_sender", "{by_bob}");
+    let empty = a.request("chat.message.edit", edit("   ")).await;
+    assert_eq!(empty["error"]["reason"], "empty_message", "{empty}");
+    let unknown = a
+        .request(
+            "chat.message.edit",
+            json!({"groupId": group, "messageId": "665f1f77bcf86cd799439011", "content": "x"}),
+        )
+        .await;
+    assert_eq!(unknown["error"]["reason"], "message_not_found", "{unknown}");
+    assert_ok(
+        &a.request(
+            "chat.message.delete",
+            json!({"groupId": group, "messageId": id}),
+        )
+        .await,
+    );
+    let gone = a.request("chat.message.edit", edit("back")).await;
+    assert_eq!(gone["error"]["reason"], "message_deleted", "{gone}");
+    assert_eq!(api.all_messages(&group, &bob).await[0]["deleted"], true);
+}
+
+#[tokio::test]
+async fn a_message_past_the_edit_window_stays_as_sent() {
+    let stack = RealtimeStack::start(&[("MESSAGE_EDIT_WINDOW_SECONDS", "1")]).await;
+    let api = stack.api();
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let sent = a.send(&group, "final words", "final-1").await;
+    let id = sent["message"]["id"].as_str().unwrap().to_string();
+    // Past the window (a wait, not a timing assertion).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = a
+        .request(
+            "chat.message.edit",
+            json!({"groupId": group, "messageId": id, "content": "second thoughts"}),
+        )
+        .await;
+    assert_eq!(late["error"]["code"], "conflict", "{late}");
+    assert_eq!(late["error"]["reason"], "edit_window_closed", "{late}");
+    let stored = api.all_messages(&group, &bob).await;
+    assert_eq!(stored[0]["content"], "final words");
+    assert!(stored[0].get("editedAt").is_none(), "{}", stored[0]);
+}

@@ -331,6 +331,16 @@ fn route(envelope: Envelope<Fact>) -> Routing {
                 steps: vec![emit(room, "chat.message.incoming", body)],
             }
         }
+        Fact::MessageEdited {
+            command_id,
+            message,
+        } => {
+            let body = serde_json::to_value(&message).unwrap_or_default();
+            Routing {
+                answer: answer(command_id, json!({ "message": &body })),
+                steps: vec![emit(room, "chat.message.edited", body)],
+            }
+        }
         Fact::MessageSeen {
             command_id,
             user_id,
@@ -424,6 +434,18 @@ fn route(envelope: Envelope<Fact>) -> Routing {
                 body: json!({"groupId": group_id, "userId": user_id, "typing": typing}),
             }],
         },
+        Fact::MemberRoleChanged {
+            user_id,
+            role,
+            changed_by,
+        } => Routing {
+            answer: None,
+            steps: vec![emit(
+                room,
+                "group.member.role_changed",
+                json!({"groupId": group_id, "userId": user_id, "role": role, "changedBy": changed_by}),
+            )],
+        },
         Fact::MemberRemoved { user_id } => {
             let body = json!({"groupId": group_id, "userId": user_id});
             Routing {
@@ -506,13 +528,6 @@ struct TypingEvent {
 
 fn yes() -> bool {
     true
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeleteEvent {
-    group_id: String,
-    message_id: String,
 }
 
 impl Chat {
@@ -800,6 +815,7 @@ async fn authenticate(
     socket.on("chat.typing", on_typing);
     socket.on("chat.message.seen", on_seen);
     socket.on("chat.message.delete", on_delete);
+    socket.on("chat.message.edit", on_edit);
     socket.on("user.heartbeat", on_heartbeat);
     socket.on_disconnect(on_disconnect);
     Ok(())
@@ -991,23 +1007,67 @@ async fn on_seen(
     answer(ack, result);
 }
 
+/// A socket event that names a message of a group.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageEvent<T> {
+    group_id: String,
+    message_id: String,
+    #[serde(flatten)]
+    rest: T,
+}
+
+/// What `chat.message.edit` carries besides the message it names.
+#[derive(Deserialize)]
+struct EditFields {
+    content: String,
+}
+
+/// Admits `event` naming a message, checks its group, and waits for the command `build` makes
+/// of it: `build(message id, command id, user id, the event's other fields)`.
+async fn on_message<T: serde::de::DeserializeOwned>(
+    chat: &Chat,
+    socket: &SocketRef,
+    event: &'static str,
+    data: Value,
+    build: impl FnOnce(String, String, String, T) -> Command,
+) -> Result<Value, Error> {
+    let event: MessageEvent<T> = admit(chat, socket, event, data)?;
+    let user = precheck(chat, socket, &event.group_id).await?;
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let command = build(event.message_id, command_id, user, event.rest);
+    chat.command(&event.group_id, command).await
+}
+
 async fn on_delete(
     socket: SocketRef,
     Data(data): Data<Value>,
     ack: AckSender,
     State(chat): State<Chat>,
 ) {
-    let result = async {
-        let event: DeleteEvent = admit(&chat, &socket, "chat.message.delete", data)?;
-        let user = precheck(&chat, &socket, &event.group_id).await?;
-        let command = Command::Delete {
-            command_id: uuid::Uuid::new_v4().to_string(),
-            user_id: user,
-            message_id: event.message_id,
-        };
-        chat.command(&event.group_id, command).await
-    }
-    .await;
+    let delete = |message_id, command_id, user_id, _: serde::de::IgnoredAny| Command::Delete {
+        command_id,
+        user_id,
+        message_id,
+    };
+    let result = on_message(&chat, &socket, "chat.message.delete", data, delete).await;
+    answer(ack, result);
+}
+
+/// `chat.message.edit`: the sender replaces a message's text within the edit window.
+async fn on_edit(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let edit = |message_id, command_id, user_id, fields: EditFields| Command::Edit {
+        command_id,
+        user_id,
+        message_id,
+        content: fields.content,
+    };
+    let result = on_message(&chat, &socket, "chat.message.edit", data, edit).await;
     answer(ack, result);
 }
 
@@ -1215,6 +1275,7 @@ mod tests {
             attachment: None,
             deleted: false,
             created_at: chrono::Utc::now(),
+            edited_at: None,
         };
         let created = |command_id: Option<&str>| Fact::MessageCreated {
             command_id: command_id.map(String::from),

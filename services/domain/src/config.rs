@@ -159,6 +159,9 @@ pub struct Config {
     /// next is refused at connect; default 20) and `CHAT_MAX_PENDING_COMMANDS` (commands one
     /// replica waits for at once; the next is refused with `overloaded`; default 1000).
     pub chat: ChatLimits,
+    /// `MESSAGE_EDIT_WINDOW_SECONDS`: how long after sending a sender may edit a message's text.
+    /// `0` turns editing off. Default 900 (15 minutes).
+    pub message_edit_window: Duration,
     /// Limits against abusive or broken clients: see [`AbuseLimits`].
     pub abuse: AbuseLimits,
     /// Which of `MONGODB_URI`, `RABBITMQ_URI`, `KAFKA_BROKERS` and `REDIS_URL` are set. With none
@@ -499,6 +502,7 @@ impl Config {
                 )?,
             },
             abuse: abuse_limits(&env)?,
+            message_edit_window: env.seconds("MESSAGE_EDIT_WINDOW_SECONDS", 900, 0..=31_536_000)?,
         };
         if config.refresh_token_ttl <= config.access_token_ttl {
             return Err(ConfigError {

@@ -531,6 +531,35 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `PATCH /groups/{id}/members/{userId}`
+#[utoipa::path(patch, path = "/groups/{id}/members/{userId}", tag = "groups", security(("bearer" = [])), request_body = ChangeRoleBody,
+    params(("id" = String, Path, description = "Group id"), ("userId" = String, Path, description = "The member whose role changes")),
+    responses(
+        (status = 200, description = "The group with the member's new role", body = GroupView),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such group to the caller, or the user is not a member", body = ErrorBody),
+        (status = 409, description = "`last_admin`: the group would have no admin left", body = ErrorBody),
+    ))]
+async fn change_role(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    Ctx(ctx): Ctx,
+    Path((group_id, user_id)): Path<(String, String)>,
+    Json(body): Json<ChangeRoleBody>,
+) -> ApiResult<axum::Json<GroupView>> {
+    let request = ChangeRole {
+        caller: claims.sub,
+        group_id,
+        user_id,
+        role: body.role,
+    };
+    gw.rpc
+        .call::<GroupChangeRole>(&request, &ctx)
+        .await
+        .map(axum::Json)
+        .map_err(ApiError)
+}
+
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens, for other systems.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "JSON Web Key Set")))]
@@ -587,7 +616,7 @@ fn document_reasons(components: &mut utoipa::openapi::Components) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"reason\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, history, search_messages, jwks,
+    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, change_role, history, search_messages, jwks,
         assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
     components(schemas(ErrorBody, chat_domain::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
     modifiers(&BearerAuth),
@@ -639,7 +668,7 @@ pub fn router(state: Gateway) -> Router {
         .route("/groups/{id}/members", post(add_members))
         .route(
             "/groups/{id}/members/{user_id}",
-            axum::routing::delete(remove_member),
+            axum::routing::delete(remove_member).patch(change_role),
         )
         .route("/groups/{id}/messages", get(history))
         .route("/messages/search", get(search_messages))

@@ -381,6 +381,39 @@ impl GroupService {
         .await;
         Ok(())
     }
+
+    /// Makes a member an admin or an admin a member. A group keeps at least one admin: a
+    /// demotion that two admins make of each other at once is undone when none is left.
+    pub async fn change_role(&self, request: ChangeRole) -> Result<GroupView, Error> {
+        let (group, members) = self.as_admin(&request.caller, &request.group_id).await?;
+        if group.direct_key.is_some() {
+            return Err(GroupError::DirectGroupIsFixed.into());
+        }
+        let (user_id, role) = (request.user_id, request.role);
+        if rules::role_change(&members, &user_id, role)? {
+            self.groups.set_role(&group.id, &user_id, role).await?;
+            if role == MemberRole::Member
+                && !rules::has_admin(&self.groups.members(&group.id).await?, None)
+            {
+                self.groups
+                    .set_role(&group.id, &user_id, MemberRole::Admin)
+                    .await?;
+                return Err(GroupError::LastAdmin.into());
+            }
+            tracing::info!(group_id = %group.id, %user_id, ?role, "member role changed");
+            self.announce(
+                &group.id,
+                Fact::MemberRoleChanged {
+                    user_id,
+                    role,
+                    changed_by: request.caller.clone(),
+                },
+            )
+            .await;
+        }
+        let (group, members) = self.visible(&request.caller, &group.id).await?;
+        Ok(view(group, members))
+    }
 }
 
 /// Registers every group pattern on `server`.
@@ -391,7 +424,8 @@ pub fn rpc_handlers(service: Arc<GroupService>, server: RpcServer) -> RpcServer 
     let server = chat_ports::rpc_bind!(server, service, GroupMemberships, memberships);
     let server = chat_ports::rpc_bind!(server, service, GroupUpdate, update);
     let server = chat_ports::rpc_bind!(server, service, GroupAddMembers, add_members);
-    chat_ports::rpc_bind!(server, service, GroupRemoveMember, remove_member)
+    let server = chat_ports::rpc_bind!(server, service, GroupRemoveMember, remove_member);
+    chat_ports::rpc_bind!(server, service, GroupChangeRole, change_role)
 }
 
 #[cfg(test)]

@@ -58,6 +58,33 @@ pub fn succession(members: &[MemberRecord], leaving: &str) -> Succession {
     }
 }
 
+/// Whether making `user` a `role` changes anything: refused when they are not a member, or when
+/// it would leave the group without an admin.
+pub fn role_change(
+    members: &[MemberRecord],
+    user: &str,
+    role: MemberRole,
+) -> Result<bool, GroupError> {
+    let target = members
+        .iter()
+        .find(|m| m.user_id == user)
+        .ok_or(GroupError::NotAMember)?;
+    if target.role == role {
+        return Ok(false);
+    }
+    if role == MemberRole::Member && !has_admin(members, Some(user)) {
+        return Err(GroupError::LastAdmin);
+    }
+    Ok(true)
+}
+
+/// Whether an admin other than `except` is among `members`.
+pub fn has_admin(members: &[MemberRecord], except: Option<&str>) -> bool {
+    members
+        .iter()
+        .any(|m| m.role == MemberRole::Admin && Some(m.user_id.as_str()) != except)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +113,32 @@ mod tests {
         assert_eq!(
             require_admin(&members, "eve"),
             Err(GroupError::NotGroupAdmin)
+        );
+    }
+
+    #[test]
+    fn a_role_change_keeps_an_admin_and_names_a_member() {
+        let members = [
+            member("ada", MemberRole::Admin),
+            member("bob", MemberRole::Member),
+        ];
+        assert_eq!(role_change(&members, "bob", MemberRole::Admin), Ok(true));
+        assert_eq!(role_change(&members, "bob", MemberRole::Member), Ok(false));
+        assert_eq!(
+            role_change(&members, "ada", MemberRole::Member),
+            Err(GroupError::LastAdmin)
+        );
+        assert_eq!(
+            role_change(&members, "eve", MemberRole::Admin),
+            Err(GroupError::NotAMember)
+        );
+        let two_admins = [
+            member("ada", MemberRole::Admin),
+            member("bob", MemberRole::Admin),
+        ];
+        assert_eq!(
+            role_change(&two_admins, "ada", MemberRole::Member),
+            Ok(true)
         );
     }
 

@@ -39,6 +39,8 @@ pub struct MessageService {
     members: Arc<Members>,
     assets: AssetsClient,
     events: EventLog,
+    /// How long after sending a sender may edit (`MESSAGE_EDIT_WINDOW_SECONDS`).
+    edit_window: std::time::Duration,
 }
 
 const PRODUCER: &str = "message";
@@ -61,16 +63,26 @@ fn check_send(
         }
         .into());
     }
-    let content = content.as_deref().map(str::trim).filter(|c| !c.is_empty());
-    match content {
+    match content.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None if attachment.is_some() => Ok(None),
         None => Err(MessageError::EmptyMessage.into()),
-        Some(c) if c.chars().count() > MAX_MESSAGE_CHARS => Err(MessageError::MessageTooLong {
+        Some(c) => check_text(c).map(Some),
+    }
+}
+
+/// A message text: trimmed, not empty, within the limit.
+fn check_text(content: &str) -> Result<String, Error> {
+    let c = content.trim();
+    if c.is_empty() {
+        return Err(MessageError::EmptyMessage.into());
+    }
+    if c.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(MessageError::MessageTooLong {
             max: MAX_MESSAGE_CHARS,
         }
-        .into()),
-        Some(c) => Ok(Some(c.to_string())),
+        .into());
     }
+    Ok(c.to_string())
 }
 
 impl MessageService {
@@ -79,13 +91,24 @@ impl MessageService {
         members: Arc<Members>,
         assets: AssetsClient,
         events: EventLog,
+        edit_window: std::time::Duration,
     ) -> Self {
         MessageService {
             messages,
             members,
             assets,
             events,
+            edit_window,
         }
+    }
+
+    /// The message `message_id` of the group; not found when it is another group's.
+    async fn message_in(&self, group_id: &str, message_id: &str) -> Result<MessageView, Error> {
+        self.messages
+            .get(message_id)
+            .await?
+            .filter(|m| m.group_id == group_id)
+            .ok_or_else(|| MessageError::MessageNotFound.into())
     }
 
     /// The sender's role in the group; refused when not a member.
@@ -119,7 +142,8 @@ impl MessageService {
                 let user_id = match &command {
                     Command::Send { user_id, .. }
                     | Command::Seen { user_id, .. }
-                    | Command::Delete { user_id, .. } => user_id.clone(),
+                    | Command::Delete { user_id, .. }
+                    | Command::Edit { user_id, .. } => user_id.clone(),
                 };
                 tracing::info!(%group_id, reason = error.reason(), "command rejected");
                 let fact = Fact::CommandRejected {
@@ -215,14 +239,7 @@ impl MessageService {
             } => {
                 self.member(group_id, user_id).await?;
                 let seq = &match (seq, message_id) {
-                    (_, Some(id)) => {
-                        self.messages
-                            .get(id)
-                            .await?
-                            .filter(|m| m.group_id == group_id)
-                            .ok_or(MessageError::MessageNotFound)?
-                            .seq
-                    }
+                    (_, Some(id)) => self.message_in(group_id, id).await?.seq,
                     (Some(seq), None) => *seq,
                     (None, None) => {
                         return Err(MessageError::InvalidPayload {
@@ -242,13 +259,24 @@ impl MessageService {
                     return Err(MessageError::SeqOutOfRange { last }.into());
                 }
                 let now = Utc::now();
-                self.messages
+                let mut seen = *seq;
+                if !self
+                    .messages
                     .mark_seen(group_id, user_id, *seq, now)
-                    .await?;
+                    .await?
+                {
+                    // A device that had not caught up: the position stays where another device
+                    // moved it, and that is what every device hears (badges never move back).
+                    let activity = self
+                        .messages
+                        .activity(user_id, &[group_id.to_string()])
+                        .await?;
+                    seen = activity.first().map_or(seen, |a| a.last_seen_seq.max(seen));
+                }
                 Ok(Fact::MessageSeen {
                     command_id: Some(command_id.clone()),
                     user_id: user_id.clone(),
-                    seq: *seq,
+                    seq: seen,
                     seen_at: now,
                 })
             }
@@ -258,13 +286,12 @@ impl MessageService {
                 message_id,
             } => {
                 let role = self.member(group_id, user_id).await?;
-                let message = self
-                    .messages
-                    .get(message_id)
-                    .await?
-                    .filter(|m| m.group_id == group_id)
-                    .ok_or(MessageError::MessageNotFound)?;
-                if message.sender_id != *user_id && role != MemberRole::Admin {
+                let message = self.message_in(group_id, message_id).await?;
+                // Not refused on a kept answer: a member made an admin a moment ago may delete.
+                if message.sender_id != *user_id
+                    && role != MemberRole::Admin
+                    && self.members.asked(group_id, user_id).await? != Some(MemberRole::Admin)
+                {
                     return Err(MessageError::NotSenderOrAdmin.into());
                 }
                 let deleted = self
@@ -277,6 +304,39 @@ impl MessageService {
                     message_id: deleted.id,
                     seq: deleted.seq,
                     deleted_by: user_id.clone(),
+                })
+            }
+            Command::Edit {
+                command_id,
+                user_id,
+                message_id,
+                content,
+            } => {
+                self.member(group_id, user_id).await?;
+                let message = self.message_in(group_id, message_id).await?;
+                if message.sender_id != *user_id {
+                    return Err(MessageError::NotSender.into());
+                }
+                if message.deleted {
+                    return Err(MessageError::MessageDeleted.into());
+                }
+                let now = Utc::now();
+                let window = chrono::Duration::from_std(self.edit_window).unwrap_or_default();
+                if now - message.created_at > window {
+                    return Err(MessageError::EditWindowClosed {
+                        seconds: self.edit_window.as_secs(),
+                    }
+                    .into());
+                }
+                let content = check_text(content)?;
+                let edited = self
+                    .messages
+                    .edit(message_id, &content, now)
+                    .await?
+                    .ok_or(MessageError::MessageNotFound)?;
+                Ok(Fact::MessageEdited {
+                    command_id: Some(command_id.clone()),
+                    message: edited,
                 })
             }
         }

@@ -27,10 +27,11 @@ pub const KEEP_FOR: Duration = Duration::from_secs(30);
 const MAX_KEPT: usize = 100_000;
 
 /// The kinds of group facts after which a group's memberships are asked again.
-const MEMBERSHIP_FACTS: [&str; 3] = [
+const MEMBERSHIP_FACTS: [&str; 4] = [
     "group.created",
     "group.members_added",
     "group.member_removed",
+    "group.member_role_changed",
 ];
 
 /// Memberships asked of the group role, kept while the facts say nothing changed.
@@ -67,13 +68,21 @@ impl Members {
 
     /// `user_id`'s role in `group_id`; `None` when not a member (or no such group).
     pub async fn role(&self, group_id: &str, user_id: &str) -> Result<Option<MemberRole>, Error> {
-        let generation = {
+        {
             let kept = self.kept();
-            match kept.get(group_id, user_id) {
-                Some(role) if self.following.is_open() => return Ok(Some(role)),
-                _ => kept.generation,
+            if let Some(role) = kept.get(group_id, user_id) {
+                if self.following.is_open() {
+                    return Ok(Some(role));
+                }
             }
-        };
+        }
+        self.asked(group_id, user_id).await
+    }
+
+    /// Like [`Members::role`], but asked of the group role even when an answer is kept: before
+    /// refusing on a kept answer that the group role may since have changed.
+    pub async fn asked(&self, group_id: &str, user_id: &str) -> Result<Option<MemberRole>, Error> {
+        let generation = self.kept().generation;
         let role = self
             .among(user_id, Some(vec![group_id.to_string()]))
             .await?
@@ -246,6 +255,11 @@ mod tests {
             },
             Fact::MemberRemoved {
                 user_id: "u".into(),
+            },
+            Fact::MemberRoleChanged {
+                user_id: "u".into(),
+                role: MemberRole::Admin,
+                changed_by: "a".into(),
             },
         ];
         let kinds: Vec<String> = facts

@@ -287,6 +287,14 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<Vec<MessageView>, Error>;
     /// Removes the content, keeping the message's place; `None` if it does not exist.
     async fn tombstone(&self, message_id: &str) -> Result<Option<MessageView>, Error>;
+    /// Replaces the text of a message that is not deleted and marks it edited at `at`; the
+    /// message as it now is (unchanged if deleted), `None` if it does not exist.
+    async fn edit(
+        &self,
+        message_id: &str,
+        content: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<MessageView>, Error>;
     /// Messages after `seq` not sent by `user_id` and not deleted.
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error>;
     /// For each of `group_ids`, in that order: the group's latest message, `user_id`'s read

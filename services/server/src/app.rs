@@ -154,7 +154,7 @@ impl Application {
             mounts.group(&config).await?;
         }
         if role.runs_message() {
-            mounts.message(&after_drain).await?;
+            mounts.message(&config, &after_drain).await?;
         }
         if role.runs_gateway() {
             mounts.asset_owner().await?;
@@ -317,7 +317,11 @@ impl Mounts {
         Ok(())
     }
 
-    async fn message(&mut self, after_drain: &CancellationToken) -> Result<(), StartError> {
+    async fn message(
+        &mut self,
+        config: &Config,
+        after_drain: &CancellationToken,
+    ) -> Result<(), StartError> {
         let stores = self.family.stores().await?;
         let events = self.family.events().await?;
         // Memberships are the group role's: asked over RPC, kept while the facts are quiet.
@@ -335,6 +339,7 @@ impl Mounts {
             members,
             chat_ports::clients::AssetsClient(self.family.rpc_client()),
             events.clone(),
+            config.message_edit_window,
         ));
         self.rpc = chat_message::rpc_handlers(service.clone(), std::mem::take(&mut self.rpc));
         // In `all`, the sends the drain waits for are stored by this consumer.

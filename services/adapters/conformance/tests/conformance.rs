@@ -120,6 +120,7 @@ conformance!(
     memberships_roles_and_seen_state,
     sequences_are_gap_free_and_sends_idempotent,
     history_cursors_tombstones_unread_and_search,
+    an_edit_replaces_the_text_of_a_message_not_deleted,
     uploads_resume_refuse_other_bytes_and_assemble,
     stored_files_read_by_range_and_carry_grants,
     idle_uploads_expire_and_limits_hold,
@@ -681,6 +682,61 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
         "no pattern syntax"
     );
     assert!(search(vec![], "hello").await.is_empty());
+}
+
+async fn an_edit_replaces_the_text_of_a_message_not_deleted(p: Ports) {
+    let group = unique("g");
+    let (sent, _) = p
+        .messages
+        .append(message(&group, "a", "e1", "teh plan"))
+        .await
+        .unwrap();
+    assert_eq!(sent.edited_at, None);
+    let at = Utc::now();
+    let edited = p
+        .messages
+        .edit(&sent.id, "the plan", at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.content.as_deref(), Some("the plan"));
+    assert_eq!(
+        edited.edited_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    assert_eq!((edited.seq, edited.created_at), (sent.seq, sent.created_at));
+    // As every read returns it, and found by its new text only.
+    let read = p.messages.get(&sent.id).await.unwrap().unwrap();
+    assert_eq!(read, edited);
+    let in_history = p.messages.after(&group, 0, 10).await.unwrap();
+    assert_eq!(in_history, vec![edited.clone()]);
+    let found = p
+        .messages
+        .search(std::slice::from_ref(&group), "plan", 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(p
+        .messages
+        .search(std::slice::from_ref(&group), "teh", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A deleted message stays a tombstone; an unknown one is None.
+    p.messages.tombstone(&sent.id).await.unwrap();
+    let still = p
+        .messages
+        .edit(&sent.id, "revived", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(still.deleted && still.content.is_none(), "{still:?}");
+    assert!(p
+        .messages
+        .edit("000000000000000000000000", "x", Utc::now())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 fn png(len: usize, seed: u8) -> Vec<u8> {

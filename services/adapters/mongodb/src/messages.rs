@@ -76,6 +76,7 @@ fn message_from_doc(d: &Document) -> Result<MessageView, Error> {
         attachment,
         deleted: d.get_bool("deleted").unwrap_or(false),
         created_at: from_bson_time(*d.get_datetime("createdAt").map_err(|_| bad("createdAt"))?),
+        edited_at: d.get_datetime("editedAt").ok().map(|t| from_bson_time(*t)),
     })
 }
 
@@ -201,6 +202,28 @@ impl MessageStore for MongoMessageStore {
             .return_document(ReturnDocument::After)
             .await.db()?;
         updated.as_ref().map(message_from_doc).transpose()
+    }
+
+    async fn edit(
+        &self,
+        message_id: &str,
+        content: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<MessageView>, Error> {
+        let Ok(oid) = ObjectId::parse_str(message_id) else {
+            return Ok(None);
+        };
+        let set = doc! {"$set": {"content": content, "editedAt": to_bson_time(at)}};
+        if let Some(edited) = self
+            .messages
+            .find_one_and_update(doc! {"_id": oid, "deleted": false}, set)
+            .return_document(ReturnDocument::After)
+            .await
+            .db()?
+        {
+            return message_from_doc(&edited).map(Some);
+        }
+        self.get(message_id).await
     }
 
     async fn unread(&self, group_id: &str, user_id: &str, seq: i64) -> Result<u64, Error> {

@@ -55,6 +55,13 @@ pub struct AddMembersBody {
     pub member_ids: Vec<String>,
 }
 
+/// `PATCH /groups/{id}/members/{userId}` body: the member's new role (admins only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRoleBody {
+    pub role: MemberRole,
+}
+
 /// One member of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -141,6 +148,16 @@ pub struct RemoveMember {
     pub user_id: String,
 }
 
+/// `group.members.role` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeRole {
+    pub caller: String,
+    pub group_id: String,
+    pub user_id: String,
+    pub role: MemberRole,
+}
+
 /// `group.memberships` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,6 +198,8 @@ pattern!(/// Add members (admins).
     GroupAddMembers, "group.members.add", AddMembers => GroupView);
 pattern!(/// Remove a member (admins, or a member removing themself).
     GroupRemoveMember, "group.members.remove", RemoveMember => ());
+pattern!(/// Make a member an admin, or an admin a member (admins; a group keeps at least one admin).
+    GroupChangeRole, "group.members.role", ChangeRole => GroupView);
 
 crate::error_reasons! {
     /// Why the group role refuses a request.
@@ -221,8 +240,11 @@ crate::error_reasons! {
         /// A direct conversation is between two people: it has no name and takes no members.
         #[error("direct conversations have a fixed pair of members and no name; create a group")]
         DirectGroupIsFixed => (Validation, "direct_group_is_fixed"),
-        /// Removing a user who is not a member.
+        /// Removing a user who is not a member, or changing their role.
         #[error("that user is not a member of this group")]
         NotAMember => (NotFound, "member_not_found"),
+        /// Making the group's only admin a member: make another member an admin first.
+        #[error("a group keeps at least one admin: make another member an admin first")]
+        LastAdmin => (Conflict, "last_admin"),
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::groups::GroupView;
+use super::groups::{GroupView, MemberRole};
 use crate::error::Error;
 use crate::rpc_pattern as pattern;
 
@@ -53,6 +53,9 @@ pub struct MessageView {
     pub attachment: Option<Attachment>,
     pub deleted: bool,
     pub created_at: DateTime<Utc>,
+    /// When the sender last edited the text; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
 }
 
 /// What a client asks the chat role to do; travels on `chat.commands` keyed by group id.
@@ -86,6 +89,14 @@ pub enum Command {
         user_id: String,
         message_id: String,
     },
+    /// Replace a message's text (its sender, within the edit window).
+    #[serde(rename = "message.edit")]
+    Edit {
+        command_id: String,
+        user_id: String,
+        message_id: String,
+        content: String,
+    },
 }
 
 impl Command {
@@ -93,7 +104,8 @@ impl Command {
         match self {
             Command::Send { command_id, .. }
             | Command::Seen { command_id, .. }
-            | Command::Delete { command_id, .. } => command_id,
+            | Command::Delete { command_id, .. }
+            | Command::Edit { command_id, .. } => command_id,
         }
     }
 }
@@ -121,6 +133,12 @@ pub enum Fact {
         seq: i64,
         deleted_by: String,
     },
+    /// A message's text was edited by its sender.
+    #[serde(rename = "message.edited")]
+    MessageEdited {
+        command_id: Option<String>,
+        message: MessageView,
+    },
     /// A command was refused (not a member, invalid, ...); only its sender hears of it.
     #[serde(rename = "command.rejected")]
     CommandRejected {
@@ -137,6 +155,13 @@ pub enum Fact {
     },
     #[serde(rename = "group.member_removed")]
     MemberRemoved { user_id: String },
+    /// An admin made a member an admin, or an admin a member.
+    #[serde(rename = "group.member_role_changed")]
+    MemberRoleChanged {
+        user_id: String,
+        role: MemberRole,
+        changed_by: String,
+    },
     /// A member started or stopped typing in the group (never stored).
     #[serde(rename = "user.typing")]
     Typing { user_id: String, typing: bool },
@@ -262,6 +287,15 @@ crate::error_reasons! {
         /// Deleting someone else's message without being an admin.
         #[error("only the sender or a group admin can delete a message")]
         NotSenderOrAdmin => (Forbidden, "not_sender_or_admin"),
+        /// Editing someone else's message.
+        #[error("only the sender can edit a message")]
+        NotSender => (Forbidden, "not_sender"),
+        /// Editing a message older than `MESSAGE_EDIT_WINDOW_SECONDS` (or editing turned off).
+        #[error("a message can be edited for {seconds} seconds after it is sent")]
+        EditWindowClosed { seconds: u64 } => (Conflict, "edit_window_closed"),
+        /// Editing a deleted message.
+        #[error("a deleted message cannot be edited")]
+        MessageDeleted => (Conflict, "message_deleted"),
         /// A history page size out of range.
         #[error("limit must be 1 to {max}")]
         InvalidLimit { max: u32 } => (Validation, "invalid_limit"),

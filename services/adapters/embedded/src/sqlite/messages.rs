@@ -3,7 +3,8 @@
 use super::*;
 
 const MESSAGE_COLUMNS: &str =
-    "id, group_id, seq, sender_id, client_message_id, content, attachment, deleted, created_at";
+    "id, group_id, seq, sender_id, client_message_id, content, attachment, \
+     deleted, created_at, edited_at";
 
 fn message_from_row(r: &Row) -> rusqlite::Result<MessageView> {
     let attachment: Option<String> = r.get(6)?;
@@ -17,6 +18,7 @@ fn message_from_row(r: &Row) -> rusqlite::Result<MessageView> {
         attachment: attachment.and_then(|a| serde_json::from_str::<Attachment>(&a).ok()),
         deleted: r.get(7)?,
         created_at: time(r.get(8)?),
+        edited_at: r.get::<_, Option<i64>>(9)?.map(time),
     })
 }
 
@@ -102,6 +104,7 @@ impl MessageStore for SqliteMessageStore {
                 attachment: message.attachment,
                 deleted: false,
                 created_at: time(created_at),
+                edited_at: None,
             };
             Ok((stored, true))
         })
@@ -165,6 +168,24 @@ impl MessageStore for SqliteMessageStore {
             conn.execute(
                 "UPDATE messages SET deleted = 1, content = NULL, attachment = NULL WHERE id = ?1",
                 [&id],
+            )
+            .db()?;
+            first_message(conn, "WHERE id = ?1", &[&id])
+        })
+        .await
+    }
+
+    async fn edit(
+        &self,
+        message_id: &str,
+        content: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<MessageView>, Error> {
+        let (id, content) = (message_id.to_string(), content.to_string());
+        self.run(move |conn| {
+            conn.execute(
+                "UPDATE messages SET content = ?2, edited_at = ?3 WHERE id = ?1 AND deleted = 0",
+                params![id, content, millis(at)],
             )
             .db()?;
             first_message(conn, "WHERE id = ?1", &[&id])

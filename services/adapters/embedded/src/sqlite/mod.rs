@@ -68,7 +68,7 @@ INSERT OR IGNORE INTO read_positions
 CREATE TABLE IF NOT EXISTS messages (
   id TEXT PRIMARY KEY, group_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
   client_message_id TEXT NOT NULL, content TEXT, attachment TEXT,
-  deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, edited_at INTEGER,
   UNIQUE (group_id, seq), UNIQUE (sender_id, client_message_id));
 CREATE TABLE IF NOT EXISTS upload_sessions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, owner_id TEXT NOT NULL, filename TEXT NOT NULL,
@@ -84,6 +84,19 @@ CREATE TABLE IF NOT EXISTS assets (
 CREATE TABLE IF NOT EXISTS asset_chunks (
   asset_id TEXT NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (asset_id, n));
 "#;
+
+/// Adds `column` to `table` unless it is there already (a database created by an older version).
+fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
+}
 
 /// The embedded database: one connection shared by the stores. Cheap to clone.
 #[derive(Clone)]
@@ -189,6 +202,8 @@ impl SqliteDb {
             |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
         )?;
         conn.execute_batch(SCHEMA)?;
+        // Columns added since a database was created: added to it once.
+        add_column(&conn, "messages", "edited_at", "INTEGER")?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
             limits,
