@@ -91,7 +91,8 @@ for target in "${targets[@]}"; do
     stack)
       eval "$(scripts/infra.sh up)"
       namespace=soak$(date +%s)
-      shared=(CHAT_NAMESPACE="$namespace" MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:27017}/$namespace")
+      server=$(sed -E 's|^(mongodb(\+srv)?://[^/?]+).*|\1|' <<<"$MONGODB_URI")
+      shared=(CHAT_NAMESPACE="$namespace" MONGODB_URI="$server/$namespace")
       server_pids=()
       for role in auth group message gateway; do
         start "$role" "$role" "${shared[@]}"

@@ -7,7 +7,8 @@
 // G groups of M members register through the REST API (--api) and connect one websocket each,
 // spread over the chat endpoints (--sockets). R sends/s go out open-loop, each delivered to the M
 // members. Once a second a member reads GET /groups; once a minute a tenth of the sockets are
-// replaced (the new one connects before the old one closes). Every minute it prints one JSON
+// replaced (the new one connects first and takes the sends; the old one closes 11 s later, once
+// what was sent on it is answered). Every minute it prints one JSON
 // line: sends acknowledged and refused, deliveries lost (a message acknowledged but not received
 // by every member within 10 s), acknowledgement and delivery p50/p99, and the resident memory and
 // open descriptors of the processes named by --pids (summed), read from /proc.
@@ -74,7 +75,7 @@ const members = []; // { token, groupId, slot, socket }
 for (let g = 0; g < G; g++) {
   const of = users.slice(g * M, (g + 1) * M);
   const group = await request("POST", "/groups", { name: `soak ${g} ${tag}`, memberIds: of.slice(1).map((u) => u.user.id) }, of[0].accessToken);
-  of.forEach((u, m) => members.push({ token: u.accessToken, groupId: group.id, slot: g * M + m }));
+  of.forEach((u, m) => members.push({ token: u.accessToken, refreshToken: u.refreshToken, groupId: group.id, slot: g * M + m }));
 }
 await sleep(500);
 
@@ -105,6 +106,20 @@ let issued = 0, rr = 0, generation = 0;
 const start = now();
 const endAt = start + MINUTES * MINUTE_MS;
 let nextReport = start + MINUTE_MS, nextRead = start + 1000, minute = 0;
+// Access tokens live 15 minutes by default: renewed every 10, as a client does.
+let nextRefresh = start + 10 * 60000;
+
+async function refreshTokens() {
+  for (const member of members) {
+    try {
+      const session = await request("POST", "/auth/refresh", { refreshToken: member.refreshToken });
+      member.token = session.accessToken;
+      member.refreshToken = session.refreshToken;
+    } catch {
+      window.readFailures++;
+    }
+  }
+}
 
 function send() {
   const member = members[rr++ % members.length];
@@ -139,7 +154,8 @@ async function replaceSome() {
     } catch {
       continue;
     }
-    old.disconnect();
+    // Sends already under way on the old socket are answered before it closes.
+    setTimeout(() => old.disconnect(), 11000);
   }
 }
 
@@ -173,6 +189,10 @@ while (now() < endAt) {
     nextRead += 1000;
     const member = members[Math.floor(Math.random() * members.length)];
     request("GET", "/groups", undefined, member.token).then(() => window.reads++, () => window.readFailures++);
+  }
+  if (now() >= nextRefresh) {
+    nextRefresh += 10 * 60000;
+    refreshTokens();
   }
   if (now() >= nextReport) {
     nextReport += MINUTE_MS;

@@ -793,7 +793,7 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 13] = [
+pub const SERVER_EVENTS: [&str; 14] = [
     "chat.message.incoming",
     "chat.message.edited",
     "chat.message.seen",
@@ -806,6 +806,7 @@ pub const SERVER_EVENTS: [&str; 13] = [
     "group.member.role_changed",
     "user.online",
     "user.offline",
+    "user.presence",
     "server.restarting",
 ];
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_tests::{ChatClient, RealtimeStack, User};
+use chat_tests::{within, ChatClient, RealtimeStack, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -1034,4 +1034,68 @@ async fn a_message_past_the_edit_window_stays_as_sent() {
     let stored = api.all_messages(&group, &bob).await;
     assert_eq!(stored[0]["content"], "final words");
     assert!(stored[0].get("editedAt").is_none(), "{}", stored[0]);
+}
+
+/// The entry of `user` in a presence list.
+fn presence_entry<'a>(users: &'a Value, user: &User) -> Option<&'a Value> {
+    users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userId"] == user.id.as_str())
+}
+
+#[tokio::test]
+async fn a_socket_learns_which_co_members_are_online_on_connect_and_on_request() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let [ada, bob, cy, eve] = api.users(["ada", "bob", "cy", "eve"]).await;
+    group_of(&stack, &ada, &[&bob]).await;
+    stack.api().group(&ada, "Other", &[&cy]).await;
+    // Eve shares no group with Ada: she is never in Ada's list, online or not.
+    let _eve = client(stack.chat_a.port, &eve).await;
+    let bob_socket = client(stack.chat_b.port, &bob).await;
+    // Cy was online once and left: when, is kept.
+    client(stack.chat_a.port, &cy).await.disconnect().await;
+    let last_seen = |user: &User| {
+        let request = api.authed(Method::GET, &format!("/users/{}", user.id), &ada);
+        async move { api.send(request).await.body["lastSeenAt"].clone() }
+    };
+    let cy_seen = within(WAIT, "Cy's last seen recorded", async {
+        loop {
+            let seen = last_seen(&cy).await;
+            if seen.is_string() {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // On connect: every co-member, by id, online on any replica or not, and last seen.
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let snapshot = a.next("user.presence", WAIT).await;
+    let mut expected = vec![
+        json!({"userId": bob.id, "isOnline": true, "lastSeenAt": null}),
+        json!({"userId": cy.id, "isOnline": false, "lastSeenAt": cy_seen}),
+    ];
+    expected.sort_by_key(|u| u["userId"].as_str().unwrap().to_string());
+    assert_eq!(snapshot["users"], json!(expected));
+    assert!(presence_entry(&snapshot["users"], &eve).is_none());
+
+    // On request, as it is now: Bob has left.
+    bob_socket.disconnect().await;
+    let bob_now = within(WAIT, "Bob seen offline", async {
+        loop {
+            let ack = a.request("user.presence", json!({})).await;
+            assert_ok(&ack);
+            let bob_now = presence_entry(&ack["users"], &bob).unwrap().clone();
+            if bob_now["isOnline"] == false && bob_now["lastSeenAt"].is_string() {
+                return bob_now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(bob_now["lastSeenAt"], last_seen(&bob).await);
 }

@@ -350,6 +350,19 @@ impl AuthService {
             .await
     }
 
+    /// When each of the named users was last online (at most [`MAX_LAST_SEEN_IDS`]).
+    pub async fn last_seen_of(&self, request: UsersRef) -> Result<Vec<LastSeenView>, Error> {
+        let ids = &request.user_ids[..request.user_ids.len().min(MAX_LAST_SEEN_IDS)];
+        let seen = self.stores.users.last_seen(ids).await?;
+        Ok(seen
+            .into_iter()
+            .map(|(user_id, last_seen_at)| LastSeenView {
+                user_id,
+                last_seen_at,
+            })
+            .collect())
+    }
+
     /// A page of users.
     pub async fn list_users(&self, query: ListUsersQuery) -> Result<Page<UserView>, Error> {
         let page = PageRequest::parse(query.page, query.limit)?;
@@ -479,6 +492,7 @@ pub fn rpc_handlers(service: Arc<AuthService>, server: RpcServer) -> RpcServer {
     let server = rpc_bind!(server, service, UserGet, user);
     let server = rpc_bind!(server, service, UserList, list_users);
     let server = rpc_bind!(server, service, UserLastSeen, last_seen);
+    let server = rpc_bind!(server, service, UsersLastSeen, last_seen_of);
     rpc_bind!(server, service, AuthKeys, keys)
 }
 

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chat_domain::contracts::auth::{LastSeen, UserLastSeen};
+use chat_domain::contracts::auth::{LastSeen, UserLastSeen, UsersLastSeen, UsersRef};
 use chat_domain::contracts::groups::{CallerRef, GroupList};
 use chat_domain::contracts::messages::*;
 use chat_domain::error::RequestError;
@@ -817,6 +817,7 @@ async fn authenticate(
     socket.on("chat.message.delete", on_delete);
     socket.on("chat.message.edit", on_edit);
     socket.on("user.heartbeat", on_heartbeat);
+    socket.on("user.presence", on_presence);
     socket.on_disconnect(on_disconnect);
     Ok(())
 }
@@ -835,6 +836,13 @@ async fn on_connect(socket: SocketRef, State(chat): State<Chat>) {
         .unwrap_or_default();
     for (group_id, seq) in replays.iter() {
         replay(&chat, &socket, &user, group_id, *seq).await;
+    }
+    // Who of its co-members is online now: later changes come as user.online / user.offline.
+    match presence_of(&chat, &user).await {
+        Ok(users) => {
+            let _ = socket.emit("user.presence", &json!({ "users": users }));
+        }
+        Err(e) => tracing::warn!(error = %e, "no presence snapshot for a new socket"),
     }
 }
 
@@ -1220,6 +1228,59 @@ async fn on_heartbeat(socket: SocketRef, ack: AckSender, State(chat): State<Chat
     }
     .await;
     answer(ack, result);
+}
+
+/// `user.presence`: who among the user's co-members is online now, and when each was last seen.
+async fn on_presence(socket: SocketRef, ack: AckSender, State(chat): State<Chat>) {
+    let result = async {
+        if !chat.allow(&socket) {
+            return Err(Error::rate_limited(1));
+        }
+        let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+            return Err(MessageError::NotAuthenticated.into());
+        };
+        Ok(json!({ "users": presence_of(&chat, &user).await? }))
+    }
+    .await;
+    answer(ack, result);
+}
+
+/// Every co-member of `user` (members of any of their groups), ordered by id, with whether they
+/// have a socket now (on any replica) and when they were last online.
+async fn presence_of(chat: &Chat, user: &str) -> Result<Vec<Value>, Error> {
+    let caller = CallerRef {
+        caller: user.to_string(),
+    };
+    let groups = chat
+        .rpc
+        .call::<GroupList>(&caller, &CallContext::internal())
+        .await?;
+    let mut ids: Vec<String> = groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(|m| m.user_id.clone()))
+        .filter(|id| id != user)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let online = chat.presence.online(&ids).await?;
+    let request = UsersRef {
+        user_ids: ids.clone(),
+    };
+    let seen: HashMap<String, Option<chrono::DateTime<chrono::Utc>>> = chat
+        .rpc
+        .call::<UsersLastSeen>(&request, &CallContext::internal())
+        .await?
+        .into_iter()
+        .map(|v| (v.user_id, v.last_seen_at))
+        .collect();
+    Ok(ids
+        .into_iter()
+        .zip(online)
+        .map(|(id, is_online)| {
+            let last_seen_at = seen.get(&id).cloned().flatten();
+            json!({"userId": id, "isOnline": is_online, "lastSeenAt": last_seen_at})
+        })
+        .collect())
 }
 
 /// The chat role's background work: delivers every fact on the log to this replica's sockets

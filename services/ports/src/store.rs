@@ -84,6 +84,12 @@ pub trait UserStore: Send + Sync {
     async fn set_last_seen(&self, id: &str, at: DateTime<Utc>) -> Result<(), Error>;
     /// Which of `ids` are existing users.
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error>;
+    /// When each of the users among `ids` was last online (`None`: never recorded); unknown ids
+    /// are left out.
+    async fn last_seen(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, Error>;
     /// A page of users (oldest first) whose names or email contain every word of `search`,
     /// case-insensitively; and the total number of matches.
     async fn list(
@@ -142,6 +148,8 @@ pub trait Presence: Send + Sync {
     async fn disconnected(&self, user: &str) -> Result<i64, Error>;
     /// Keeps the count alive for `ttl` more; false when it had already expired.
     async fn refresh(&self, user: &str, ttl: Duration) -> Result<bool, Error>;
+    /// Whether each of `users` has a socket now, in the order given.
+    async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error>;
 }
 
 /// Counts attempts in fixed windows.

@@ -350,6 +350,15 @@ async fn profiles_change_only_the_fields_given(p: Ports) {
         "never moves back"
     );
     let ids = vec![user.id.clone(), "000000000000000000000000".to_string()];
+    let last_seen = p.users.last_seen(&ids).await.unwrap();
+    assert_eq!(
+        last_seen
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.map(|t| t.timestamp_millis())))
+            .collect::<Vec<_>>(),
+        vec![(user.id.as_str(), Some(at.timestamp_millis()))],
+        "unknown ids left out"
+    );
     assert_eq!(p.users.existing(&ids).await.unwrap(), vec![user.id]);
 }
 
@@ -358,8 +367,25 @@ async fn presence_counts_sockets_and_expires(p: Ports) {
     assert_eq!(p.presence.connected(&user, ttl).await.unwrap(), 1);
     assert_eq!(p.presence.connected(&user, ttl).await.unwrap(), 2);
     assert!(p.presence.refresh(&user, ttl).await.unwrap());
+    let nobody = unique("u");
+    assert_eq!(
+        p.presence
+            .online(&[nobody.clone(), user.clone()])
+            .await
+            .unwrap(),
+        vec![false, true],
+        "in the order asked"
+    );
+    assert!(p.presence.online(&[]).await.unwrap().is_empty());
     assert_eq!(p.presence.disconnected(&user).await.unwrap(), 1);
     assert_eq!(p.presence.disconnected(&user).await.unwrap(), 0);
+    assert_eq!(
+        p.presence
+            .online(std::slice::from_ref(&user))
+            .await
+            .unwrap(),
+        vec![false]
+    );
     assert!(
         !p.presence.refresh(&user, ttl).await.unwrap(),
         "gone at zero"

@@ -125,4 +125,12 @@ impl Presence for MemoryPresence {
             None => false,
         })
     }
+
+    async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {
+        let mut counts = self.counts.lock().expect("presence poisoned");
+        Ok(users
+            .iter()
+            .map(|u| Self::live(&mut counts, u).is_some_and(|entry| entry.0 > 0))
+            .collect())
+    }
 }

@@ -128,6 +128,14 @@ impl UserStore for MongoUserStore {
     }
 
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error> {
+        let found = self.last_seen(ids).await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn last_seen(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, Error> {
         let oids: Vec<ObjectId> = ids
             .iter()
             .filter_map(|id| ObjectId::parse_str(id).ok())
@@ -135,7 +143,7 @@ impl UserStore for MongoUserStore {
         let docs: Vec<Document> = self
             .0
             .find(doc! {"_id": {"$in": oids}})
-            .projection(doc! {"_id": 1})
+            .projection(doc! {"_id": 1, "lastSeenAt": 1})
             .await
             .db()?
             .try_collect()
@@ -143,8 +151,14 @@ impl UserStore for MongoUserStore {
             .db()?;
         Ok(docs
             .iter()
-            .filter_map(|d| d.get_object_id("_id").ok())
-            .map(|o| o.to_hex())
+            .filter_map(|d| {
+                let id = d.get_object_id("_id").ok()?.to_hex();
+                let seen = d
+                    .get_datetime("lastSeenAt")
+                    .ok()
+                    .map(|t| from_bson_time(*t));
+                Some((id, seen))
+            })
             .collect())
     }
 

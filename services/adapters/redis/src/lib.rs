@@ -197,4 +197,21 @@ impl Presence for RedisPresence {
             .db()?;
         Ok(refreshed == 1)
     }
+
+    async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = users
+            .iter()
+            .map(|u| format!("{}{u}", self.prefix))
+            .collect();
+        let mut conn = self.conn.clone();
+        let counts: Vec<Option<i64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .db()?;
+        Ok(counts.into_iter().map(|c| c.unwrap_or(0) > 0).collect())
+    }
 }

@@ -182,6 +182,28 @@ pub struct LastSeen {
 
 pattern!(/// Record when a user was last online.
     UserLastSeen, "user.last_seen", LastSeen => ());
+
+/// Most users one `user.last_seen_of` request names.
+pub const MAX_LAST_SEEN_IDS: usize = 5000;
+
+/// `user.last_seen_of` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsersRef {
+    pub user_ids: Vec<String>,
+}
+
+/// When a user was last online (`None`: not since they registered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSeenView {
+    pub user_id: String,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+pattern!(/// When each of the named users was last online (internal: the chat role's presence
+    /// snapshot); unknown ids are left out.
+    UsersLastSeen, "user.last_seen_of", UsersRef => Vec<LastSeenView>);
 pattern!(/// The public keys that verify access tokens.
     AuthKeys, "auth.keys", () => Vec<PublicKeyJwk>);
 

@@ -127,19 +127,29 @@ impl UserStore for SqliteUserStore {
     }
 
     async fn existing(&self, ids: &[String]) -> Result<Vec<String>, Error> {
+        let found = self.last_seen(ids).await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn last_seen(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<DateTime<Utc>>)>, Error> {
         let ids = ids.to_vec();
         self.run(move |conn| {
             let mut statement = conn
-                .prepare_cached("SELECT id FROM users WHERE id = ?1")
+                .prepare_cached("SELECT id, last_seen_at FROM users WHERE id = ?1")
                 .db()?;
             let mut found = Vec::new();
             for id in ids {
-                if let Some(id) = statement
-                    .query_row([id], |r| r.get::<_, String>(0))
+                if let Some(seen) = statement
+                    .query_row([id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                    })
                     .optional()
                     .db()?
                 {
-                    found.push(id);
+                    found.push((seen.0, seen.1.map(time)));
                 }
             }
             Ok(found)
