@@ -225,15 +225,15 @@ async fn emit_paced<T: serde::Serialize + ?Sized>(
     loop {
         match socket.emit(event, data) {
             Ok(()) => return true,
-            Err(SendError::Socket(SocketError::InternalChannelFull))
-                if Instant::now() < deadline =>
-            {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                if Instant::now() >= deadline {
+                    chat_ports::metrics::shed("slow_socket");
+                    return false;
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err(_) => {
-                chat_ports::metrics::shed("slow_socket");
-                return false;
-            }
+            // Closed: the socket is gone, nothing was shed.
+            Err(_) => return false,
         }
     }
 }
