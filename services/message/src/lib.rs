@@ -259,20 +259,12 @@ impl MessageService {
                     return Err(MessageError::SeqOutOfRange { last }.into());
                 }
                 let now = Utc::now();
-                let mut seen = *seq;
-                if !self
+                // From a device that had not caught up, the position stays where another device
+                // moved it, and that is what every device hears (badges never move back).
+                let seen = self
                     .messages
                     .mark_seen(group_id, user_id, *seq, now)
-                    .await?
-                {
-                    // A device that had not caught up: the position stays where another device
-                    // moved it, and that is what every device hears (badges never move back).
-                    let activity = self
-                        .messages
-                        .activity(user_id, &[group_id.to_string()])
-                        .await?;
-                    seen = activity.first().map_or(seen, |a| a.last_seen_seq.max(seen));
-                }
+                    .await?;
                 Ok(Fact::MessageSeen {
                     command_id: Some(command_id.clone()),
                     user_id: user_id.clone(),

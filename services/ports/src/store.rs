@@ -313,14 +313,15 @@ pub trait MessageStore: Send + Sync {
         group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error>;
     /// Records that `user_id` has seen the group up to `seq` (read receipts belong to the
-    /// messages, not to the memberships); never moves backwards. Returns whether it moved.
+    /// messages, not to the memberships); never moves backwards. Returns the position as it now
+    /// is: `seq`, or the later one already stored.
     async fn mark_seen(
         &self,
         group_id: &str,
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
-    ) -> Result<bool, Error>;
+    ) -> Result<i64, Error>;
     /// Up to `limit` live messages in `group_ids` whose text contains `text`, case-insensitively,
     /// newest first.
     async fn search(

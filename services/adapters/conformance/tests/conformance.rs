@@ -635,13 +635,14 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
     assert_eq!(p.messages.unread(&group, "a", 1).await.unwrap(), 1);
     // Read positions move forward only.
     let at = Utc::now();
-    assert!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap());
-    assert!(
-        !p.messages.mark_seen(&group, "a", 1, at).await.unwrap(),
-        "never backwards"
+    assert_eq!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap(), 3);
+    assert_eq!(
+        p.messages.mark_seen(&group, "a", 1, at).await.unwrap(),
+        3,
+        "never backwards: the stored position"
     );
-    assert!(!p.messages.mark_seen(&group, "a", 3, at).await.unwrap());
-    assert!(p.messages.mark_seen(&group, "b", 1, at).await.unwrap());
+    assert_eq!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap(), 3);
+    assert_eq!(p.messages.mark_seen(&group, "b", 1, at).await.unwrap(), 1);
     // The same in one call for a list of groups, in the order asked, from each read position.
     let silent = unique("g");
     let activity = p
@@ -1033,11 +1034,14 @@ async fn on_mongodb_read_positions_kept_on_memberships_are_carried_over() {
     assert_eq!(seen("ada").await, 7);
     assert_eq!(seen("bob").await, 0);
     // Once only: a newer position survives the next start.
-    assert!(stores
-        .messages
-        .mark_seen("g", "ada", 9, Utc::now())
-        .await
-        .unwrap());
+    assert_eq!(
+        stores
+            .messages
+            .mark_seen("g", "ada", 9, Utc::now())
+            .await
+            .unwrap(),
+        9
+    );
     mongo::ensure_indexes(&db).await.unwrap();
     assert_eq!(seen("ada").await, 9);
     db.drop().await.unwrap();

@@ -275,13 +275,14 @@ impl MessageStore for MongoMessageStore {
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
-    ) -> Result<bool, Error> {
+    ) -> Result<i64, Error> {
         // Moves forward only: when the stored position is not behind, the filter misses and the
-        // upsert collides with the existing `_id`.
+        // upsert collides with the existing `_id`; then the stored one is read.
+        let id = read_position_id(user_id, group_id);
         match self
             .positions
             .update_one(
-                doc! {"_id": read_position_id(user_id, group_id), "seq": {"$lt": seq}},
+                doc! {"_id": &id, "seq": {"$lt": seq}},
                 doc! {
                     "$set": {"seq": seq, "seenAt": to_bson_time(at)},
                     "$setOnInsert": {"userId": user_id, "groupId": group_id},
@@ -290,8 +291,11 @@ impl MessageStore for MongoMessageStore {
             .upsert(true)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Ok(_) => Ok(seq),
+            Err(e) if is_duplicate_key(&e) => {
+                let stored = self.positions.find_one(doc! {"_id": &id}).await.db()?;
+                Ok(stored.and_then(|d| d.get_i64("seq").ok()).unwrap_or(seq))
+            }
             Err(e) => Err(e).db(),
         }
     }

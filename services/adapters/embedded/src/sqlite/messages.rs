@@ -241,20 +241,24 @@ impl MessageStore for SqliteMessageStore {
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
-    ) -> Result<bool, Error> {
+    ) -> Result<i64, Error> {
         let (group, user) = (group_id.to_string(), user_id.to_string());
         self.run(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "INSERT INTO read_positions (user_id, group_id, seq, seen_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (user_id, group_id) DO UPDATE
-                     SET seq = excluded.seq, seen_at = excluded.seen_at WHERE seq < excluded.seq",
-                )
-                .db()?
-                .execute(params![user, group, seq, millis(at)])
-                .db()?
-                > 0)
+            conn.prepare_cached(
+                "INSERT INTO read_positions (user_id, group_id, seq, seen_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, group_id) DO UPDATE
+                 SET seq = excluded.seq, seen_at = excluded.seen_at WHERE seq < excluded.seq",
+            )
+            .db()?
+            .execute(params![user, group, seq, millis(at)])
+            .db()?;
+            conn.prepare_cached(
+                "SELECT seq FROM read_positions WHERE user_id = ?1 AND group_id = ?2",
+            )
+            .db()?
+            .query_row(params![user, group], |r| r.get(0))
+            .db()
         })
         .await
     }

@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(seen("ada").await, 7);
         assert_eq!(seen("bob").await, 0);
         // A newer position is not overwritten when the database opens again.
-        assert!(messages.mark_seen("g", "ada", 9, Utc::now()).await.unwrap());
+        assert_eq!(
+            messages.mark_seen("g", "ada", 9, Utc::now()).await.unwrap(),
+            9
+        );
         drop((messages, db));
         let messages = SqliteMessageStore(SqliteDb::open(&file, AssetLimits::default()).unwrap());
         assert_eq!(
