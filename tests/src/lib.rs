@@ -793,10 +793,11 @@ pub struct ChatClient {
 }
 
 /// Server events a [`ChatClient`] records.
-pub const SERVER_EVENTS: [&str; 14] = [
+pub const SERVER_EVENTS: [&str; 15] = [
     "chat.message.incoming",
     "chat.message.edited",
     "chat.message.seen",
+    "chat.message.delivered",
     "chat.message.deleted",
     "chat.typing",
     "chat.resync",

@@ -11,10 +11,11 @@ use chat_tests::raw::{Outcome, RawSocket};
 use chat_tests::*;
 use serde_json::{json, Value};
 
-const EVENTS: [&str; 7] = [
+const EVENTS: [&str; 8] = [
     "chat.message.send",
     "chat.typing",
     "chat.message.seen",
+    "chat.message.delivered",
     "chat.message.delete",
     "chat.message.edit",
     "user.heartbeat",

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use chat_tests::{within, ChatClient, RealtimeStack, User};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -954,6 +954,84 @@ async fn unread_counts_agree_across_a_users_devices() {
     assert_ok(&laptop.send(&group, "on my way", "bob-1").await);
     assert_eq!(unread(&bob).await, 1);
     assert_eq!(unread(&ada).await, 1);
+}
+
+#[tokio::test]
+async fn delivery_receipts_reach_the_sender_across_replicas_and_are_kept() {
+    let stack = RealtimeStack::start(&[]).await;
+    let api = stack.api();
+    let [ada, bob, cy, eve] = api.users(["ada", "bob", "cy", "eve"]).await;
+    let group = group_of(&stack, &ada, &[&bob, &cy]).await;
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    let mut c = client(stack.chat_a.port, &cy).await;
+    for i in 1..=3 {
+        assert_ok(&a.send(&group, &format!("hi {i}"), &format!("hi-{i}")).await);
+    }
+    for _ in 1..=3 {
+        b.next("chat.message.incoming", WAIT).await;
+    }
+    // Bob's device says it has received all three: Ada hears it on the other replica, Cy too.
+    let delivered = |seq: i64| json!({"groupId": group, "seq": seq});
+    let ack = b.request("chat.message.delivered", delivered(3)).await;
+    assert_ok(&ack);
+    assert_eq!(ack["seq"], 3, "{ack}");
+    for socket in [&mut a, &mut c] {
+        let heard = socket.next("chat.message.delivered", WAIT).await;
+        assert_eq!(
+            (
+                heard["groupId"].as_str(),
+                heard["userId"].as_str(),
+                heard["seq"].as_i64()
+            ),
+            (Some(group.as_str()), Some(bob.id.as_str()), Some(3))
+        );
+        assert!(heard["deliveredAt"].is_string(), "{heard}");
+    }
+    // Never backwards; a position the group has not reached, or a bad payload, is refused.
+    let stale = b.request("chat.message.delivered", delivered(1)).await;
+    assert_ok(&stale);
+    assert_eq!(stale["seq"], 3, "{stale}");
+    let ahead = b.request("chat.message.delivered", delivered(9)).await;
+    assert_eq!(ahead["error"]["reason"], "seq_out_of_range", "{ahead}");
+    let malformed = b
+        .request("chat.message.delivered", json!({"groupId": group}))
+        .await;
+    assert_eq!(
+        malformed["error"]["reason"], "invalid_payload",
+        "{malformed}"
+    );
+    // Cy saw the first message: seen implies delivered.
+    assert_ok(
+        &c.request("chat.message.seen", json!({"groupId": group, "seq": 1}))
+            .await,
+    );
+    // The positions are kept: a client that reloads reads them over REST.
+    let receipts = api
+        .send(api.authed(Method::GET, &format!("/groups/{group}/receipts"), &ada))
+        .await;
+    assert_eq!(receipts.status, StatusCode::OK, "{}", receipts.text);
+    let of = |user: &User| {
+        receipts
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["userId"] == user.id.as_str())
+            .map(|r| (r["deliveredSeq"].as_i64(), r["seenSeq"].as_i64()))
+    };
+    assert_eq!(of(&bob), Some((Some(3), Some(0))));
+    assert_eq!(of(&cy), Some((Some(1), Some(1))));
+    assert_eq!(of(&ada), None, "no receipt from Ada yet");
+    // Members only, on both transports.
+    let outsider = api
+        .send(api.authed(Method::GET, &format!("/groups/{group}/receipts"), &eve))
+        .await;
+    outsider.assert_error(404);
+    assert_eq!(outsider.reason(), "group_not_found", "{}", outsider.text);
+    let e = client(stack.chat_b.port, &eve).await;
+    let refused = e.request("chat.message.delivered", delivered(1)).await;
+    assert_eq!(refused["error"]["reason"], "not_member", "{refused}");
 }
 
 #[tokio::test]

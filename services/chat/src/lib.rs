@@ -354,6 +354,21 @@ fn route(envelope: Envelope<Fact>) -> Routing {
                 json!({"groupId": group_id, "userId": user_id, "seq": seq, "seenAt": seen_at}),
             )],
         },
+        Fact::MessageDelivered {
+            command_id,
+            user_id,
+            seq,
+            delivered_at,
+        } => Routing {
+            answer: answer(command_id, json!({ "seq": seq })),
+            // The user's own devices need no word of it: their seen receipts are what they share.
+            steps: vec![Step::Emit {
+                to: vec![room],
+                except: Some(user_room(&user_id)),
+                event: "chat.message.delivered",
+                body: json!({"groupId": group_id, "userId": user_id, "seq": seq, "deliveredAt": delivered_at}),
+            }],
+        },
         Fact::MessageDeleted {
             command_id,
             message_id,
@@ -515,6 +530,13 @@ struct SeenEvent {
     seq: Option<i64>,
     /// The seed's form: seen up to this message.
     message_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveredEvent {
+    group_id: String,
+    seq: i64,
 }
 
 #[derive(Deserialize)]
@@ -814,6 +836,7 @@ async fn authenticate(
     socket.on("chat.message.send", on_send);
     socket.on("chat.typing", on_typing);
     socket.on("chat.message.seen", on_seen);
+    socket.on("chat.message.delivered", on_delivered);
     socket.on("chat.message.delete", on_delete);
     socket.on("chat.message.edit", on_edit);
     socket.on("user.heartbeat", on_heartbeat);
@@ -1008,6 +1031,27 @@ async fn on_seen(
             user_id: user,
             seq: event.seq,
             message_id: event.message_id,
+        };
+        chat.command(&event.group_id, command).await
+    }
+    .await;
+    answer(ack, result);
+}
+
+/// `chat.message.delivered`: a device received the group's messages up to `seq`.
+async fn on_delivered(
+    socket: SocketRef,
+    Data(data): Data<Value>,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let result = async {
+        let event: DeliveredEvent = admit(&chat, &socket, "chat.message.delivered", data)?;
+        let user = precheck(&chat, &socket, &event.group_id).await?;
+        let command = Command::Delivered {
+            command_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user,
+            seq: event.seq,
         };
         chat.command(&event.group_id, command).await
     }
@@ -1370,6 +1414,30 @@ mod tests {
         assert_eq!(
             emitted(&routing.steps),
             vec![(&["g:g1".to_string()][..], Some(ada.as_str()), "chat.typing")]
+        );
+    }
+
+    #[test]
+    fn a_delivered_receipt_answers_with_the_stored_position_and_skips_the_users_devices() {
+        let routing = route(fact(
+            "g1",
+            Fact::MessageDelivered {
+                command_id: Some("c1".into()),
+                user_id: "bob".into(),
+                seq: 7,
+                delivered_at: chrono::Utc::now(),
+            },
+        ));
+        let (id, answer) = routing.answer.unwrap();
+        assert_eq!((id.as_str(), answer.unwrap()), ("c1", json!({"seq": 7})));
+        let bob = user_room("bob");
+        assert_eq!(
+            emitted(&routing.steps),
+            vec![(
+                &["g:g1".to_string()][..],
+                Some(bob.as_str()),
+                "chat.message.delivered"
+            )]
         );
     }
 

@@ -403,6 +403,30 @@ async fn history(
         .map_err(ApiError)
 }
 
+/// `GET /groups/{id}/receipts`
+#[utoipa::path(get, path = "/groups/{id}/receipts", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "Each member's delivered and seen positions (members who sent no receipt yet are left out)", body = Vec<ReceiptPositions>),
+        (status = 404, description = "No such group, or the caller is not a member", body = ErrorBody),
+    ))]
+async fn receipts(
+    State(gw): State<Gateway>,
+    AuthUser(claims): AuthUser,
+    Ctx(ctx): Ctx,
+    Path(group_id): Path<String>,
+) -> ApiResult<axum::Json<Vec<ReceiptPositions>>> {
+    let request = GroupRef {
+        caller: claims.sub,
+        group_id,
+    };
+    gw.rpc
+        .call::<MessageReceipts>(&request, &ctx)
+        .await
+        .map(axum::Json)
+        .map_err(ApiError)
+}
+
 /// `GET /messages/search`
 #[utoipa::path(get, path = "/messages/search", tag = "messages", security(("bearer" = [])), params(SearchQuery),
     responses((status = 200, description = "Matching messages in the caller's groups, newest first", body = Vec<MessageView>)))]
@@ -616,7 +640,7 @@ fn document_reasons(components: &mut utoipa::openapi::Components) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"reason\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, change_role, history, search_messages, jwks,
+    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, change_role, history, receipts, search_messages, jwks,
         assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
     components(schemas(ErrorBody, chat_domain::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
     modifiers(&BearerAuth),
@@ -671,6 +695,7 @@ pub fn router(state: Gateway) -> Router {
             axum::routing::delete(remove_member).patch(change_role),
         )
         .route("/groups/{id}/messages", get(history))
+        .route("/groups/{id}/receipts", get(receipts))
         .route("/messages/search", get(search_messages))
         .route("/.well-known/jwks.json", get(jwks))
         .route(

@@ -20,7 +20,7 @@ pub mod members;
 use std::sync::Arc;
 
 use chat_domain::contracts::assets::AssetGrant;
-use chat_domain::contracts::groups::{GroupError, MemberRole};
+use chat_domain::contracts::groups::{GroupError, GroupRef, MemberRole};
 use chat_domain::contracts::messages::*;
 use chat_domain::events::COMMANDS;
 use chat_domain::events::{Envelope, FACTS};
@@ -28,7 +28,7 @@ use chat_domain::Error;
 use chat_ports::clients::AssetsClient;
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
-use chat_ports::store::{MessageStore, NewMessage};
+use chat_ports::store::{MessageStore, NewMessage, Receipt};
 use chrono::Utc;
 use members::Members;
 use tokio_util::sync::CancellationToken;
@@ -142,6 +142,7 @@ impl MessageService {
                 let user_id = match &command {
                     Command::Send { user_id, .. }
                     | Command::Seen { user_id, .. }
+                    | Command::Delivered { user_id, .. }
                     | Command::Delete { user_id, .. }
                     | Command::Edit { user_id, .. } => user_id.clone(),
                 };
@@ -248,28 +249,38 @@ impl MessageService {
                         .into())
                     }
                 };
-                let last = self
-                    .messages
-                    .before(group_id, None, 1)
-                    .await?
-                    .first()
-                    .map(|m| m.seq)
-                    .unwrap_or(0);
-                if *seq < 0 || *seq > last {
-                    return Err(MessageError::SeqOutOfRange { last }.into());
-                }
+                self.reached(group_id, *seq).await?;
                 let now = Utc::now();
                 // From a device that had not caught up, the position stays where another device
                 // moved it, and that is what every device hears (badges never move back).
                 let seen = self
                     .messages
-                    .mark_seen(group_id, user_id, *seq, now)
+                    .mark(Receipt::Seen, group_id, user_id, *seq, now)
                     .await?;
                 Ok(Fact::MessageSeen {
                     command_id: Some(command_id.clone()),
                     user_id: user_id.clone(),
                     seq: seen,
                     seen_at: now,
+                })
+            }
+            Command::Delivered {
+                command_id,
+                user_id,
+                seq,
+            } => {
+                self.member(group_id, user_id).await?;
+                self.reached(group_id, *seq).await?;
+                let now = Utc::now();
+                let delivered = self
+                    .messages
+                    .mark(Receipt::Delivered, group_id, user_id, *seq, now)
+                    .await?;
+                Ok(Fact::MessageDelivered {
+                    command_id: Some(command_id.clone()),
+                    user_id: user_id.clone(),
+                    seq: delivered,
+                    delivered_at: now,
                 })
             }
             Command::Delete {
@@ -332,6 +343,35 @@ impl MessageService {
                 })
             }
         }
+    }
+
+    /// Refuses a receipt `seq` the group has not reached (0 is every group's start).
+    async fn reached(&self, group_id: &str, seq: i64) -> Result<(), Error> {
+        let last = self
+            .messages
+            .before(group_id, None, 1)
+            .await?
+            .first()
+            .map(|m| m.seq)
+            .unwrap_or(0);
+        if seq < 0 || seq > last {
+            return Err(MessageError::SeqOutOfRange { last }.into());
+        }
+        Ok(())
+    }
+
+    /// Every member's receipt positions, to members only. A member who saw messages has
+    /// received them: the delivered position is never behind the seen one.
+    pub async fn receipts(&self, request: GroupRef) -> Result<Vec<ReceiptPositions>, Error> {
+        self.members
+            .role(&request.group_id, &request.caller)
+            .await?
+            .ok_or(GroupError::GroupNotFound)?;
+        let mut positions = self.messages.receipts(&request.group_id).await?;
+        for p in &mut positions {
+            p.delivered_seq = p.delivered_seq.max(p.seen_seq);
+        }
+        Ok(positions)
     }
 
     /// A page of history, to members only.
@@ -420,6 +460,7 @@ impl MessageService {
 pub fn rpc_handlers(service: Arc<MessageService>, server: RpcServer) -> RpcServer {
     let server = chat_ports::rpc_bind!(server, service, MessageHistory, history);
     let server = chat_ports::rpc_bind!(server, service, MessageSearch, search);
+    let server = chat_ports::rpc_bind!(server, service, MessageReceipts, receipts);
     chat_ports::rpc_bind!(server, service, MessageSummaries, summaries)
 }
 

@@ -244,7 +244,7 @@ pub trait GroupStore: Send + Sync {
     async fn delete(&self, group_id: &str) -> Result<(), Error>;
 }
 
-pub use chat_domain::contracts::messages::{Attachment, MessageView};
+pub use chat_domain::contracts::messages::{Attachment, MessageView, ReceiptPositions};
 
 /// A group's latest message and how many messages the user has not seen.
 #[derive(Debug, Clone)]
@@ -254,6 +254,15 @@ pub struct GroupActivity {
     pub unread: u64,
     /// The last sequence number the user has seen (0: none).
     pub last_seen_seq: i64,
+}
+
+/// Which receipt a position records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// A device of the user received the messages (`chat.message.delivered`).
+    Delivered,
+    /// The user saw them (`chat.message.seen`); what unread counts are counted from.
+    Seen,
 }
 
 /// A message to append.
@@ -312,16 +321,20 @@ pub trait MessageStore: Send + Sync {
         user_id: &str,
         group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error>;
-    /// Records that `user_id` has seen the group up to `seq` (read receipts belong to the
-    /// messages, not to the memberships); never moves backwards. Returns the position as it now
-    /// is: `seq`, or the later one already stored.
-    async fn mark_seen(
+    /// Records that `user_id` has received, or seen, the group up to `seq` (receipts belong to
+    /// the messages, not to the memberships); never moves backwards. The two positions are kept
+    /// apart: a seen receipt does not move the delivered position (the message role records
+    /// both). Returns the position as it now is: `seq`, or the later one already stored.
+    async fn mark(
         &self,
+        receipt: Receipt,
         group_id: &str,
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
     ) -> Result<i64, Error>;
+    /// Every stored receipt position in the group, one entry per user who sent any receipt.
+    async fn receipts(&self, group_id: &str) -> Result<Vec<ReceiptPositions>, Error>;
     /// Up to `limit` live messages in `group_ids` whose text contains `text`, case-insensitively,
     /// newest first.
     async fn search(

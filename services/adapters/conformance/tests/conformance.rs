@@ -635,14 +635,37 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
     assert_eq!(p.messages.unread(&group, "a", 1).await.unwrap(), 1);
     // Read positions move forward only.
     let at = Utc::now();
-    assert_eq!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap(), 3);
+    let mark = |receipt, user: &'static str, seq| {
+        let (messages, group) = (p.messages.clone(), group.clone());
+        async move { messages.mark(receipt, &group, user, seq, at).await.unwrap() }
+    };
+    assert_eq!(mark(Receipt::Seen, "a", 3).await, 3);
     assert_eq!(
-        p.messages.mark_seen(&group, "a", 1, at).await.unwrap(),
+        mark(Receipt::Seen, "a", 1).await,
         3,
         "never backwards: the stored position"
     );
-    assert_eq!(p.messages.mark_seen(&group, "a", 3, at).await.unwrap(), 3);
-    assert_eq!(p.messages.mark_seen(&group, "b", 1, at).await.unwrap(), 1);
+    assert_eq!(mark(Receipt::Seen, "a", 3).await, 3);
+    assert_eq!(mark(Receipt::Seen, "b", 1).await, 1);
+    // Delivered positions are kept apart from the seen ones, and move forward only too.
+    assert_eq!(mark(Receipt::Delivered, "b", 4).await, 4);
+    assert_eq!(mark(Receipt::Delivered, "b", 2).await, 4);
+    assert_eq!(mark(Receipt::Delivered, "c", 5).await, 5);
+    let positions = |user: &str, delivered_seq, seen_seq| ReceiptPositions {
+        user_id: user.to_string(),
+        delivered_seq,
+        seen_seq,
+    };
+    assert_eq!(
+        p.messages.receipts(&group).await.unwrap(),
+        vec![
+            positions("a", 0, 3),
+            positions("b", 4, 1),
+            positions("c", 5, 0)
+        ],
+        "one entry per user, by user id"
+    );
+    assert_eq!(p.messages.receipts(&other).await.unwrap(), vec![]);
     // The same in one call for a list of groups, in the order asked, from each read position.
     let silent = unique("g");
     let activity = p
@@ -1037,7 +1060,7 @@ async fn on_mongodb_read_positions_kept_on_memberships_are_carried_over() {
     assert_eq!(
         stores
             .messages
-            .mark_seen("g", "ada", 9, Utc::now())
+            .mark(Receipt::Seen, "g", "ada", 9, Utc::now())
             .await
             .unwrap(),
         9

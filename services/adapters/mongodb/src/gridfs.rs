@@ -10,6 +10,7 @@
 //!   document last (as the specification asks), then deletes the upload's chunks and remembers
 //!   the asset id in the session, so completing again answers with the same file.
 
+use crate::documents;
 use chat_domain::contracts::assets::AssetError;
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt};
@@ -493,24 +494,18 @@ impl AssetStore for MongoAssetStore {
                 .map(|d| d.get_i64(field).unwrap_or_default().max(0) as u64)
                 .sum::<u64>()
         };
-        let files: Vec<Document> = self
-            .files
-            .find(doc! {"metadata.ownerId": owner_id})
-            .projection(doc! {"length": 1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
-        let uploads: Vec<Document> = self
-            .sessions
-            .find(doc! {"ownerId": owner_id, "assetId": {"$exists": false}})
-            .projection(doc! {"receivedBytes": 1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let files: Vec<Document> = documents(
+            self.files
+                .find(doc! {"metadata.ownerId": owner_id})
+                .projection(doc! {"length": 1}),
+        )
+        .await?;
+        let uploads: Vec<Document> = documents(
+            self.sessions
+                .find(doc! {"ownerId": owner_id, "assetId": {"$exists": false}})
+                .projection(doc! {"receivedBytes": 1}),
+        )
+        .await?;
         Ok(AssetUsage {
             uploads: uploads.len() as u32,
             pending_bytes: sum(uploads, "receivedBytes"),
@@ -519,14 +514,11 @@ impl AssetStore for MongoAssetStore {
     }
 
     async fn expire(&self, now: DateTime<Utc>) -> Result<u64, Error> {
-        let expired: Vec<Document> = self
-            .sessions
-            .find(doc! {"expiresAt": {"$lt": to_bson_time(now)}})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let expired: Vec<Document> = documents(
+            self.sessions
+                .find(doc! {"expiresAt": {"$lt": to_bson_time(now)}}),
+        )
+        .await?;
         for session in &expired {
             self.drop_session(session).await?;
         }

@@ -20,15 +20,12 @@ impl MongoGroupStore {
 
     /// The memberships matching `filter`, in joining order.
     async fn find_members(&self, filter: Document) -> Result<Vec<MemberRecord>, Error> {
-        let docs: Vec<Document> = self
-            .members
-            .find(filter)
-            .sort(doc! {"joinedAt": 1, "_id": 1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let docs: Vec<Document> = documents(
+            self.members
+                .find(filter)
+                .sort(doc! {"joinedAt": 1, "_id": 1}),
+        )
+        .await?;
         docs.iter().map(member_from_doc).collect()
     }
 }
@@ -125,28 +122,19 @@ impl GroupStore for MongoGroupStore {
     }
 
     async fn groups_of(&self, user_id: &str) -> Result<Vec<GroupRecord>, Error> {
-        let memberships: Vec<Document> = self
-            .members
-            .find(doc! {"userId": user_id})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let memberships: Vec<Document> =
+            documents(self.members.find(doc! {"userId": user_id})).await?;
         let ids: Vec<ObjectId> = memberships
             .iter()
             .filter_map(|m| m.get_str("groupId").ok())
             .filter_map(|id| ObjectId::parse_str(id).ok())
             .collect();
-        let docs: Vec<Document> = self
-            .groups
-            .find(doc! {"_id": {"$in": ids}})
-            .sort(doc! {"updatedAt": -1, "_id": -1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let docs: Vec<Document> = documents(
+            self.groups
+                .find(doc! {"_id": {"$in": ids}})
+                .sort(doc! {"updatedAt": -1, "_id": -1}),
+        )
+        .await?;
         docs.iter().map(group_from_doc).collect()
     }
 

@@ -39,8 +39,8 @@ use chat_domain::Error;
 use chat_ports::health::Probe;
 use chat_ports::store::{
     Attachment, GroupActivity, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore,
-    MessageView, NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
-    SigningKeyStore, Stores, UserRecord, UserStore,
+    MessageView, NewGroup, NewMessage, NewUser, Receipt, ReceiptPositions, RefreshTokenRecord,
+    RefreshTokenStore, RefreshUse, SigningKeyStore, Stores, UserRecord, UserStore,
 };
 
 /// Connects and pings, retrying until `timeout`.
@@ -126,11 +126,20 @@ const DIRECT_PAIRS: &str = "direct_conversations";
 const MESSAGES: &str = "messages";
 /// Each user's read position in each group: the message role's, not the memberships'.
 const READ_POSITIONS: &str = "read_positions";
+/// How far each user's devices have received each group, one document per user and group.
+const DELIVERED_POSITIONS: &str = "delivered_positions";
 /// One document per one-time data migration done (`_id` = its name).
 const MIGRATIONS: &str = "migrations";
 
 pub(crate) fn read_position_id(user_id: &str, group_id: &str) -> String {
     format!("{user_id}:{group_id}")
+}
+
+/// Every document a query finds (`collection.find(filter)`, with its options).
+pub(crate) async fn documents(
+    find: impl std::future::IntoFuture<Output = mongodb::error::Result<mongodb::Cursor<Document>>>,
+) -> Result<Vec<Document>, Error> {
+    find.await.db()?.try_collect().await.db()
 }
 
 fn index(keys: Document, options: Option<IndexOptions>) -> IndexModel {
@@ -193,6 +202,14 @@ pub fn indexes() -> Vec<(&'static str, IndexModel)> {
         (
             READ_POSITIONS,
             index(doc! {"userId": 1, "groupId": 1}, Some(named("by_user"))),
+        ),
+        (
+            READ_POSITIONS,
+            index(doc! {"groupId": 1}, Some(named("by_group"))),
+        ),
+        (
+            DELIVERED_POSITIONS,
+            index(doc! {"groupId": 1}, Some(named("by_group"))),
         ),
         (
             MESSAGES,

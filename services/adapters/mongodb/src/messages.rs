@@ -5,11 +5,12 @@ use super::*;
 /// [`MessageStore`] on the `messages` collection. The unique `(groupId, seq)` index makes the
 /// sequence gap-free and unambiguous even if two processes ever append to one group at once (the
 /// loser retries with the next number); the unique `(senderId, clientMessageId)` index makes
-/// retried sends idempotent. Read positions are on `read_positions`, one document per user and
-/// group (`_id` = `userId:groupId`).
+/// retried sends idempotent. Read positions are on `read_positions`, delivered positions on
+/// `delivered_positions`, one document per user and group (`_id` = `userId:groupId`).
 pub struct MongoMessageStore {
     messages: Collection<Document>,
     positions: Collection<Document>,
+    delivered: Collection<Document>,
 }
 
 impl MongoMessageStore {
@@ -17,6 +18,7 @@ impl MongoMessageStore {
         MongoMessageStore {
             messages: db.collection(MESSAGES),
             positions: db.collection(READ_POSITIONS),
+            delivered: db.collection(DELIVERED_POSITIONS),
         }
     }
 
@@ -26,16 +28,13 @@ impl MongoMessageStore {
         sort: Document,
         limit: u32,
     ) -> Result<Vec<MessageView>, Error> {
-        let docs: Vec<Document> = self
-            .messages
-            .find(filter)
-            .sort(sort)
-            .limit(i64::from(limit))
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let docs: Vec<Document> = documents(
+            self.messages
+                .find(filter)
+                .sort(sort)
+                .limit(i64::from(limit)),
+        )
+        .await?;
         docs.iter().map(message_from_doc).collect()
     }
 }
@@ -238,14 +237,11 @@ impl MessageStore for MongoMessageStore {
         user_id: &str,
         group_ids: &[String],
     ) -> Result<Vec<GroupActivity>, Error> {
-        let positions: Vec<Document> = self
-            .positions
-            .find(doc! {"userId": user_id, "groupId": {"$in": group_ids}})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let positions: Vec<Document> = documents(
+            self.positions
+                .find(doc! {"userId": user_id, "groupId": {"$in": group_ids}}),
+        )
+        .await?;
         let seen: HashMap<&str, i64> = positions
             .iter()
             .filter_map(|p| {
@@ -269,22 +265,26 @@ impl MessageStore for MongoMessageStore {
         .await
     }
 
-    async fn mark_seen(
+    async fn mark(
         &self,
+        receipt: Receipt,
         group_id: &str,
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
     ) -> Result<i64, Error> {
+        let (positions, at_field) = match receipt {
+            Receipt::Seen => (&self.positions, "seenAt"),
+            Receipt::Delivered => (&self.delivered, "deliveredAt"),
+        };
         // Moves forward only: when the stored position is not behind, the filter misses and the
         // upsert collides with the existing `_id`; then the stored one is read.
         let id = read_position_id(user_id, group_id);
-        match self
-            .positions
+        match positions
             .update_one(
                 doc! {"_id": &id, "seq": {"$lt": seq}},
                 doc! {
-                    "$set": {"seq": seq, "seenAt": to_bson_time(at)},
+                    "$set": {"seq": seq, at_field: to_bson_time(at)},
                     "$setOnInsert": {"userId": user_id, "groupId": group_id},
                 },
             )
@@ -293,11 +293,39 @@ impl MessageStore for MongoMessageStore {
         {
             Ok(_) => Ok(seq),
             Err(e) if is_duplicate_key(&e) => {
-                let stored = self.positions.find_one(doc! {"_id": &id}).await.db()?;
+                let stored = positions.find_one(doc! {"_id": &id}).await.db()?;
                 Ok(stored.and_then(|d| d.get_i64("seq").ok()).unwrap_or(seq))
             }
             Err(e) => Err(e).db(),
         }
+    }
+
+    async fn receipts(&self, group_id: &str) -> Result<Vec<ReceiptPositions>, Error> {
+        let (delivered, seen) = futures_util::future::try_join(
+            positions_in(&self.delivered, group_id),
+            positions_in(&self.positions, group_id),
+        )
+        .await?;
+        let mut by_user: std::collections::BTreeMap<String, ReceiptPositions> = Default::default();
+        for (user_id, seq, seen) in delivered
+            .into_iter()
+            .map(|(u, s)| (u, s, false))
+            .chain(seen.into_iter().map(|(u, s)| (u, s, true)))
+        {
+            let entry = by_user
+                .entry(user_id.clone())
+                .or_insert_with(|| ReceiptPositions {
+                    user_id,
+                    delivered_seq: 0,
+                    seen_seq: 0,
+                });
+            if seen {
+                entry.seen_seq = seq;
+            } else {
+                entry.delivered_seq = seq;
+            }
+        }
+        Ok(by_user.into_values().collect())
     }
 
     async fn search(
@@ -314,4 +342,21 @@ impl MessageStore for MongoMessageStore {
         self.many(filter, doc! {"createdAt": -1, "_id": -1}, limit)
             .await
     }
+}
+
+/// `(userId, seq)` of every position document of the group in `positions`.
+async fn positions_in(
+    positions: &Collection<Document>,
+    group_id: &str,
+) -> Result<Vec<(String, i64)>, Error> {
+    let docs: Vec<Document> = documents(positions.find(doc! {"groupId": group_id})).await?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.get_str("userId").ok()?.to_string(),
+                d.get_i64("seq").ok()?,
+            ))
+        })
+        .collect())
 }

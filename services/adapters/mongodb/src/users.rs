@@ -140,15 +140,12 @@ impl UserStore for MongoUserStore {
             .iter()
             .filter_map(|id| ObjectId::parse_str(id).ok())
             .collect();
-        let docs: Vec<Document> = self
-            .0
-            .find(doc! {"_id": {"$in": oids}})
-            .projection(doc! {"_id": 1, "lastSeenAt": 1})
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let docs: Vec<Document> = documents(
+            self.0
+                .find(doc! {"_id": {"$in": oids}})
+                .projection(doc! {"_id": 1, "lastSeenAt": 1}),
+        )
+        .await?;
         Ok(docs
             .iter()
             .filter_map(|d| {
@@ -183,17 +180,14 @@ impl UserStore for MongoUserStore {
             doc! {"$and": words}
         };
         let total = self.0.count_documents(filter.clone()).await.db()?;
-        let docs: Vec<Document> = self
-            .0
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .skip(page.skip())
-            .limit(i64::from(page.limit))
-            .await
-            .db()?
-            .try_collect()
-            .await
-            .db()?;
+        let docs: Vec<Document> = documents(
+            self.0
+                .find(filter)
+                .sort(doc! {"_id": 1})
+                .skip(page.skip())
+                .limit(i64::from(page.limit)),
+        )
+        .await?;
         let users = docs.iter().map(user_from_doc).collect::<Result<_, _>>()?;
         Ok((users, total))
     }

@@ -82,6 +82,13 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
     },
+    /// A device of the user has received the group's messages up to `seq`.
+    #[serde(rename = "message.delivered")]
+    Delivered {
+        command_id: String,
+        user_id: String,
+        seq: i64,
+    },
     /// Delete a message (its sender or a group admin).
     #[serde(rename = "message.delete")]
     Delete {
@@ -104,6 +111,7 @@ impl Command {
         match self {
             Command::Send { command_id, .. }
             | Command::Seen { command_id, .. }
+            | Command::Delivered { command_id, .. }
             | Command::Delete { command_id, .. }
             | Command::Edit { command_id, .. } => command_id,
         }
@@ -125,6 +133,14 @@ pub enum Fact {
         user_id: String,
         seq: i64,
         seen_at: DateTime<Utc>,
+    },
+    /// A device of the user received the group up to `seq` (a seen receipt implies it).
+    #[serde(rename = "message.delivered")]
+    MessageDelivered {
+        command_id: Option<String>,
+        user_id: String,
+        seq: i64,
+        delivered_at: DateTime<Utc>,
     },
     #[serde(rename = "message.deleted")]
     MessageDeleted {
@@ -239,6 +255,16 @@ pub struct GroupSummary {
     pub last_seen_seq: i64,
 }
 
+/// A member's receipts in a group: how far their devices have received it and how far they
+/// have seen it (0: not yet). `seenSeq` never exceeds `deliveredSeq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptPositions {
+    pub user_id: String,
+    pub delivered_seq: i64,
+    pub seen_seq: i64,
+}
+
 /// `message.summaries` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -251,6 +277,8 @@ pattern!(/// A page of a group's history, to members only.
     MessageHistory, "message.history", HistoryRequest => HistoryPage);
 pattern!(/// Search the caller's groups.
     MessageSearch, "message.search", SearchRequest => Vec<MessageView>);
+pattern!(/// Every member's receipt positions in a group, to members only.
+    MessageReceipts, "message.receipts", super::groups::GroupRef => Vec<ReceiptPositions>);
 pattern!(/// Last message, unread count and last seen sequence per group, for the caller.
     MessageSummaries, "message.summaries", SummariesRequest => Vec<GroupSummary>);
 
@@ -278,7 +306,7 @@ crate::error_reasons! {
         /// An attachment that is not a file the sender uploaded.
         #[error("attach a file you uploaded (its url from complete-upload)")]
         AttachmentNotUploaded => (Validation, "attachment_not_uploaded"),
-        /// A seen receipt for a sequence number the group has not reached.
+        /// A seen or delivered receipt for a sequence number the group has not reached.
         #[error("seq must be between 0 and {last}")]
         SeqOutOfRange { last: i64 } => (Validation, "seq_out_of_range"),
         /// The message does not exist in this group.

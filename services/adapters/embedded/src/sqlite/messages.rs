@@ -235,30 +235,59 @@ impl MessageStore for SqliteMessageStore {
         .await
     }
 
-    async fn mark_seen(
+    async fn mark(
         &self,
+        receipt: Receipt,
         group_id: &str,
         user_id: &str,
         seq: i64,
         at: DateTime<Utc>,
     ) -> Result<i64, Error> {
         let (group, user) = (group_id.to_string(), user_id.to_string());
+        let (table, at_column) = receipt_table(receipt);
         self.run(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO read_positions (user_id, group_id, seq, seen_at)
-                 VALUES (?1, ?2, ?3, ?4)
+            conn.prepare_cached(&format!(
+                "INSERT INTO {table} (user_id, group_id, seq, {at_column}) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id, group_id) DO UPDATE
-                 SET seq = excluded.seq, seen_at = excluded.seen_at WHERE seq < excluded.seq",
-            )
+                 SET seq = excluded.seq, {at_column} = excluded.{at_column}
+                 WHERE seq < excluded.seq"
+            ))
             .db()?
             .execute(params![user, group, seq, millis(at)])
             .db()?;
-            conn.prepare_cached(
-                "SELECT seq FROM read_positions WHERE user_id = ?1 AND group_id = ?2",
-            )
+            conn.prepare_cached(&format!(
+                "SELECT seq FROM {table} WHERE user_id = ?1 AND group_id = ?2"
+            ))
             .db()?
             .query_row(params![user, group], |r| r.get(0))
             .db()
+        })
+        .await
+    }
+
+    async fn receipts(&self, group_id: &str) -> Result<Vec<ReceiptPositions>, Error> {
+        let group = group_id.to_string();
+        self.run(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT user_id, MAX(delivered), MAX(seen) FROM (
+                       SELECT user_id, seq AS delivered, 0 AS seen FROM delivered_positions
+                       WHERE group_id = ?1
+                       UNION ALL
+                       SELECT user_id, 0, seq FROM read_positions WHERE group_id = ?1)
+                     GROUP BY user_id ORDER BY user_id",
+                )
+                .db()?;
+            let rows = statement
+                .query_map([&group], |r| {
+                    Ok(ReceiptPositions {
+                        user_id: r.get(0)?,
+                        delivered_seq: r.get(1)?,
+                        seen_seq: r.get(2)?,
+                    })
+                })
+                .db()?;
+            rows.collect::<Result<Vec<_>, _>>().db()
         })
         .await
     }
@@ -287,5 +316,13 @@ impl MessageStore for SqliteMessageStore {
             Ok(found)
         })
         .await
+    }
+}
+
+/// The table of one kind of receipt, and its time column.
+fn receipt_table(receipt: Receipt) -> (&'static str, &'static str) {
+    match receipt {
+        Receipt::Seen => ("read_positions", "seen_at"),
+        Receipt::Delivered => ("delivered_positions", "delivered_at"),
     }
 }

@@ -35,8 +35,8 @@ use chat_ports::assets::{AssetStore, ByteStream};
 use chat_ports::health::Probe;
 use chat_ports::store::{
     Attachment, GroupActivity, GroupRecord, GroupStore, MemberRecord, MemberRole, MessageStore,
-    MessageView, NewGroup, NewMessage, NewUser, RefreshTokenRecord, RefreshTokenStore, RefreshUse,
-    SigningKeyStore, Stores, UserRecord, UserStore,
+    MessageView, NewGroup, NewMessage, NewUser, Receipt, ReceiptPositions, RefreshTokenRecord,
+    RefreshTokenStore, RefreshUse, SigningKeyStore, Stores, UserRecord, UserStore,
 };
 
 const SCHEMA: &str = r#"
@@ -60,6 +60,11 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
 CREATE TABLE IF NOT EXISTS read_positions (
   user_id TEXT NOT NULL, group_id TEXT NOT NULL, seq INTEGER NOT NULL, seen_at INTEGER NOT NULL,
   PRIMARY KEY (user_id, group_id));
+CREATE INDEX IF NOT EXISTS read_positions_by_group ON read_positions(group_id);
+CREATE TABLE IF NOT EXISTS delivered_positions (
+  user_id TEXT NOT NULL, group_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  delivered_at INTEGER NOT NULL, PRIMARY KEY (user_id, group_id));
+CREATE INDEX IF NOT EXISTS delivered_positions_by_group ON delivered_positions(group_id);
 -- Read positions used to live on the memberships (members.last_seen_*, no longer written):
 -- carried over once, never over a newer position.
 INSERT OR IGNORE INTO read_positions
@@ -347,7 +352,10 @@ mod tests {
         assert_eq!(seen("bob").await, 0);
         // A newer position is not overwritten when the database opens again.
         assert_eq!(
-            messages.mark_seen("g", "ada", 9, Utc::now()).await.unwrap(),
+            messages
+                .mark(Receipt::Seen, "g", "ada", 9, Utc::now())
+                .await
+                .unwrap(),
             9
         );
         drop((messages, db));
