@@ -7,8 +7,8 @@
 #   scripts/infra.sh down                stop only what this script started
 #   scripts/infra.sh status              say what answers and who started it
 #   scripts/infra.sh env                 print the connection variables (for `eval`)
-#   scripts/infra.sh tools               install the test tools into the cache: kubernetes-validate
-#                                        and helm-python-sdk (Python venv)
+#   scripts/infra.sh tools               install the test tools into the cache: kubernetes-validate,
+#                                        helm-python-sdk and schemathesis (Python venv)
 #   scripts/infra.sh toolchain           install a C compiler, make and CMake if missing (SQLite
 #                                        and librdkafka are compiled from source with the first
 #                                        two; CMake is for the stand-ins built from source)
@@ -37,6 +37,8 @@ TANSU_VERSION=0.6.0
 # The chart tests' Python tools (installed by `infra.sh tools`), pinned like the servers.
 KUBERNETES_VALIDATE_VERSION=1.37.0
 HELM_PYTHON_SDK_VERSION=0.2.2
+# The OpenAPI contract test's fuzzer (tests/tests/contract.rs).
+SCHEMATHESIS_VERSION=4.32.5
 ALL_SERVICES=(redis rabbitmq mongodb kafka)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -234,8 +236,9 @@ case "$cmd" in
   toolchain) toolchain ;;
   tools)
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/python" - <<'PY' 2>/dev/null || { log "installing kubernetes-validate and helm-python-sdk into $VENV"; "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" >&2; }
-import kubernetes_validate, helm_python
+    "$VENV/bin/python" - "$SCHEMATHESIS_VERSION" <<'PY' 2>/dev/null || { log "installing kubernetes-validate, helm-python-sdk and schemathesis into $VENV"; "$VENV/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "schemathesis==$SCHEMATHESIS_VERSION" >&2; }
+import sys, importlib.metadata, kubernetes_validate, helm_python
+assert importlib.metadata.version("schemathesis") == sys.argv[1]
 PY
     echo "export CHAT_TOOLS_VENV=$VENV" ;;
   *) sed -n '2,24p' "$0" >&2; exit 2 ;;

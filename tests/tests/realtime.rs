@@ -199,9 +199,19 @@ async fn history_pages_back_and_catches_up_exactly() {
     history(&stack, &bob, &group, "?limit=101")
         .await
         .assert_error(400);
-    history(&stack, &bob, &group, "?before=3&after=1")
-        .await
-        .assert_error(400);
+    // Both cursors: what lies between them, oldest first.
+    let between = history(&stack, &bob, &group, "?after=2&before=6&limit=2").await;
+    let seqs: Vec<i64> = between.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![3, 4], "{}", between.text);
+    assert_eq!(between.body["hasMore"], true);
+    let rest = history(&stack, &bob, &group, "?after=4&before=6&limit=2").await;
+    assert_eq!(rest.body["data"][0]["seq"], 5, "{}", rest.text);
+    assert_eq!(rest.body["hasMore"], false, "{}", rest.text);
     history(&stack, &bob, &group, "?limit=abc")
         .await
         .assert_error(400);

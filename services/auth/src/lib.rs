@@ -366,14 +366,18 @@ impl AuthService {
     /// A page of users.
     pub async fn list_users(&self, query: ListUsersQuery) -> Result<Page<UserView>, Error> {
         let page = PageRequest::parse(query.page, query.limit)?;
+        if query
+            .search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > 100)
+        {
+            return Err(AuthError::SearchTooLong.into());
+        }
         let search = query
             .search
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        if search.is_some_and(|s| s.chars().count() > 100) {
-            return Err(AuthError::SearchTooLong.into());
-        }
         let (users, total) = self.stores.users.list(search, page).await?;
         Ok(Page {
             data: users.iter().map(UserRecord::view).collect(),

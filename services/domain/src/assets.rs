@@ -20,7 +20,7 @@ use crate::contracts::messages::Attachment;
 use crate::error::Error;
 
 /// Longest accepted file name, in bytes.
-pub const MAX_FILENAME_BYTES: usize = 255;
+pub const MAX_FILENAME_CHARS: usize = 255;
 
 /// What a client may upload. From the `ASSET_*` environment variables (see [`crate::config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl AssetLimits {
 /// characters, not `.` or `..`.
 pub fn check_filename(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
-        && name.len() <= MAX_FILENAME_BYTES
+        && name.chars().count() <= MAX_FILENAME_CHARS
         && name.trim() == name
         && name != "."
         && name != ".."
@@ -182,7 +182,7 @@ pub fn check_filename(name: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(AssetError::InvalidFilename {
-            max: MAX_FILENAME_BYTES,
+            max: MAX_FILENAME_CHARS,
         }
         .into())
     }
@@ -494,11 +494,14 @@ impl Assembler {
     }
 }
 
+/// Longest picture URL, in characters.
+pub const MAX_URL_CHARS: usize = 2048;
+
 /// A picture URL (`imageUrl`, `profileUrl`): http(s) or an absolute path, at most 2048
 /// characters, no spaces or control characters. `field` names it in the error.
 pub fn check_image_url(field: &str, url: &str) -> Result<(), Error> {
     let ok = (url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
-        && url.len() <= 2048
+        && url.chars().count() <= MAX_URL_CHARS
         && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(())

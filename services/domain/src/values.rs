@@ -34,15 +34,21 @@ impl Email {
     }
 }
 
-/// A first or last name: trimmed, 1 to 100 characters, no control characters.
+/// Longest first or last name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A first or last name: at most 100 characters, not blank, no control characters; stored
+/// trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
 
 impl PersonName {
     pub fn parse(field: &str, raw: &str) -> Result<Self, Error> {
         let name = raw.trim();
-        let len = name.chars().count();
-        if len == 0 || len > 100 || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || raw.chars().count() > MAX_NAME_CHARS
+            || raw.chars().any(char::is_control)
+        {
             return Err(AuthError::InvalidName {
                 field: field.to_string(),
             }
@@ -73,6 +79,9 @@ pub fn check_new_password(password: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The last page number a listing accepts.
+pub const MAX_PAGE_NUMBER: u32 = 1_000_000;
+
 /// Page size bounds for listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -88,8 +97,10 @@ impl PageRequest {
     pub fn parse(page: Option<u32>, limit: Option<u32>) -> Result<Self, Error> {
         let page = page.unwrap_or(1);
         let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if page == 0 || page > 1_000_000 {
-            return Err(Error::validation("page must be 1 or more"));
+        if page == 0 || page > MAX_PAGE_NUMBER {
+            return Err(Error::validation(format!(
+                "page must be 1 to {MAX_PAGE_NUMBER}"
+            )));
         }
         if limit == 0 {
             return Err(Error::validation("limit must be 1 or more"));

@@ -29,13 +29,14 @@ use crate::{bearer_token, AuthUser, Gateway};
 
 /// The multipart form of `POST /assets/upload` (for the OpenAPI document).
 #[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct UploadChunkForm {
     /// The chunk's bytes.
     #[schema(format = Binary, value_type = String)]
     chunk: Vec<u8>,
-    /// The file's name: a label, never a path.
-    filename: String,
+    /// The file's name: a label, never a path. Defaults to the file name of the `chunk` part.
+    filename: Option<String>,
     /// From 0 to `totalChunks - 1`.
     chunk_index: u32,
     total_chunks: u32,

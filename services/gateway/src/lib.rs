@@ -5,6 +5,7 @@
 
 mod assets;
 pub use assets::{rpc_handlers as asset_rpc_handlers, AssetOwner};
+mod contract;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -245,6 +246,17 @@ async fn me(
         .await
         .map(axum::Json)
         .map_err(ApiError)
+}
+
+/// `GET /users/me`: the same as `GET /auth/me`.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The calling user", body = UserView)))]
+async fn users_me(
+    state: State<Gateway>,
+    caller: AuthUser,
+    ctx: Ctx,
+) -> ApiResult<axum::Json<UserView>> {
+    me(state, caller, ctx).await
 }
 
 /// `PATCH /users/me`
@@ -640,7 +652,7 @@ fn document_reasons(components: &mut utoipa::openapi::Components) {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scalable-chat", description = "REST API of the scalable-chat gateway. Errors always have the shape {\"error\":{\"code\",\"reason\",\"message\"}}."),
-    paths(register, login, refresh, logout, me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, change_role, history, receipts, search_messages, jwks,
+    paths(register, login, refresh, logout, me, users_me, update_me, list_users, get_user, create_group, list_groups, get_group, update_group, add_members, remove_member, change_role, history, receipts, search_messages, jwks,
         assets::upload_chunk, assets::upload_status, assets::abandon_upload, assets::complete_upload, assets::download),
     components(schemas(ErrorBody, chat_domain::ErrorCode, ChunkReceipt, UploadView, CompleteUploadBody, AssetView, assets::UploadChunkForm)),
     modifiers(&BearerAuth),
@@ -676,7 +688,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// The gateway's routes. CORS is not applied here: it must wrap the whole stack (see [`cors`]),
 /// or preflight requests would meet the method-not-allowed fallback first.
 pub fn router(state: Gateway) -> Router {
-    let openapi = ApiDoc::openapi();
+    let openapi = contract::document(ApiDoc::openapi(), &state.asset_limits);
     let chunk_body_limit = state.asset_limits.max_upload_request_bytes();
     Router::new()
         .route("/auth/register", post(register))
@@ -685,7 +697,7 @@ pub fn router(state: Gateway) -> Router {
         .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
         .route("/users", get(list_users))
-        .route("/users/me", get(me).patch(update_me))
+        .route("/users/me", get(users_me).patch(update_me))
         .route("/users/{id}", get(get_user))
         .route("/groups", post(create_group).get(list_groups))
         .route("/groups/{id}", get(get_group).patch(update_group))

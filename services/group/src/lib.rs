@@ -47,7 +47,7 @@ fn not_found() -> Error {
 
 fn clean_name(raw: &str) -> Result<Option<String>, Error> {
     let name = raw.trim();
-    if name.chars().count() > MAX_GROUP_NAME_CHARS || name.chars().any(char::is_control) {
+    if raw.chars().count() > MAX_GROUP_NAME_CHARS || raw.chars().any(char::is_control) {
         return Err(GroupError::NameTooLong {
             max: MAX_GROUP_NAME_CHARS,
         }

@@ -388,15 +388,18 @@ impl MessageService {
             }
             .into());
         }
-        if q.before.is_some() && q.after.is_some() {
-            return Err(MessageError::BeforeAndAfter.into());
-        }
         // One more than asked tells whether there is more.
         let mut data = match q.after {
             Some(after) => {
-                self.messages
+                let mut page = self
+                    .messages
                     .after(&request.group_id, after, limit + 1)
-                    .await?
+                    .await?;
+                // Both cursors: the messages between them, oldest first.
+                if let Some(before) = q.before {
+                    page.retain(|m| m.seq < before);
+                }
+                page
             }
             None => {
                 self.messages

@@ -61,6 +61,7 @@ pub struct UploadQuery {
 pub struct CompleteUploadBody {
     #[schema(example = "document.pdf")]
     pub filename: String,
+    #[serde(deserialize_with = "super::whole::deserialize")]
     pub total_chunks: u32,
 }
 
@@ -112,7 +113,7 @@ crate::error_reasons! {
         #[error("{field} must be a whole number, 0 or more")]
         NotWholeNumber { field: String } => (Validation, "not_a_whole_number"),
         /// A file name that is a path, empty, too long or has control characters.
-        #[error("filename must be 1-{max} bytes without '/', '\\', '..', surrounding spaces or control characters")]
+        #[error("filename must be 1-{max} characters without '/', '\\', '..', surrounding spaces or control characters")]
         InvalidFilename { max: usize } => (Validation, "invalid_filename"),
         /// `chunkIndex` is not below `totalChunks`.
         #[error("chunkIndex must be less than totalChunks ({total})")]

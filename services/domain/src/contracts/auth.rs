@@ -55,7 +55,19 @@ pub struct RefreshBody {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateMeBody {
+    #[serde(
+        default,
+        deserialize_with = "super::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = String)]
     pub first_name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "super::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = String)]
     pub last_name: Option<String>,
     /// An image the caller uploaded (`/assets/<id>`; every signed-in user can then see it) or an
     /// http(s) URL; `null` removes the picture.

@@ -36,6 +36,12 @@ pub struct CreateGroupBody {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateGroupBody {
+    #[serde(
+        default,
+        deserialize_with = "super::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = String)]
     pub name: Option<String>,
     // Absent stays absent across the RPC hop; only an explicit null clears the image.
     #[serde(

@@ -192,7 +192,7 @@ pub enum Fact {
 }
 
 /// `GET /groups/{id}/messages` query: `before` pages back (newest first), `after` catches up
-/// (oldest first).
+/// (oldest first); both: the messages between them, oldest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -327,9 +327,6 @@ crate::error_reasons! {
         /// A history page size out of range.
         #[error("limit must be 1 to {max}")]
         InvalidLimit { max: u32 } => (Validation, "invalid_limit"),
-        /// History asked with both cursors.
-        #[error("give before or after, not both")]
-        BeforeAndAfter => (Validation, "before_and_after"),
         /// A search query that is empty or longer than 100 characters.
         #[error("q must be 1 to 100 characters")]
         InvalidQuery => (Validation, "invalid_query"),
