@@ -1187,3 +1187,208 @@ async fn a_socket_learns_which_co_members_are_online_on_connect_and_on_request()
     .await;
     assert_eq!(bob_now["lastSeenAt"], last_seen(&bob).await);
 }
+
+/// What a test saw on the socket: (the AsyncAPI message name, its payload).
+#[derive(Default)]
+struct Seen(Vec<(String, Value)>);
+
+impl Seen {
+    fn event(&mut self, event: &str, payload: Value) {
+        self.0.push((format!("{event}.event"), payload));
+    }
+
+    fn ack(&mut self, event: &str, ack: Value) -> Value {
+        self.0.push((format!("{event}.ack"), ack.clone()));
+        ack
+    }
+
+    /// Waits for `event` on `socket` and keeps it.
+    async fn next(&mut self, socket: &mut ChatClient, event: &str) -> Value {
+        let payload = socket.next(event, WAIT).await;
+        self.event(event, payload.clone());
+        payload
+    }
+
+    /// Keeps whatever else `socket` received: every event is checked, not only those waited for.
+    async fn rest(&mut self, socket: &mut ChatClient) {
+        for (event, payload) in socket.collect_all(Duration::from_millis(300)).await {
+            self.event(&event, payload);
+        }
+    }
+}
+
+/// The Socket.IO contract (`GET /asyncapi.json`, served by the chat role) is what the chat role
+/// does: a scenario makes it send every server event and answer every client event, on two
+/// replicas, and each payload and acknowledgement validates against the document's schemas
+/// (tests/contract/validate_events.py, with Python's jsonschema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_and_acknowledgement_matches_the_asyncapi_document() {
+    let venv = std::env::var("CHAT_TOOLS_VENV")
+        .expect("CHAT_TOOLS_VENV: run `eval \"$(scripts/infra.sh tools)\"` (scripts/test.sh does)");
+    // A replay limit of 1: a client two messages behind is told to resync.
+    let mut stack = RealtimeStack::start(&[("CHAT_REPLAY_LIMIT", "1")]).await;
+    let api = stack.api();
+    let document = api
+        .http
+        .get(format!(
+            "http://127.0.0.1:{}/asyncapi.json",
+            stack.chat_a.port
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let declared: Vec<&str> = document["operations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("send."))
+        .collect();
+    let mut registered: Vec<&str> = chat_tests::SERVER_EVENTS.to_vec();
+    let mut sorted = declared.clone();
+    sorted.sort_unstable();
+    registered.sort_unstable();
+    assert_eq!(
+        sorted, registered,
+        "the test client listens for every documented event"
+    );
+
+    let [ada, bob, cy] = api.users(["ada", "bob", "cy"]).await;
+    let mut seen = Seen::default();
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    seen.next(&mut a, "user.presence").await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    seen.next(&mut b, "group.created").await;
+    let sent = seen.ack("chat.message.send", a.send(&group, "hi", "c-1").await);
+    let id = sent["message"]["id"].as_str().unwrap().to_string();
+    seen.next(&mut b, "chat.message.incoming").await;
+    let receipt = json!({"groupId": group, "seq": 1});
+    for event in ["chat.message.delivered", "chat.message.seen"] {
+        seen.ack(event, b.request(event, receipt.clone()).await);
+        seen.next(&mut a, event).await;
+    }
+    let message = json!({"groupId": group, "messageId": id});
+    let mut edit = message.clone();
+    edit["content"] = json!("hello");
+    seen.ack(
+        "chat.message.edit",
+        a.request("chat.message.edit", edit).await,
+    );
+    seen.next(&mut b, "chat.message.edited").await;
+    let typing = json!({"groupId": group});
+    seen.ack("chat.typing", b.request("chat.typing", typing).await);
+    seen.next(&mut a, "chat.typing").await;
+    seen.ack(
+        "chat.message.delete",
+        a.request("chat.message.delete", message).await,
+    );
+    seen.next(&mut b, "chat.message.deleted").await;
+    seen.ack(
+        "user.heartbeat",
+        a.request("user.heartbeat", json!({})).await,
+    );
+    seen.ack("user.presence", a.request("user.presence", json!({})).await);
+    // Refusals have their own shape: a bad payload, and an event for a group not one's own.
+    seen.ack(
+        "chat.message.send",
+        a.request("chat.message.send", json!({"groupId": 7})).await,
+    );
+    seen.ack(
+        "chat.message.seen",
+        a.request("chat.message.seen", json!({"groupId": "nope", "seq": 1}))
+            .await,
+    );
+
+    // Membership changes over REST reach the sockets.
+    let add = api
+        .authed(Method::POST, &format!("/groups/{group}/members"), &ada)
+        .json(&json!({"memberIds": [cy.id]}));
+    assert_eq!(api.send(add).await.status, StatusCode::OK);
+    seen.next(&mut b, "group.members.added").await;
+    let promote = api
+        .authed(
+            Method::PATCH,
+            &format!("/groups/{group}/members/{}", bob.id),
+            &ada,
+        )
+        .json(&json!({"role": "admin"}));
+    assert_eq!(api.send(promote).await.status, StatusCode::OK);
+    seen.next(&mut a, "group.member.role_changed").await;
+    let c = client(stack.chat_b.port, &cy).await;
+    seen.next(&mut a, "user.online").await;
+    c.disconnect().await;
+    seen.next(&mut a, "user.offline").await;
+    let remove = api.authed(
+        Method::DELETE,
+        &format!("/groups/{group}/members/{}", cy.id),
+        &ada,
+    );
+    assert_eq!(api.send(remove).await.status, StatusCode::NO_CONTENT);
+    seen.next(&mut a, "group.member.removed").await;
+
+    // Two messages missed, with a replay limit of one: a replay, then a resync.
+    assert_ok(&a.send(&group, "one", "c-2").await);
+    assert_ok(&a.send(&group, "two", "c-3").await);
+    let auth = json!({"token": bob.token, "lastSeq": {group.clone(): 1}});
+    let mut late = ChatClient::connect(stack.chat_a.port, auth).await;
+    seen.next(&mut late, "chat.resync").await;
+    seen.rest(&mut late).await;
+    seen.rest(&mut b).await;
+    // A replica shutting down tells its clients (two replicas only in the multi-process stack).
+    if !chat_tests::embedded_mode() {
+        let status =
+            tokio::task::block_in_place(|| stack.chat_a.terminate(Duration::from_secs(30)));
+        assert!(status.is_some_and(|s| s.success()), "replica A stops");
+        seen.next(&mut a, "server.restarting").await;
+    }
+    seen.rest(&mut a).await;
+
+    let mut covered: Vec<&str> = seen
+        .0
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix(".event"))
+        .collect();
+    covered.sort_unstable();
+    covered.dedup();
+    // Only the multi-process stack has a second replica to stop.
+    let expected = |e: &&&str| !(chat_tests::embedded_mode() && **e == "server.restarting");
+    let untested: Vec<&&str> = sorted
+        .iter()
+        .filter(expected)
+        .filter(|e| !covered.contains(e))
+        .collect();
+    assert!(untested.is_empty(), "the scenario never saw {untested:?}");
+
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contract/validate_events.py");
+    let input = json!({"document": document, "seen": seen.0}).to_string();
+    let validate = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut python = std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the tools' Python runs");
+        python
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        python.wait_with_output().unwrap()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), validate)
+        .await
+        .expect("the validation finishes")
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "payloads off the AsyncAPI document:\n{report}"
+    );
+}

@@ -5,11 +5,8 @@
 //! - **Rooms**: each socket joins `g:<groupId>` for every group of its user, and `u:<userId>`.
 //!   Group facts make sockets join and leave group rooms at once, on every replica.
 //! - **Client → server** events, each acknowledged with `{ ok: true, ... }` or
-//!   `{ ok: false, error: { code, message } }`: `chat.message.send`, `chat.message.seen`,
-//!   `chat.message.delete`, `user.heartbeat`.
-//! - **Server → client**: `chat.message.incoming`, `chat.message.seen`, `chat.message.deleted`,
-//!   `group.created`, `group.members.added`, `group.member.removed`, `user.online`,
-//!   `chat.resync`.
+//!   `{ ok: false, error: { code, reason, message } }`, and **server → client** events: every one
+//!   with its payload in the AsyncAPI document ([`asyncapi`], served at `/asyncapi.json`).
 //!
 //! A send becomes a command on Kafka (key = group id); the ack waits for the message role's fact,
 //! so an acknowledged message is stored. Every replica tails the facts topic and emits to its
@@ -46,6 +43,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub use chat_domain::config::ChatLimits;
+pub mod asyncapi;
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
 

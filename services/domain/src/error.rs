@@ -350,6 +350,18 @@ pub fn reasons_table() -> String {
     table
 }
 
+/// Every value `reason` can take: the specific reasons, then each code's own name that is not
+/// one of them (what the documents enumerate).
+pub fn reason_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = all_reasons().iter().map(|r| r.reason).collect();
+    for code in ErrorCode::ALL {
+        if !names.contains(&code.as_str()) {
+            names.push(code.as_str());
+        }
+    }
+    names
+}
+
 /// Every specific reason any role returns, for the OpenAPI document and the README.
 pub fn all_reasons() -> Vec<ReasonDoc> {
     use crate::contracts::messages::MessageError;

@@ -636,12 +636,7 @@ fn document_reasons(components: &mut utoipa::openapi::Components) {
     for r in &reasons {
         description.push_str(&format!("\n- `{}` ({}): {}", r.reason, r.code, r.when()));
     }
-    let mut names: Vec<&str> = reasons.iter().map(|r| r.reason).collect();
-    for code in chat_domain::ErrorCode::ALL {
-        if !names.contains(&code.as_str()) {
-            names.push(code.as_str());
-        }
-    }
+    let names = chat_domain::error::reason_names();
     let mut reason = Object::with_type(SchemaType::Type(Type::String));
     reason.description = Some(description);
     reason.enum_values = Some(names.into_iter().map(Into::into).collect());

@@ -412,6 +412,11 @@ impl Mounts {
         );
         let (layer, io) = chat.clone().layer();
         self.socket_layer = Some(layer);
+        let asyncapi = chat_chat::asyncapi::document();
+        self.router = std::mem::take(&mut self.router).route(
+            "/asyncapi.json",
+            axum::routing::get(move || async move { axum::Json(asyncapi) }),
+        );
         // The facts tail outlives SIGTERM until the drain is over: it answers in-flight sends.
         let attached = Gate::new("facts");
         self.gates.push(attached.clone());
