@@ -164,3 +164,37 @@ fn without_infrastructure() -> std::process::Command {
     }
     command
 }
+
+/// The README's examples are executed, so they cannot drift from the code: every curl example
+/// in the README's order against a fresh `chat-server all` on port 5000's place (the kind
+/// walkthrough against another, standing in for the Ingress), and every JavaScript example with
+/// the stock socket.io-client (tests/js/readme.mjs).
+#[tokio::test]
+async fn the_readme_examples_run_as_written() {
+    let js = chat_tests::package_dir().join("js");
+    assert!(
+        js.join("node_modules/socket.io-client").exists(),
+        "socket.io-client is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"
+    );
+    let readme = chat_tests::package_dir().join("../README.md");
+    let (api, ingress) = (Deployment::embedded(&[]), Deployment::embedded(&[]));
+    let (api, ingress) = (api.spawn("all").await, ingress.spawn("all").await);
+    let run = tokio::process::Command::new("node")
+        .arg(js.join("readme.mjs"))
+        .arg(&readme)
+        .arg(format!("http://127.0.0.1:{}", api.port))
+        .arg(format!("http://127.0.0.1:{}", ingress.port))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the README examples finish within 3 minutes")
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "README examples failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
