@@ -55,6 +55,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/playwright-core ] \
   || npm ci --prefix tests/js --no-audit --no-fund
+# The reference web client's build tools (esbuild, TypeScript): a test rebuilds its bundle and
+# compares it with the committed one.
+[ -d examples/web/node_modules/esbuild ] || npm ci --prefix examples/web --no-audit --no-fund
+# Where tests leave what CI keeps (the web client's screenshots).
+export CHAT_ARTIFACTS_DIR=${CHAT_ARTIFACTS_DIR:-$SCALABLE_CHAT_CACHE/artifacts}
 
 # The checks every commit must pass (README, Contributing), first: they are the cheapest.
 cargo fmt --all --check

@@ -198,3 +198,66 @@ async fn the_readme_examples_run_as_written() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The reference web client (examples/web), as a newcomer meets it: `chat-server all` serves it
+/// at `/`, and two people in two headless Chromium sessions register, make a group, chat with
+/// receipts, typing and presence, send an image and a file, lose the network and catch up, and
+/// page back through history (tests/js/webclient.mjs). Screenshots of each stage are kept in
+/// `$CHAT_ARTIFACTS_DIR/web-client` (CI's artifacts; by default under the build cache).
+#[tokio::test]
+async fn the_reference_web_client_works_in_a_real_browser() {
+    let js = chat_tests::package_dir().join("js");
+    assert!(
+        js.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/js` (scripts/test.sh does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let screenshots = std::env::var("CHAT_ARTIFACTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("scalable-chat-artifacts"))
+        .join("web-client");
+    let deployment = Deployment::embedded(&[]);
+    let all = deployment.spawn("all").await;
+    let run = tokio::process::Command::new("node")
+        .arg(js.join("webclient.mjs"))
+        .arg(format!("http://127.0.0.1:{}", all.port))
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", &screenshots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finishes within 3 minutes")
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("{report}screenshots in {}", screenshots.display());
+    assert!(
+        output.status.success(),
+        "the web client failed in the browser:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The bundle `chat-server` compiles in (examples/web/dist) is what the client's sources build
+/// to, and the sources type-check: editing `src/` without `npm run build` fails here.
+#[test]
+fn the_web_client_bundle_is_built_from_its_sources() {
+    let web = chat_tests::package_dir().join("../examples/web");
+    assert!(
+        web.join("node_modules/esbuild").exists(),
+        "the web client's tools are not installed: run `npm ci --prefix examples/web` (scripts/test.sh does)"
+    );
+    for script in ["check:dist", "check"] {
+        let output = std::process::Command::new("npm")
+            .args(["run", "--silent", script])
+            .current_dir(&web)
+            .output()
+            .expect("npm runs");
+        assert!(
+            output.status.success(),
+            "npm run {script} in examples/web:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

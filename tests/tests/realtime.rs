@@ -147,6 +147,33 @@ async fn per_group_order_holds_with_concurrent_senders() {
     assert_eq!(received, seqs);
 }
 
+/// One client's messages are numbered in the order it sent them, even when it sends many at
+/// once without waiting for acknowledgements (30 sends in one long-polling request).
+#[tokio::test]
+async fn a_socket_sending_without_waiting_keeps_its_order() {
+    let stack = RealtimeStack::start(&[("CHAT_EVENTS_PER_SECOND", "1000")]).await;
+    let [ada, bob] = stack.api().users(["ada", "bob"]).await;
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let socket = chat_tests::raw::RawSocket::open(stack.chat_a.port, &ada.token).await;
+    let sends = (0..30).map(|i| {
+        let send = json!({"groupId": group, "content": format!("m{i}"), "clientMessageId": format!("burst-{i}")});
+        ("chat.message.send", send)
+    });
+    let acks = socket.flood(sends).await;
+    let seqs: Vec<i64> = acks
+        .iter()
+        .map(|ack| {
+            assert_ok(ack);
+            ack["message"]["seq"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=30).collect::<Vec<i64>>(),
+        "numbered in the order sent"
+    );
+}
+
 #[tokio::test]
 async fn a_retried_send_is_stored_once() {
     let stack = RealtimeStack::start(&[]).await;

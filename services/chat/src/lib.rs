@@ -39,7 +39,7 @@ use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use chat_domain::config::ChatLimits;
@@ -49,17 +49,17 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>
 
 /// A command waiting for its answer, removed from the pending map however the wait ends: an
 /// answer, a timeout, an error, or the caller's future being dropped (a socket that went away).
-struct Waiting<'a> {
-    pending: &'a Pending,
+struct Waiting {
+    pending: Pending,
     id: String,
 }
 
-impl<'a> Waiting<'a> {
+impl Waiting {
     /// Waits for `id`, unless `limit` commands are waited for already: then the command is
     /// refused at once (`overloaded`, retry in a second) rather than queued behind a backlog
     /// whose senders will mostly be told `timeout`.
     fn insert(
-        pending: &'a Pending,
+        pending: &Pending,
         limit: usize,
         id: String,
         tx: oneshot::Sender<Result<Value, Error>>,
@@ -70,17 +70,45 @@ impl<'a> Waiting<'a> {
             return Err(Error::from(RequestError::Overloaded).retry_after(1));
         }
         waiting.insert(id.clone(), tx);
-        Ok(Waiting { pending, id })
+        Ok(Waiting {
+            pending: pending.clone(),
+            id,
+        })
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.remove(&self.id);
         }
     }
 }
+
+/// A published command's answer, to be waited for until the command's deadline.
+struct Answer {
+    _waiting: Waiting,
+    rx: oneshot::Receiver<Result<Value, Error>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Answer {
+    async fn answer(self) -> Result<Value, Error> {
+        match tokio::time::timeout_at(self.deadline, self.rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => Err(MessageError::SendTimedOut.into()),
+        }
+    }
+}
+
+/// A socket's sends, in the order they arrived: one task per socket takes them from this queue
+/// and puts each on the log before looking at the next, so one client's messages are numbered
+/// in the order it sent them (their acknowledgements are still waited for side by side).
+#[derive(Clone)]
+struct Sends(mpsc::Sender<(Value, AckSender)>);
+
+/// Sends a socket may have queued before the next is refused (`overloaded`).
+const QUEUED_SENDS: usize = 64;
 
 /// What the chat role's handlers share.
 #[derive(Clone)]
@@ -629,30 +657,35 @@ impl Chat {
 
     /// Sends a command and waits for the fact that answers it.
     async fn command(&self, group_id: &str, command: Command) -> Result<Value, Error> {
+        self.publish(group_id, command).await?.answer().await
+    }
+
+    /// Puts a command on the log; what it returns waits for the answer. The whole of it is
+    /// within the ack timeout: a hung log holds the publish as long as a hung message role holds
+    /// the answer. A command published after its sender was told to retry is past its deadline,
+    /// and the message role drops it.
+    async fn publish(&self, group_id: &str, command: Command) -> Result<Answer, Error> {
         if self.is_draining() {
             return Err(MessageError::Restarting.into());
         }
-        let command_id = command.command_id().to_string();
+        let deadline = tokio::time::Instant::now() + self.limits.ack_timeout;
         let (tx, rx) = oneshot::channel();
-        let _waiting = Waiting::insert(
+        let waiting = Waiting::insert(
             &self.pending,
             self.limits.max_pending_commands as usize,
-            command_id,
+            command.command_id().to_string(),
             tx,
         )?;
-        // The whole of it within the ack timeout: a hung log holds the publish as long as a
-        // hung message role holds the answer. A command published after its sender was told
-        // to retry is past its deadline, and the message role drops it.
-        let sent = async {
-            let envelope =
-                Envelope::new("chat", group_id, command).expiring_after(self.limits.ack_timeout);
-            self.events.publish(COMMANDS, &envelope).await?;
-            rx.await
-                .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))
-        };
-        tokio::time::timeout(self.limits.ack_timeout, sent)
+        let envelope =
+            Envelope::new("chat", group_id, command).expiring_after(self.limits.ack_timeout);
+        tokio::time::timeout_at(deadline, self.events.publish(COMMANDS, &envelope))
             .await
-            .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))
+            .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))?;
+        Ok(Answer {
+            _waiting: waiting,
+            rx,
+            deadline,
+        })
     }
 
     fn resolve(&self, command_id: Option<&str>, answer: Result<Value, Error>) {
@@ -831,7 +864,10 @@ async fn authenticate(
     )))));
     socket.extensions.insert(Arc::new(replays));
     socket.extensions.insert(TypingSent::default());
-    socket.on("chat.message.send", on_send);
+    let (sends, queue) = mpsc::channel(QUEUED_SENDS);
+    socket.extensions.insert(Sends(sends));
+    tokio::spawn(send_in_order(chat.clone(), socket.clone(), queue));
+    socket.on("chat.message.send", queue_send);
     socket.on("chat.typing", on_typing);
     socket.on("chat.message.seen", on_seen);
     socket.on("chat.message.delivered", on_delivered);
@@ -958,6 +994,11 @@ fn admit<T: serde::de::DeserializeOwned>(
     if !chat.allow(socket) {
         return Err(Error::rate_limited(1));
     }
+    payload(event, data)
+}
+
+/// The payload of `event` in its documented shape.
+fn payload<T: serde::de::DeserializeOwned>(event: &str, data: Value) -> Result<T, Error> {
     serde_json::from_value(data).map_err(|_| {
         MessageError::InvalidPayload {
             event: event.to_string(),
@@ -974,38 +1015,72 @@ fn answer(ack: AckSender, result: Result<Value, Error>) {
     let _ = ack.send(&body);
 }
 
-async fn on_send(
+/// `chat.message.send`, taken in arrival order: socketioxide calls this synchronously for each
+/// packet as it is read (only the future it returns runs on its own), so the queue holds the
+/// socket's sends in the order the client sent them. The socket's event rate is counted here.
+fn queue_send(
     socket: SocketRef,
     Data(data): Data<Value>,
     ack: AckSender,
     State(chat): State<Chat>,
-) {
-    let result = async {
-        let event: SendEvent = admit(&chat, &socket, "chat.message.send", data)?;
-        let user = precheck(&chat, &socket, &event.group_id).await?;
-        if event
-            .content
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > MAX_MESSAGE_CHARS)
-        {
-            return Err(MessageError::MessageTooLong {
-                max: MAX_MESSAGE_CHARS,
+) -> std::future::Ready<()> {
+    let refused = match socket.extensions.get::<Sends>() {
+        _ if !chat.allow(&socket) => Some((ack, Error::rate_limited(1))),
+        Some(Sends(queue)) => queue.try_send((data, ack)).err().map(|e| match e {
+            mpsc::error::TrySendError::Full((_, ack)) => {
+                chat_ports::metrics::shed("chat_send_queue");
+                (ack, Error::from(RequestError::Overloaded).retry_after(1))
             }
-            .into());
-        }
-        let command = Command::Send {
-            command_id: uuid::Uuid::new_v4().to_string(),
-            user_id: user,
-            client_message_id: event
-                .client_message_id
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            content: event.content,
-            attachment: event.attachment,
-        };
-        chat.command(&event.group_id, command).await
+            mpsc::error::TrySendError::Closed((_, ack)) => (ack, MessageError::Restarting.into()),
+        }),
+        None => Some((ack, MessageError::NotAuthenticated.into())),
+    };
+    if let Some((ack, error)) = refused {
+        answer(ack, Err(error));
     }
-    .await;
-    answer(ack, result);
+    std::future::ready(())
+}
+
+/// Takes a socket's sends off its queue one by one until the socket closes: each is checked and
+/// put on the log before the next; its acknowledgement is waited for on a task of its own.
+async fn send_in_order(
+    chat: Chat,
+    socket: SocketRef,
+    mut queue: mpsc::Receiver<(Value, AckSender)>,
+) {
+    while let Some((data, ack)) = queue.recv().await {
+        match published(&chat, &socket, data).await {
+            Ok(pending) => {
+                tokio::spawn(async move { answer(ack, pending.answer().await) });
+            }
+            Err(e) => answer(ack, Err(e)),
+        }
+    }
+}
+
+async fn published(chat: &Chat, socket: &SocketRef, data: Value) -> Result<Answer, Error> {
+    let event: SendEvent = payload("chat.message.send", data)?;
+    let user = precheck(chat, socket, &event.group_id).await?;
+    if event
+        .content
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_MESSAGE_CHARS)
+    {
+        return Err(MessageError::MessageTooLong {
+            max: MAX_MESSAGE_CHARS,
+        }
+        .into());
+    }
+    let command = Command::Send {
+        command_id: uuid::Uuid::new_v4().to_string(),
+        user_id: user,
+        client_message_id: event
+            .client_message_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        content: event.content,
+        attachment: event.attachment,
+    };
+    chat.publish(&event.group_id, command).await
 }
 
 async fn on_seen(
@@ -1227,6 +1302,9 @@ async fn announce(
 }
 
 async fn on_disconnect(socket: SocketRef, State(chat): State<Chat>) {
+    // Closes the send queue: its task answers what is queued, then ends (and lets go of the
+    // socket).
+    socket.extensions.remove::<Sends>();
     let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
         return;
     };
@@ -1237,8 +1315,7 @@ async fn on_disconnect(socket: SocketRef, State(chat): State<Chat>) {
         return;
     }
     // Millisecond precision, as stored: what co-members hear equals what `GET /users` says.
-    let now = chrono::Utc::now().timestamp_millis();
-    let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    let at = chat_domain::values::now_millis();
     announce(&chat, &user, false, at, group_ids(&chat, &user).await).await;
     let request = LastSeen { user_id: user, at };
     if let Err(e) = chat

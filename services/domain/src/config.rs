@@ -143,6 +143,9 @@ pub struct Config {
     /// `TRUST_FORWARDED_FOR`: take the client address from `X-Forwarded-For` (behind an ingress).
     /// Default `false`.
     pub trust_forwarded_for: bool,
+    /// `CHAT_WEB_CLIENT`: `chat-server all` serves the reference web client (`examples/web`) at
+    /// `/`. Default `true`; `false` turns it off. The separate roles never serve it.
+    pub web_client: bool,
     /// Uploads: `ASSET_MAX_FILE_BYTES` (default 104857600, 100 MiB), `ASSET_MAX_CHUNK_BYTES`
     /// (default 5242880, at most 15 MiB), `ASSET_MAX_CHUNKS` (default 10000),
     /// `UPLOAD_SESSION_TTL_SECONDS` (an upload idle this long expires with its chunks; default
@@ -459,6 +462,11 @@ impl Config {
             trust_forwarded_for: env.choice(
                 "TRUST_FORWARDED_FOR",
                 false,
+                &[("true", true), ("false", false), ("1", true), ("0", false)],
+            )?,
+            web_client: env.choice(
+                "CHAT_WEB_CLIENT",
+                true,
                 &[("true", true), ("false", false), ("1", true), ("0", false)],
             )?,
             infrastructure_set: INFRASTRUCTURE_VARIABLES

@@ -5,6 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// The time now at millisecond precision: what the stores keep and every timestamp a client sees
+/// (`seenAt` equals what a later read returns).
+pub fn now_millis() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now().timestamp_millis();
+    chrono::DateTime::from_timestamp_millis(now).unwrap_or_default()
+}
+
 /// A normalised email address: trimmed and lower-cased, so `John@Example.com` and
 /// `john@example.com` are the same account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

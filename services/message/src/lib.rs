@@ -29,7 +29,6 @@ use chat_ports::clients::AssetsClient;
 use chat_ports::events::{EventLog, Record, StartAt};
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{MessageStore, NewMessage, Receipt};
-use chrono::Utc;
 use members::Members;
 use tokio_util::sync::CancellationToken;
 
@@ -250,7 +249,7 @@ impl MessageService {
                     }
                 };
                 self.reached(group_id, *seq).await?;
-                let now = Utc::now();
+                let now = chat_domain::values::now_millis();
                 // From a device that had not caught up, the position stays where another device
                 // moved it, and that is what every device hears (badges never move back).
                 let seen = self
@@ -271,7 +270,7 @@ impl MessageService {
             } => {
                 self.member(group_id, user_id).await?;
                 self.reached(group_id, *seq).await?;
-                let now = Utc::now();
+                let now = chat_domain::values::now_millis();
                 let delivered = self
                     .messages
                     .mark(Receipt::Delivered, group_id, user_id, *seq, now)
@@ -323,7 +322,7 @@ impl MessageService {
                 if message.deleted {
                     return Err(MessageError::MessageDeleted.into());
                 }
-                let now = Utc::now();
+                let now = chat_domain::values::now_millis();
                 let window = chrono::Duration::from_std(self.edit_window).unwrap_or_default();
                 if now - message.created_at > window {
                     return Err(MessageError::EditWindowClosed {

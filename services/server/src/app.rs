@@ -172,6 +172,9 @@ impl Application {
         if role.runs_chat() {
             mounts.chat(&config, &after_drain).await?;
         }
+        if role == Role::All && config.web_client {
+            mounts.router = std::mem::take(&mut mounts.router).merge(crate::web::router());
+        }
 
         let health = Health::new(role.name(), mounts.family.probes(), mounts.gates);
         let management = match config.management_port {

@@ -10,6 +10,7 @@ mod family;
 mod production;
 pub mod shutdown;
 pub mod telemetry;
+mod web;
 
 /// Which services a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
