@@ -1,5 +1,7 @@
 //! Validate and default: the pure step that turns a `ChatDeployment` into a [`ValidatedConfig`]
-//! the build step can trust. Every default lives here.
+//! the build step can trust. Every default lives here: the CRD's schema takes its `default:`
+//! values from these constants and functions (see `crate::crd`), so the API server stores
+//! the same values the operator falls back to for objects created before the schema had them.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
-    ChatDeployment, ComponentSpec, DeletionPolicy, Dependency, ExternalDependency,
+    ChatDeployment, ComponentSpec, DeletionPolicy, Dependency, ExternalDependency, ImagePullPolicy,
     ManagedDependency, ManagedKafka, PodOverrides, SecretKeyReference, StorageSpec,
     FORCE_UPGRADE_ANNOTATION, ROTATE_JWT_KEY_ANNOTATION,
 };
@@ -23,6 +25,19 @@ pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: i64 = 900;
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECONDS: i64 = 2_592_000;
 /// Default longest duration of one upgrade step (seconds).
 pub const DEFAULT_STEP_TIMEOUT_SECONDS: i64 = 600;
+/// Default log filter of every component (`RUST_LOG` syntax).
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default pull policy of every image the operator runs.
+pub const DEFAULT_IMAGE_PULL_POLICY: ImagePullPolicy = ImagePullPolicy::IfNotPresent;
+/// Default of what deleting a ChatDeployment does to its data.
+pub const DEFAULT_DELETION_POLICY: DeletionPolicy = DeletionPolicy::Retain;
+/// Default fewest pods of an autoscaled component.
+pub const DEFAULT_MIN_REPLICAS: i32 = 1;
+/// Default CPU utilisation (percent of the request) an autoscaler aims for.
+pub const DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE: i32 = 75;
+/// Replicas of a component whose spec sets neither `replicas` nor `autoscaling`. Not in the
+/// schema: a stored `replicas` would contradict an `autoscaling` set later.
+pub const DEFAULT_REPLICAS: i32 = 1;
 /// Longest ChatDeployment name: the longest derived name, `<name>-rabbitmq-headless`, must
 /// still be a 63-character DNS label (Service names are).
 pub const MAX_NAME_LENGTH: usize = 63 - "-rabbitmq-headless".len();
@@ -153,7 +168,8 @@ impl DependencyKind {
         }
     }
 
-    fn default_storage(self) -> &'static str {
+    /// Size of a managed dependency's volume unless its spec names one.
+    pub fn default_storage(self) -> &'static str {
         match self {
             Self::MongoDb | Self::Kafka => "10Gi",
             Self::RabbitMq => "2Gi",
@@ -161,7 +177,8 @@ impl DependencyKind {
         }
     }
 
-    fn default_resources(self) -> ResourceRequirements {
+    /// CPU and memory of a managed dependency's container unless its spec sets them.
+    pub fn default_resources(self) -> ResourceRequirements {
         let (cpu, memory, limit) = match self {
             Self::MongoDb => ("250m", "512Mi", "2Gi"),
             Self::RabbitMq => ("100m", "256Mi", "1Gi"),
@@ -439,7 +456,7 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
             .as_ref()
             .and_then(|m| m.pod_overrides.clone())
             .unwrap_or_default(),
-        deletion_policy: spec.deletion_policy.unwrap_or_default(),
+        deletion_policy: spec.deletion_policy.unwrap_or(DEFAULT_DELETION_POLICY),
         force_upgrade: annotations
             .get(FORCE_UPGRADE_ANNOTATION)
             .is_some_and(|v| v == "true"),
@@ -454,14 +471,18 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
         version: spec.version.clone(),
         image_pull_policy: spec
             .image_pull_policy
-            .map_or("IfNotPresent", |p| p.as_str())
+            .unwrap_or(DEFAULT_IMAGE_PULL_POLICY)
+            .as_str()
             .into(),
         image_pull_secrets: spec
             .image_pull_secrets
             .iter()
             .map(|s| s.name.clone())
             .collect(),
-        rust_log: spec.log_level.clone().unwrap_or_else(|| "info".into()),
+        rust_log: spec
+            .log_level
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
         cors_allowed_origins: spec.cors_allowed_origins.clone(),
         access_token_ttl_seconds: access,
         refresh_token_ttl_seconds: refresh,
@@ -503,16 +524,18 @@ fn component_config(
     let role = component.role();
     let scaling = match (spec.replicas, spec.autoscaling) {
         (Some(_), Some(_)) => return Err(InvalidSpec::ReplicasAndAutoscaling(role)),
-        (replicas, None) => Scaling::Fixed(replicas.unwrap_or(1)),
+        (replicas, None) => Scaling::Fixed(replicas.unwrap_or(DEFAULT_REPLICAS)),
         (None, Some(auto)) => {
-            let min = auto.min_replicas.unwrap_or(1);
+            let min = auto.min_replicas.unwrap_or(DEFAULT_MIN_REPLICAS);
             if min > auto.max_replicas {
                 return Err(InvalidSpec::AutoscalingBounds(role, min, auto.max_replicas));
             }
             Scaling::Auto {
                 min,
                 max: auto.max_replicas,
-                target_cpu_percent: auto.target_cpu_utilization_percentage.unwrap_or(75),
+                target_cpu_percent: auto
+                    .target_cpu_utilization_percentage
+                    .unwrap_or(DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE),
             }
         }
     };

@@ -1,8 +1,16 @@
 //! The `ChatDeployment` custom resource: the only source of the CRD.
 //!
 //! Doc comments on every field become the CRD's field descriptions (`kubectl explain`).
-//! Defaults live in [`crate::config`] rather than in the schema, so there is one place that
-//! decides them and the stored object stays what the user wrote.
+//!
+//! Every default that a schema can hold is a `default:` of the schema, taken from the constant
+//! or function of [`crate::config`] the operator itself falls back to: the API server stores
+//! it on create and update, so a new operator version with another default changes only
+//! ChatDeployments created (or whose field is removed) after its CRD is installed, and the
+//! operator still reads objects stored without them the same way. Defaults inside an object
+//! apply only when the object is there, so the objects holding them default to `{}`. What no
+//! schema can default stays the operator's alone: `image` (it follows `version`), the names of
+//! generated Secrets (they follow the name), and `replicas` (a stored value would contradict an
+//! `autoscaling` set later).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +25,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::MAX_NAME_LENGTH;
+use crate::config::{
+    default_component_resources, DependencyKind, DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
+    DEFAULT_DELETION_POLICY, DEFAULT_IMAGE_PULL_POLICY, DEFAULT_LOG_LEVEL, DEFAULT_MIN_REPLICAS,
+    DEFAULT_REFRESH_TOKEN_TTL_SECONDS, DEFAULT_STEP_TIMEOUT_SECONDS,
+    DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE, MAX_NAME_LENGTH,
+};
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "chat.scalablechat.dev";
@@ -74,7 +87,10 @@ pub struct ChatDeploymentSpec {
 
     /// When to pull the image. Defaults to `IfNotPresent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<ImagePullPolicy>")]
+    #[schemars(
+        schema_with = "nullable::<ImagePullPolicy>",
+        extend("default" = DEFAULT_IMAGE_PULL_POLICY)
+    )]
     pub image_pull_policy: Option<ImagePullPolicy>,
 
     /// Secrets in this namespace used to pull images from a private registry, in the pods'
@@ -100,6 +116,7 @@ pub struct ChatDeploymentSpec {
 
     /// How version changes are rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub upgrade: Option<UpgradeSpec>,
 
     /// The migration Job an upgrade runs before any component moves.
@@ -109,12 +126,15 @@ pub struct ChatDeploymentSpec {
     /// What happens to the managed dependencies' data (their PersistentVolumeClaims and
     /// generated passwords) when the ChatDeployment is deleted. Defaults to `Retain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<DeletionPolicy>")]
+    #[schemars(
+        schema_with = "nullable::<DeletionPolicy>",
+        extend("default" = DEFAULT_DELETION_POLICY)
+    )]
     pub deletion_policy: Option<DeletionPolicy>,
 
     /// Log filter of every component, in `RUST_LOG` syntax. Defaults to `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("default" = DEFAULT_LOG_LEVEL))]
     pub log_level: Option<String>,
 
     /// Browser origins allowed by CORS, for example `https://chat.example.com`. Empty means
@@ -124,15 +144,18 @@ pub struct ChatDeploymentSpec {
 
     /// Token lifetimes and the JWT signing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub auth: Option<AuthSpec>,
 
     /// Per-component replicas, resources, autoscaling and pod overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub components: Option<ComponentsSpec>,
 
     /// How each dependency is provided: run by the operator (`managed`, the default) or
     /// provided outside (`external`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub dependencies: Option<DependenciesSpec>,
 
     /// Expose the stack through an Ingress: `/` to the gateway and `/socket.io` to chat.
@@ -155,6 +178,57 @@ fn nullable<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemar
     let mut schema = generator.subschema_for::<T>();
     schema.insert("nullable".into(), true.into());
     schema
+}
+
+/// Schema of one dependency of `kind`: managed unless said otherwise (`default: {managed:
+/// {}}`), and the managed variant's image, storage size and resources defaulted to `kind`'s.
+/// One Rust type serves MongoDB, RabbitMQ and Redis, so the defaults are set per field of
+/// [`DependenciesSpec`], not on the type.
+fn dependency<M: JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+    kind: DependencyKind,
+) -> schemars::Schema {
+    use serde_json::Value;
+    let mut schema = nullable::<Dependency<M>>(generator);
+    schema.insert("default".into(), json!({"managed": {}}));
+    // Before kube's structural rewrite the variants' properties are still under `oneOf`.
+    let variants = schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let managed = (0..variants)
+        .map(|i| format!("/oneOf/{i}/properties/managed/properties"))
+        .chain(["/properties/managed/properties".to_owned()])
+        .find(|path| schema.pointer(path).is_some())
+        .expect("a dependency's schema has the managed variant");
+    let mut set = |field: &str, value: Value| {
+        schema
+            .pointer_mut(&format!("{managed}/{field}"))
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("the managed variant has {field}"))
+            .insert("default".into(), value);
+    };
+    set("image", json!(kind.default_image()));
+    set("storage", json!({}));
+    set("storage/properties/size", json!(kind.default_storage()));
+    set("resources", json!(kind.default_resources()));
+    schema
+}
+
+fn mongodb(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    dependency::<ManagedDependency>(generator, DependencyKind::MongoDb)
+}
+
+fn rabbitmq(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    dependency::<ManagedDependency>(generator, DependencyKind::RabbitMq)
+}
+
+fn kafka(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    dependency::<ManagedKafka>(generator, DependencyKind::Kafka)
+}
+
+fn redis(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    dependency::<ManagedDependency>(generator, DependencyKind::Redis)
 }
 
 /// A Kubernetes resource quantity, as `resource.Quantity` parses it (`500m`, `1.5Gi`, `2`,
@@ -280,7 +354,7 @@ pub struct UpgradeSpec {
     /// migration Job) may take. A step that takes longer sets `Degraded` (reason
     /// `StepTimedOut`) and stops the sequence until the spec changes. Defaults to 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 30, max = 86400))]
+    #[schemars(range(min = 30, max = 86400), extend("default" = DEFAULT_STEP_TIMEOUT_SECONDS))]
     pub step_timeout_seconds: Option<i64>,
 }
 
@@ -296,11 +370,11 @@ pub struct MigrationSpec {
 }
 
 /// What deleting the ChatDeployment does to the managed dependencies' data.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+// No `Default`: the default is `config::DEFAULT_DELETION_POLICY`, which the schema states too.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
     /// Keep the PersistentVolumeClaims and generated dependency passwords, so a ChatDeployment
     /// created again under the same name finds its data.
-    #[default]
     Retain,
     /// Delete them too (through a finalizer on the ChatDeployment).
     Delete,
@@ -313,12 +387,18 @@ pub enum DeletionPolicy {
 pub struct AuthSpec {
     /// Lifetime of an access token in seconds. Defaults to 900 (15 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 60, max = 86400))]
+    #[schemars(
+        range(min = 60, max = 86400),
+        extend("default" = DEFAULT_ACCESS_TOKEN_TTL_SECONDS)
+    )]
     pub access_token_ttl_seconds: Option<i64>,
 
     /// Lifetime of a refresh token in seconds. Defaults to 2592000 (30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 300, max = 31536000))]
+    #[schemars(
+        range(min = 300, max = 31536000),
+        extend("default" = DEFAULT_REFRESH_TOKEN_TTL_SECONDS)
+    )]
     pub refresh_token_ttl_seconds: Option<i64>,
 
     /// Name of a Secret holding the Ed25519 signing key pair under `private.pem` (PKCS#8 PEM)
@@ -337,18 +417,23 @@ pub struct AuthSpec {
 pub struct ComponentsSpec {
     /// The REST API (`/auth`, `/users`, `/groups`, `/assets`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub gateway: Option<ComponentSpec>,
     /// Registration, login and tokens; the only holder of the signing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub auth: Option<ComponentSpec>,
     /// The Socket.IO server clients stay connected to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub chat: Option<ComponentSpec>,
     /// Groups and memberships.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub group: Option<ComponentSpec>,
     /// Message persistence and history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub message: Option<ComponentSpec>,
 }
 
@@ -366,7 +451,10 @@ pub struct ComponentSpec {
     /// CPU and memory of the component's container. Defaults to requests of 100m CPU and
     /// 128Mi memory and a 512Mi memory limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = quantities)]
+    #[schemars(
+        transform = quantities,
+        extend("default" = default_component_resources())
+    )]
     pub resources: Option<ResourceRequirements>,
 
     /// Scale on CPU with a HorizontalPodAutoscaler instead of a fixed replica count.
@@ -386,7 +474,7 @@ pub struct ComponentSpec {
 pub struct AutoscalingSpec {
     /// Fewest pods the autoscaler keeps. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = 1000), extend("default" = DEFAULT_MIN_REPLICAS))]
     pub min_replicas: Option<i32>,
 
     /// Most pods the autoscaler may run.
@@ -396,7 +484,10 @@ pub struct AutoscalingSpec {
     /// Average CPU utilisation, as a percentage of the CPU request, the autoscaler aims for.
     /// Defaults to 75.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(
+        range(min = 1, max = 100),
+        extend("default" = DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE)
+    )]
     pub target_cpu_utilization_percentage: Option<i32>,
 }
 
@@ -456,19 +547,19 @@ pub struct PodOverrides {
 pub struct DependenciesSpec {
     /// Document store for users, groups, messages and uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    #[schemars(schema_with = "mongodb")]
     pub mongodb: Option<Dependency<ManagedDependency>>,
     /// Message broker carrying RPC between the gateway and the services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    #[schemars(schema_with = "rabbitmq")]
     pub rabbitmq: Option<Dependency<ManagedDependency>>,
     /// Event log carrying chat commands and facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<Dependency<ManagedKafka>>")]
+    #[schemars(schema_with = "kafka")]
     pub kafka: Option<Dependency<ManagedKafka>>,
     /// Presence, fan-out and rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "nullable::<Dependency<ManagedDependency>>")]
+    #[schemars(schema_with = "redis")]
     pub redis: Option<Dependency<ManagedDependency>>,
 }
 

@@ -2,7 +2,8 @@
 //! rendered by Helm's own engine (`helm-python-sdk`), linted strictly, its values schema
 //! enforced, every manifest and example validated against the Kubernetes 1.30 and CRD
 //! schemas, its RBAC compared with what the operator calls ([`chat_operator::rbac`]), its CRD
-//! with the generated one, and `deploy/operator.yaml` regenerated from it.
+//! (a template, so `helm upgrade` upgrades it) with the generated one, and
+//! `deploy/operator.yaml` regenerated from it.
 //!
 //! The Python side is `tests/chart_tools.py`, run with the tools venv (`$CHAT_TOOLS_VENV`,
 //! default `~/.cache/scalable-chat/venv`, installed by `scripts/infra.sh tools`). Missing tools
@@ -28,6 +29,9 @@ use serde_json::Value;
 const RELEASE: &str = "chat-operator";
 const NAMESPACE: &str = "chat-operator";
 const REGENERATE: &str = "UPDATE_GOLDEN=1 cargo test -p chat-operator --test chart";
+/// Writes both copies of the generated CRD: the one to apply by hand and the chart's.
+const REGENERATE_CRD: &str = "cargo run -q -p chat-operator -- crd | tee crds/chatdeployment.yaml > charts/chat-operator/files/chatdeployment.yaml";
+const CRD_KIND: &str = "CustomResourceDefinition";
 
 fn full_values() -> PathBuf {
     chart_dir().join("ci/full-values.yaml")
@@ -60,6 +64,7 @@ fn chart_renders_with_default_values() {
         rendered.kinds(),
         [
             "ServiceAccount",
+            "CustomResourceDefinition",
             "ClusterRole",
             "ClusterRoleBinding",
             "Role",
@@ -106,8 +111,8 @@ fn chart_renders_with_default_values() {
         "http"
     );
     assert!(
-        !rendered.templates.is_empty() && rendered.crds.len() == 1,
-        "one CRD under crds/"
+        !rendered.templates.is_empty() && rendered.crds.is_empty(),
+        "nothing under crds/, which Helm installs once and never upgrades: the CRD is a template"
     );
 }
 
@@ -147,7 +152,8 @@ fn chart_renders_with_every_value_set() {
             "Deployment",
             "ServiceMonitor"
         ],
-        "with watchNamespaces the operator's rules are a Role in each, not a ClusterRole"
+        "with watchNamespaces the operator's rules are a Role in each, not a ClusterRole; \
+         with crds.install false, no CRD"
     );
     let deployment = rendered.one("Deployment");
     assert_eq!(deployment["metadata"]["name"], "chat-operator-full");
@@ -339,27 +345,79 @@ fn example_chat_deployments_validate_against_the_crd_schema() {
     assert!(error.contains("spec.paused"), "{error}");
 }
 
+/// `value` with every number that is a whole number written as an integer: Helm's `fromYaml`
+/// and `toYaml` turn `86400.0` into `86400`.
+fn whole_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && n.as_i64().is_none() && f.abs() < 1e15 => {
+                Value::from(f as i64)
+            }
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, whole_numbers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The chart's CRD is the generated one, rendered as a template (so `helm upgrade` upgrades
+/// it, which Helm never does for `crds/`), kept by `helm uninstall`, and left out when
+/// `crds.install` is false.
 #[test]
-fn chart_crd_is_the_generated_crd() {
+fn chart_crd_is_the_generated_crd_and_upgraded_with_the_release() {
     common::assert_golden(
-        &chart_dir().join("crds/chatdeployment.yaml"),
+        &chart_dir().join("files/chatdeployment.yaml"),
         &chat_operator::crd_yaml(),
-        "cargo run -p chat-operator -- crd | tee crds/chatdeployment.yaml > charts/chat-operator/crds/chatdeployment.yaml",
+        REGENERATE_CRD,
     );
-    // Helm sees exactly that one file.
+    assert!(
+        !chart_dir().join("crds").exists(),
+        "charts/chat-operator/crds/ would be installed once and never upgraded"
+    );
+
     let rendered = render(None);
+    let mut crd = rendered.one(CRD_KIND);
+    let metadata = crd["metadata"].as_object_mut().unwrap();
     assert_eq!(
-        rendered.crds.values().collect::<Vec<_>>(),
-        [&chat_operator::crd_yaml()]
+        metadata.remove("annotations"),
+        Some(serde_json::json!({"helm.sh/resource-policy": "keep"})),
+        "helm uninstall must not delete the CRD, and with it every ChatDeployment"
     );
+    let labels = metadata.remove("labels").expect("the chart's labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(labels["app.kubernetes.io/instance"], RELEASE);
+    let generated: Value = serde_yaml::from_str(&chat_operator::crd_yaml()).unwrap();
+    assert!(
+        whole_numbers(crd) == whole_numbers(generated),
+        "the rendered CRD is not files/chatdeployment.yaml"
+    );
+
+    let without = render_values("no-crd", "crds: {install: false}\n").unwrap();
+    assert!(
+        !without.kinds().iter().any(|k| k == CRD_KIND),
+        "crds.install false still renders the CRD"
+    );
+    assert!(without.crds.is_empty());
 }
 
 /// `deploy/operator.yaml`: the chart rendered with its defaults, for installs without Helm.
 fn install_manifests() -> String {
     let rendered = render(None);
+    // The CRD is applied on its own, server-side: it is too large for client-side apply.
+    let manifests = rendered
+        .documents()
+        .into_iter()
+        .filter(|(object, _)| object["kind"] != CRD_KIND)
+        .map(|(_, text)| text + "\n")
+        .collect::<Vec<_>>()
+        .join("---\n");
     // Labels that would claim Helm manages these objects; with kubectl it does not.
-    let manifests: String = rendered
-        .manifests()
+    let manifests: String = manifests
         .lines()
         .filter(|l| {
             !l.trim_start().starts_with("helm.sh/chart:")
@@ -635,6 +693,13 @@ fn notes_tell_what_to_apply_next() {
     assert!(notes.contains("version: \"0.1.0\""), "{notes}");
     assert!(notes.contains("examples/chatdeployment.yaml"), "{notes}");
     assert!(notes.contains("every namespace"), "{notes}");
+    assert!(notes.contains("`helm upgrade` upgrades it"), "{notes}");
+    assert!(notes.contains("helm.sh/resource-policy: keep"), "{notes}");
     let scoped = render(Some(&full_values())).notes().to_owned();
     assert!(scoped.contains("kubectl apply -n chat -f -"), "{scoped}");
+    assert!(
+        scoped.contains("crds.install is false")
+            && scoped.contains("kubectl apply --server-side -f crds/chatdeployment.yaml"),
+        "{scoped}"
+    );
 }

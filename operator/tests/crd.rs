@@ -9,7 +9,7 @@ fn committed_crd_matches_the_rust_types() {
     common::assert_golden(
         &path,
         &chat_operator::crd_yaml(),
-        "cargo run -p chat-operator -- crd > crds/chatdeployment.yaml",
+        "cargo run -q -p chat-operator -- crd | tee crds/chatdeployment.yaml > charts/chat-operator/files/chatdeployment.yaml",
     );
 }
 
@@ -76,3 +76,108 @@ fn every_quantity_in_the_spec_has_the_quantity_pattern() {
         "quantities without the pattern: {without:#?}"
     );
 }
+
+/// A ChatDeployment file as JSON, as the API server receives it.
+fn load(path: &std::path::Path) -> serde_json::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn config(
+    object: &serde_json::Value,
+) -> Result<chat_operator::config::ValidatedConfig, chat_operator::config::InvalidSpec> {
+    let mut cd: chat_operator::crd::ChatDeployment =
+        serde_json::from_value(object.clone()).expect("a ChatDeployment");
+    cd.metadata.namespace = Some("default".into());
+    cd.metadata.uid = Some("6f1c3b1e-0000-4000-8000-000000000001".into());
+    chat_operator::config::validate(&cd)
+}
+
+/// No drift between the schema's defaults and the operator's: for specs that together reach
+/// every `default` of the schema (the examples, the test fixtures and one with every component
+/// autoscaled), the spec as the API server stores it — the defaults filled in — gives exactly
+/// the configuration the operator derives from the spec as written, with the fields absent (as
+/// in a ChatDeployment stored before the schema had defaults).
+#[test]
+fn schema_defaults_are_the_operators_defaults() {
+    use common::defaults;
+
+    let schema = defaults::schema();
+    let sites = defaults::default_sites(&schema);
+    let mut specs = Vec::new();
+    for dir in ["examples", "tests/fixtures"] {
+        let mut files: Vec<_> = std::fs::read_dir(common::crate_dir().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        specs.extend(files.iter().map(|f| (f.display().to_string(), load(f))));
+    }
+    let chart_example =
+        common::crate_dir().join("../charts/chat-operator/examples/chatdeployment.yaml");
+    specs.push((chart_example.display().to_string(), load(&chart_example)));
+    let autoscaling = serde_json::json!({"autoscaling": {"maxReplicas": 4}});
+    specs.push((
+        "every component autoscaled".into(),
+        serde_json::json!({
+            "apiVersion": "chat.scalablechat.dev/v1alpha1",
+            "kind": "ChatDeployment",
+            "metadata": {"name": "chat"},
+            "spec": {
+                "version": "0.1.0",
+                "components": {
+                    "gateway": autoscaling, "auth": autoscaling, "chat": autoscaling,
+                    "group": autoscaling, "message": autoscaling,
+                },
+            },
+        }),
+    ));
+
+    let mut reached = std::collections::BTreeSet::new();
+    for (name, written) in specs {
+        let mut stored = written.clone();
+        let used = defaults::apply(&mut stored, &schema);
+        let expected = config(&written);
+        assert!(expected.is_ok(), "{name}: {expected:?}");
+        assert_eq!(
+            config(&stored),
+            expected,
+            "{name}: the schema's defaults {used:?} give another configuration than the operator's"
+        );
+        reached.extend(used);
+    }
+    let unreached: Vec<_> = sites.difference(&reached).collect();
+    assert!(
+        unreached.is_empty(),
+        "no spec reaches these defaults, so nothing compares them with the operator's: {unreached:#?}"
+    );
+    // Every default a schema can hold is there: `deletionPolicy`, `imagePullPolicy`, `logLevel`;
+    // `upgrade` and its step timeout; `auth` and its two token lifetimes; `components`, and per
+    // component itself, its resources and its autoscaler's minimum and CPU target; `dependencies`,
+    // and per dependency itself (`{managed: {}}`), its image, resources, storage and size. Not:
+    // `image` (it follows `version`), generated Secret names (they follow the name) and
+    // `replicas` (a stored value would contradict an `autoscaling` set later).
+    assert_eq!(
+        sites.len(),
+        3 + 2 + 3 + (1 + 5 * 4) + (1 + 4 * 5),
+        "{sites:#?}"
+    );
+}
+
+/// The minimal example as the API server stores it (the control-plane suite checks the real
+/// one against the same defaulting): every default is explicit.
+#[test]
+fn minimal_example_as_the_api_server_stores_it() {
+    let mut stored = load(&common::crate_dir().join("examples/minimal.yaml"));
+    common::defaults::apply(&mut stored, &common::defaults::schema());
+    common::assert_golden(
+        &common::crate_dir().join("tests/golden/stored/minimal.yaml"),
+        &format!(
+            "# examples/minimal.yaml with the CRD schema's defaults applied, as the API server\n\
+             # stores it. Generated; regenerate with:\n#   {REGENERATE_STORED}\n{}",
+            serde_yaml::to_string(&common::defaults::sorted(stored)).unwrap()
+        ),
+        REGENERATE_STORED,
+    );
+}
+
+const REGENERATE_STORED: &str = "UPDATE_GOLDEN=1 cargo test -p chat-operator --test crd";

@@ -63,7 +63,8 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// What `helm template` would produce: each template's text, and the chart's CRDs.
+/// What `helm template` would produce: each template's text, and the chart's `crds/` files
+/// (none: the CRD is a template, so `helm upgrade` upgrades it).
 pub struct Rendered {
     pub templates: BTreeMap<String, String>,
     pub crds: BTreeMap<String, String>,
@@ -125,9 +126,10 @@ impl Rendered {
 
 /// Helm's install order, for the kinds this chart renders.
 pub fn install_order(kind: &str) -> usize {
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 10] = [
         "Namespace",
         "ServiceAccount",
+        "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
         "Role",

@@ -1,6 +1,7 @@
 //! Helpers shared by the operator's integration tests.
 #![allow(dead_code)]
 
+pub mod defaults;
 pub mod helm;
 
 use std::path::{Path, PathBuf};

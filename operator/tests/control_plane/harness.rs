@@ -1,6 +1,6 @@
 //! One test's world on the real control plane: a namespace, the operator's Helm chart installed
 //! into it as a user installs it (rendered by Helm's engine, applied server-side, the CRD
-//! included), `chat-operator` processes running **as the chart's ServiceAccount** (a token from
+//! included: it is one of the chart's templates, as `helm upgrade` applies it too), `chat-operator` processes running **as the chart's ServiceAccount** (a token from
 //! the TokenRequest API, so the API server enforces the chart's RBAC), a node simulator for
 //! the namespace, and the helpers the scenarios share: apply a ChatDeployment, wait for a
 //! condition, count the operator's writes in the audit log.
@@ -252,15 +252,26 @@ impl Stack {
         .unwrap();
         let rendered = try_render("chat-operator", Some(&values), &namespace)
             .unwrap_or_else(|e| panic!("the chart does not render:\n{e}"));
-        let crds: Vec<Value> = rendered
-            .crds
-            .values()
-            .map(|text| serde_yaml::from_str(text).expect("the chart's CRD is YAML"))
-            .collect();
+        assert!(
+            rendered.crds.is_empty(),
+            "the chart's crds/ would be installed once and never upgraded"
+        );
+        let (crds, objects): (Vec<Value>, Vec<Value>) = rendered
+            .objects()
+            .into_iter()
+            .partition(|o| o["kind"] == "CustomResourceDefinition");
+        assert_eq!(
+            crds.len(),
+            1,
+            "the chart renders the ChatDeployment CRD (crds.install defaults to true)"
+        );
+        assert_eq!(
+            crds[0]["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "helm uninstall would delete every ChatDeployment"
+        );
         apply_objects(&admin, &namespace, &crds, "helm").await;
         wait_established(&admin).await;
 
-        let objects = rendered.objects();
         let bindings: Vec<Value> = objects
             .iter()
             .filter(|o| o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))

@@ -839,3 +839,74 @@ async fn the_operator_reports_a_missing_secret_in_a_condition_and_an_event() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The API server stores the schema's defaults: a minimal ChatDeployment, read back, carries
+/// every default explicitly (so a later operator version with other defaults does not change
+/// it), exactly as `tests/common/defaults.rs` applies the schema, and the operator derives
+/// the same configuration from it as from the spec as written. The CRD is the one the chart
+/// installs from its template (`templates/crd.yaml`), the way `helm upgrade` brings a new one.
+#[tokio::test]
+async fn the_api_server_stores_the_defaults_of_a_minimal_spec() {
+    use super::common::{self, defaults};
+    use chat_operator::config::{
+        default_component_resources, validate, DependencyKind, DEFAULT_STEP_TIMEOUT_SECONDS,
+    };
+
+    let stack = Stack::new("defaults").await;
+    let path = common::crate_dir().join("examples/minimal.yaml");
+    let mut written: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    written["metadata"]["namespace"] = json!(stack.namespace);
+    let created = stack.apply_chat(written.clone()).await.expect("accepted");
+
+    // What etcd holds, not what a typed client makes of it.
+    let stored: Value =
+        serde_json::from_str(&stack.kubectl(&["get", "chat", "chat", "-o", "json"]))
+            .expect("kubectl prints JSON");
+    let mut expected = written.clone();
+    let used = defaults::apply(&mut expected, &defaults::schema());
+    assert!(!used.is_empty());
+    assert_eq!(
+        defaults::sorted(stored["spec"].clone()),
+        defaults::sorted(expected["spec"].clone()),
+        "the stored spec is not the minimal spec with the schema's defaults"
+    );
+    // A few of them by name, as the operator decides them.
+    let spec = &stored["spec"];
+    for kind in DependencyKind::ALL {
+        let managed = &spec["dependencies"][kind.name()]["managed"];
+        assert_eq!(managed["image"], kind.default_image(), "{}", kind.name());
+        assert_eq!(
+            managed["storage"]["size"],
+            kind.default_storage(),
+            "{}",
+            kind.name()
+        );
+        assert_eq!(
+            managed["resources"],
+            serde_json::to_value(kind.default_resources()).unwrap(),
+            "{}",
+            kind.name()
+        );
+    }
+    for component in COMPONENTS {
+        assert_eq!(
+            spec["components"][component]["resources"],
+            serde_json::to_value(default_component_resources()).unwrap(),
+            "{component}"
+        );
+    }
+    assert_eq!(
+        spec["upgrade"]["stepTimeoutSeconds"],
+        DEFAULT_STEP_TIMEOUT_SECONDS
+    );
+    // Nor any the schema cannot hold: they follow the version, the name, or another field.
+    assert!(spec["image"].is_null() && spec["auth"]["jwtSecretName"].is_null());
+    for component in COMPONENTS {
+        assert!(spec["components"][component]["replicas"].is_null());
+    }
+
+    // The operator reads the stored object as it reads one stored without defaults.
+    let mut as_written: ChatDeployment = serde_json::from_value(written).unwrap();
+    as_written.metadata = created.metadata.clone();
+    assert_eq!(validate(&created), validate(&as_written));
+}
