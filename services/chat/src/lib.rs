@@ -35,7 +35,7 @@ use chat_ports::rpc::RpcClient;
 use chat_ports::store::{Presence, Revocations};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Data, Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
@@ -875,6 +875,7 @@ async fn authenticate(
     socket.on("chat.message.edit", on_edit);
     socket.on("user.heartbeat", on_heartbeat);
     socket.on("user.presence", on_presence);
+    socket.on_fallback(on_unknown);
     socket.on_disconnect(on_disconnect);
     Ok(())
 }
@@ -1130,6 +1131,23 @@ async fn on_delivered(
     }
     .await;
     answer(ack, result);
+}
+
+/// An event the chat role does not know: refused with `unknown_event` when the client asked for
+/// an answer, so it can tell a typo or an older server from a slow one. Counted like any event.
+async fn on_unknown(
+    socket: SocketRef,
+    Event(event): Event,
+    ack: AckSender,
+    State(chat): State<Chat>,
+) {
+    let error = if chat.allow(&socket) {
+        let event: String = event.chars().take(64).collect();
+        MessageError::UnknownEvent { event }.into()
+    } else {
+        Error::rate_limited(1)
+    };
+    answer(ack, Err(error));
 }
 
 /// A socket event that names a message of a group.

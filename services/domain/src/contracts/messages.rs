@@ -291,6 +291,9 @@ crate::error_reasons! {
         /// A socket event before the handshake was authenticated.
         #[error("not authenticated")]
         NotAuthenticated => (Unauthorized, "not_authenticated"),
+        /// A socket event this server does not know (a typo, or a client newer than the server).
+        #[error("unknown event {event}")]
+        UnknownEvent { event: String } => (BadRequest, "unknown_event"),
         /// A socket event whose payload does not have the documented shape.
         #[error("invalid {event} payload")]
         InvalidPayload { event: String } => (BadRequest, "invalid_payload"),
