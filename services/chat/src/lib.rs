@@ -864,9 +864,6 @@ async fn authenticate(
     )))));
     socket.extensions.insert(Arc::new(replays));
     socket.extensions.insert(TypingSent::default());
-    let (sends, queue) = mpsc::channel(QUEUED_SENDS);
-    socket.extensions.insert(Sends(sends));
-    tokio::spawn(send_in_order(chat.clone(), socket.clone(), queue));
     socket.on("chat.message.send", queue_send);
     socket.on("chat.typing", on_typing);
     socket.on("chat.message.seen", on_seen);
@@ -1019,15 +1016,26 @@ fn answer(ack: AckSender, result: Result<Value, Error>) {
 /// `chat.message.send`, taken in arrival order: socketioxide calls this synchronously for each
 /// packet as it is read (only the future it returns runs on its own), so the queue holds the
 /// socket's sends in the order the client sent them. The socket's event rate is counted here.
+/// The queue and its task are made at a socket's first send: an idle socket costs neither.
 fn queue_send(
     socket: SocketRef,
     Data(data): Data<Value>,
     ack: AckSender,
     State(chat): State<Chat>,
 ) -> std::future::Ready<()> {
-    let refused = match socket.extensions.get::<Sends>() {
+    let queue = match socket.extensions.get::<Sends>() {
+        Some(Sends(queue)) => Some(queue),
+        None if socket.extensions.get::<SocketUser>().is_none() => None,
+        None => {
+            let (queue, sends) = mpsc::channel(QUEUED_SENDS);
+            socket.extensions.insert(Sends(queue.clone()));
+            tokio::spawn(send_in_order(chat.clone(), socket.clone(), sends));
+            Some(queue)
+        }
+    };
+    let refused = match queue {
         _ if !chat.allow(&socket) => Some((ack, Error::rate_limited(1))),
-        Some(Sends(queue)) => queue.try_send((data, ack)).err().map(|e| match e {
+        Some(queue) => queue.try_send((data, ack)).err().map(|e| match e {
             mpsc::error::TrySendError::Full((_, ack)) => {
                 chat_ports::metrics::shed("chat_send_queue");
                 (ack, Error::from(RequestError::Overloaded).retry_after(1))
