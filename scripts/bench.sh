@@ -3,7 +3,9 @@
 # infrastructure, and prints figures (RPC round trip, login, /auth/me, real-time delivery,
 # 50 MB upload and download, embedded mode start-up and memory). Nothing is asserted; compare
 # the figures with the README's.
-# Arguments name sections to run alone: rpc login realtime fanout attachments embedded soak.
+# Arguments name sections to run alone: rpc login realtime fanout attachments embedded reads soak.
+#   reads     GET /groups for a user in 100 groups and a 50-message history page, on the embedded
+#             store and on MongoDB (p50/p99 over 500 sequential requests)
 #   soak      30 minutes of steady load on `chat-server all` and on the multi-process stack, a
 #             line of figures a minute (scripts/bench-soak.sh; not in the default set)
 #   fanout    the real-time fan-out table against the Node Socket.IO reference
@@ -24,7 +26,7 @@ for a in "$@"; do
     *) sections+=("$a") ;;
   esac
 done
-[ ${#sections[@]} -gt 0 ] || sections=(rpc login realtime attachments embedded)
+[ ${#sections[@]} -gt 0 ] || sections=(rpc login realtime attachments embedded reads)
 fanout=
 soak=
 rust=()

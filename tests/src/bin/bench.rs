@@ -8,8 +8,11 @@
 //! - Embedded mode: `chat-server all` with nothing installed, from start to a first message,
 //!   its memory idle and after a burst, and its send rate.
 //!
+//! - Reads: `GET /groups` for a user in 100 groups (with members, last message and unread
+//!   count each) and a 50-message history page, on the embedded store and on MongoDB.
+//!
 //! `bench <section>...` runs only the named sections (rpc, login, realtime, attachments,
-//! embedded).
+//! embedded, reads).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,6 +326,62 @@ async fn embedded() {
     drop((a, b, all));
 }
 
+/// `GET /groups` for a user in 100 groups and a history page of 50, sequentially, on `chat-server
+/// all` with `deployment`'s store.
+async fn reads_on(deployment: Deployment, label: &str) {
+    let all = deployment.spawn("all").await;
+    let api = Api::new(all.port);
+    let (ada, bob) = (api.user("ada").await, api.user("bob").await);
+    let mut groups = Vec::new();
+    for i in 0..100 {
+        groups.push(api.group(&ada, &format!("group {i}"), &[&bob]).await);
+    }
+    let a = ChatClient::connect(all.port, json!({"token": ada.token})).await;
+    // A last message in every group, and a history of 50 in the first.
+    for (i, group) in groups.iter().enumerate() {
+        assert_eq!(a.send(group, "hello", &format!("g{i}")).await["ok"], true);
+    }
+    for i in 0..49 {
+        assert_eq!(
+            a.send(&groups[0], "hello", &format!("h{i}")).await["ok"],
+            true
+        );
+    }
+    let measure = |path: String| {
+        let api = &api;
+        let bob = &bob;
+        async move {
+            let mut samples = Vec::new();
+            for i in 0..550 {
+                let start = Instant::now();
+                let r = api.send(api.authed(reqwest::Method::GET, &path, bob)).await;
+                assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+                // The first 50 warm up.
+                if i >= 50 {
+                    samples.push(start.elapsed());
+                }
+            }
+            samples
+        }
+    };
+    let listed = measure("/groups".into()).await;
+    summary(&format!("{label}: GET /groups (100 groups)"), listed);
+    let page = measure(format!("/groups/{}/messages?limit=50", groups[0])).await;
+    summary(&format!("{label}: history page of 50"), page);
+    drop((a, all));
+}
+
+async fn reads() {
+    let limits = [
+        ("API_MAX_REQUESTS_PER_ADDRESS", "0"),
+        ("API_MAX_REQUESTS_PER_USER", "0"),
+        ("CHAT_EVENTS_PER_SECOND", "100000"),
+    ];
+    reads_on(Deployment::embedded(&limits), "reads, embedded").await;
+    // The same process on the real servers (MongoDB through the stand-in here).
+    reads_on(Deployment::new(&limits), "reads, MongoDB").await;
+}
+
 #[tokio::main]
 async fn main() {
     println!(
@@ -347,5 +406,8 @@ async fn main() {
     }
     if run("embedded") {
         embedded().await;
+    }
+    if run("reads") {
+        reads().await;
     }
 }
