@@ -105,7 +105,11 @@ impl Answer {
 /// and puts each on the log before looking at the next, so one client's messages are numbered
 /// in the order it sent them (their acknowledgements are still waited for side by side).
 #[derive(Clone)]
-struct Sends(mpsc::Sender<(Value, AckSender)>);
+struct Sends(mpsc::Sender<QueuedSend>);
+
+/// A send as it arrived: its payload, its acknowledgement, and when its sender stops waiting
+/// (the ack timeout counts from arrival, not from when its turn comes).
+type QueuedSend = (Value, AckSender, tokio::time::Instant);
 
 /// Sends a socket may have queued before the next is refused (`overloaded`).
 const QUEUED_SENDS: usize = 64;
@@ -657,18 +661,30 @@ impl Chat {
 
     /// Sends a command and waits for the fact that answers it.
     async fn command(&self, group_id: &str, command: Command) -> Result<Value, Error> {
-        self.publish(group_id, command).await?.answer().await
+        let deadline = tokio::time::Instant::now() + self.limits.ack_timeout;
+        self.publish(group_id, command, deadline)
+            .await?
+            .answer()
+            .await
     }
 
     /// Puts a command on the log; what it returns waits for the answer. The whole of it is
-    /// within the ack timeout: a hung log holds the publish as long as a hung message role holds
-    /// the answer. A command published after its sender was told to retry is past its deadline,
-    /// and the message role drops it.
-    async fn publish(&self, group_id: &str, command: Command) -> Result<Answer, Error> {
+    /// before `deadline`, when the sender stops waiting: a hung log holds the publish as long as
+    /// a hung message role holds the answer. A command published after its sender was told to
+    /// retry is past its deadline, and the message role drops it.
+    async fn publish(
+        &self,
+        group_id: &str,
+        command: Command,
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, Error> {
         if self.is_draining() {
             return Err(MessageError::Restarting.into());
         }
-        let deadline = tokio::time::Instant::now() + self.limits.ack_timeout;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(MessageError::SendTimedOut.into());
+        }
         let (tx, rx) = oneshot::channel();
         let waiting = Waiting::insert(
             &self.pending,
@@ -676,8 +692,7 @@ impl Chat {
             command.command_id().to_string(),
             tx,
         )?;
-        let envelope =
-            Envelope::new("chat", group_id, command).expiring_after(self.limits.ack_timeout);
+        let envelope = Envelope::new("chat", group_id, command).expiring_after(left);
         tokio::time::timeout_at(deadline, self.events.publish(COMMANDS, &envelope))
             .await
             .unwrap_or_else(|_| Err(MessageError::SendTimedOut.into()))?;
@@ -1035,13 +1050,19 @@ fn queue_send(
     };
     let refused = match queue {
         _ if !chat.allow(&socket) => Some((ack, Error::rate_limited(1))),
-        Some(queue) => queue.try_send((data, ack)).err().map(|e| match e {
-            mpsc::error::TrySendError::Full((_, ack)) => {
-                chat_ports::metrics::shed("chat_send_queue");
-                (ack, Error::from(RequestError::Overloaded).retry_after(1))
-            }
-            mpsc::error::TrySendError::Closed((_, ack)) => (ack, MessageError::Restarting.into()),
-        }),
+        Some(queue) => {
+            let deadline = tokio::time::Instant::now() + chat.limits.ack_timeout;
+            let queued = queue.try_send((data, ack, deadline));
+            queued.err().map(|e| match e {
+                mpsc::error::TrySendError::Full((_, ack, _)) => {
+                    chat_ports::metrics::shed("chat_send_queue");
+                    (ack, Error::from(RequestError::Overloaded).retry_after(1))
+                }
+                mpsc::error::TrySendError::Closed((_, ack, _)) => {
+                    (ack, MessageError::Restarting.into())
+                }
+            })
+        }
         None => Some((ack, MessageError::NotAuthenticated.into())),
     };
     if let Some((ack, error)) = refused {
@@ -1052,13 +1073,9 @@ fn queue_send(
 
 /// Takes a socket's sends off its queue one by one until the socket closes: each is checked and
 /// put on the log before the next; its acknowledgement is waited for on a task of its own.
-async fn send_in_order(
-    chat: Chat,
-    socket: SocketRef,
-    mut queue: mpsc::Receiver<(Value, AckSender)>,
-) {
-    while let Some((data, ack)) = queue.recv().await {
-        match published(&chat, &socket, data).await {
+async fn send_in_order(chat: Chat, socket: SocketRef, mut queue: mpsc::Receiver<QueuedSend>) {
+    while let Some((data, ack, deadline)) = queue.recv().await {
+        match published(&chat, &socket, data, deadline).await {
             Ok(pending) => {
                 tokio::spawn(async move { answer(ack, pending.answer().await) });
             }
@@ -1067,7 +1084,12 @@ async fn send_in_order(
     }
 }
 
-async fn published(chat: &Chat, socket: &SocketRef, data: Value) -> Result<Answer, Error> {
+async fn published(
+    chat: &Chat,
+    socket: &SocketRef,
+    data: Value,
+    deadline: tokio::time::Instant,
+) -> Result<Answer, Error> {
     let event: SendEvent = payload("chat.message.send", data)?;
     let user = precheck(chat, socket, &event.group_id).await?;
     if event
@@ -1089,7 +1111,7 @@ async fn published(chat: &Chat, socket: &SocketRef, data: Value) -> Result<Answe
         content: event.content,
         attachment: event.attachment,
     };
-    chat.publish(&event.group_id, command).await
+    chat.publish(&event.group_id, command, deadline).await
 }
 
 async fn on_seen(
