@@ -54,7 +54,7 @@ if [ ! -x /usr/bin/chromium ]; then
   sudo_or env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/playwright-core ] \
-  || npm ci --prefix tests/js --no-audit --no-fund
+  && [ -d tests/js/node_modules/@asyncapi/specs ] || npm ci --prefix tests/js --no-audit --no-fund
 # The reference web client's build tools (esbuild, TypeScript): a test rebuilds its bundle and
 # compares it with the committed one.
 [ -d examples/web/node_modules/esbuild ] || npm ci --prefix examples/web --no-audit --no-fund

@@ -1245,9 +1245,10 @@ impl Seen {
 }
 
 /// The Socket.IO contract (`GET /asyncapi.json`, served by the chat role) is what the chat role
-/// does: a scenario makes it send every server event and answer every client event, on two
-/// replicas, and each payload and acknowledgement validates against the document's schemas
-/// (tests/contract/validate_events.py, with Python's jsonschema).
+/// does: the document is a valid AsyncAPI 3.0 document, and a scenario makes the chat role send
+/// every server event and answer every client event, on two replicas, each payload and
+/// acknowledgement validating against the document's schemas (tests/contract/validate_events.py,
+/// with Python's jsonschema).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_and_acknowledgement_matches_the_asyncapi_document() {
     let venv = std::env::var("CHAT_TOOLS_VENV")
@@ -1391,7 +1392,16 @@ async fn every_event_and_acknowledgement_matches_the_asyncapi_document() {
 
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contract/validate_events.py");
-    let input = json!({"document": document, "seen": seen.0}).to_string();
+    // AsyncAPI's own schema of its 3.0.0 documents, from npm (tests/js/package.json).
+    let specification =
+        chat_tests::package_dir().join("js/node_modules/@asyncapi/specs/schemas/3.0.0.json");
+    assert!(
+        specification.exists(),
+        "no {}: run `npm ci --prefix tests/js` (scripts/test.sh does)",
+        specification.display()
+    );
+    let input =
+        json!({"document": document, "specification": specification, "seen": seen.0}).to_string();
     let validate = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut python = std::process::Command::new(std::path::Path::new(&venv).join("bin/python"))
