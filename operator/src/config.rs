@@ -38,6 +38,13 @@ pub const DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE: i32 = 75;
 /// Replicas of a component whose spec sets neither `replicas` nor `autoscaling`. Not in the
 /// schema: a stored `replicas` would contradict an `autoscaling` set later.
 pub const DEFAULT_REPLICAS: i32 = 1;
+/// The user the components connect to a managed MongoDB, RabbitMQ and Redis with: it has only
+/// the rights the services need (see `build::dependency`). The administrator (`chat`) stays
+/// with the dependency itself, which creates this user.
+pub const APP_USERNAME: &str = "chat-app";
+/// The database the services use (their default: `MONGODB_URI` names no other); the
+/// application user of a managed MongoDB may read and write it alone.
+pub const MONGODB_DATABASE: &str = "scalable_chat";
 /// Longest ChatDeployment name: the longest derived name, `<name>-rabbitmq-headless`, must
 /// still be a 63-character DNS label (Service names are).
 pub const MAX_NAME_LENGTH: usize = 63 - "-rabbitmq-headless".len();
@@ -255,8 +262,12 @@ pub struct ManagedConfig {
     pub storage_size: Quantity,
     pub storage_class: Option<String>,
     pub resources: ResourceRequirements,
-    /// The password (MongoDB, RabbitMQ, Redis) or, for Kafka, the KRaft cluster id.
+    /// The administrator's password (MongoDB, RabbitMQ, Redis) or, for Kafka, the KRaft
+    /// cluster id. Only the dependency's own pod reads it.
     pub credential: SecretKey,
+    /// The password of [`APP_USERNAME`], the least-privilege user the components connect
+    /// with (always generated; none for Kafka, which has no users).
+    pub app_credential: Option<SecretKey>,
     /// Additions to the StatefulSet's pod.
     pub overrides: PodOverrides,
 }
@@ -343,10 +354,13 @@ impl ValidatedConfig {
             })
             .collect();
         for dependency in &self.dependencies {
-            keys.push(match &dependency.mode {
-                DependencyMode::Managed(managed) => managed.credential.clone(),
-                DependencyMode::External { uri } => uri.clone(),
-            });
+            match &dependency.mode {
+                DependencyMode::Managed(managed) => {
+                    keys.push(managed.credential.clone());
+                    keys.extend(managed.app_credential.clone());
+                }
+                DependencyMode::External { uri } => keys.push(uri.clone()),
+            }
         }
         keys
     }
@@ -573,6 +587,11 @@ fn dependency_config(
                 managed.storage,
                 managed.resources,
                 credential,
+                Some(SecretKey {
+                    secret: format!("{name}-{}-app", kind.name()),
+                    key: "password".into(),
+                    generated: true,
+                }),
                 managed.pod_overrides,
             )))
         }
@@ -594,6 +613,7 @@ fn kafka_config(name: &str, spec: Option<Dependency<ManagedKafka>>) -> Dependenc
                 key: "cluster-id".into(),
                 generated: true,
             },
+            None,
             managed.pod_overrides,
         ))),
     };
@@ -616,6 +636,7 @@ fn managed_config(
     storage: Option<StorageSpec>,
     given_resources: Option<ResourceRequirements>,
     credential: SecretKey,
+    app_credential: Option<SecretKey>,
     overrides: Option<PodOverrides>,
 ) -> ManagedConfig {
     let storage = storage.unwrap_or_default();
@@ -627,6 +648,7 @@ fn managed_config(
         storage_class: storage.storage_class_name,
         resources: given_resources.unwrap_or_else(|| kind.default_resources()),
         credential,
+        app_credential,
         overrides: overrides.unwrap_or_default(),
     }
 }
@@ -686,9 +708,12 @@ mod tests {
             [
                 "chat-jwt",
                 "chat-mongodb",
+                "chat-mongodb-app",
                 "chat-rabbitmq",
+                "chat-rabbitmq-app",
                 "chat-kafka",
-                "chat-redis"
+                "chat-redis",
+                "chat-redis-app"
             ]
         );
     }

@@ -171,6 +171,25 @@ pub fn generated_secrets(
             [(managed.credential.key.clone(), value)],
         ));
     }
+    // The application users' passwords, after the administrators' (so those keep the values
+    // they were generated with before application users existed, golden files included).
+    for dependency in &cfg.dependencies {
+        let DependencyMode::Managed(managed) = &dependency.mode else {
+            continue;
+        };
+        let Some(app) = &managed.app_credential else {
+            continue;
+        };
+        secrets.push(secret(
+            cfg,
+            &app.secret,
+            dependency.kind.name(),
+            // Owned: the dependency sets the application user's password from it each time
+            // it starts, so a ChatDeployment created again gets a new one that works.
+            true,
+            [(app.key.clone(), generator.password())],
+        ));
+    }
     secrets
 }
 

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::config::{
     Component, ComponentConfig, DependencyKind, DependencyMode, Scaling, ValidatedConfig,
+    APP_USERNAME, MONGODB_DATABASE,
 };
 use crate::secrets::SecretDigests;
 use crate::upgrade::Release;
@@ -392,9 +393,11 @@ fn env(cfg: &ValidatedConfig, component: &ComponentConfig) -> Vec<EnvVar> {
     env
 }
 
-/// How a component reaches `kind`. A managed dependency's password comes from its Secret
-/// and Kubernetes expands `$(VAR)` into the URI, so no credential is written into the pod
-/// template; an external dependency's whole URI comes from the user's Secret.
+/// How a component reaches `kind`. A managed dependency is reached as [`APP_USERNAME`], the
+/// user with only the rights the services need, never as its administrator; the password
+/// comes from its Secret and Kubernetes expands `$(VAR)` into the URI, so no credential is
+/// written into the pod template. An external dependency's whole URI comes from the user's
+/// Secret.
 pub(super) fn dependency_env(cfg: &ValidatedConfig, kind: DependencyKind) -> Vec<EnvVar> {
     let dependency = cfg.dependency(kind);
     let managed = match &dependency.mode {
@@ -411,19 +414,22 @@ pub(super) fn dependency_env(cfg: &ValidatedConfig, kind: DependencyKind) -> Vec
         DependencyKind::Redis => "REDIS_PASSWORD",
         DependencyKind::Kafka => return vec![value(kind.uri_env(), format!("{host}:{port}"))],
     };
+    let user = APP_USERNAME;
     let uri = match kind {
-        DependencyKind::MongoDb => {
-            format!("mongodb://chat:$({password_env})@{host}:{port}/?authSource=admin")
-        }
-        DependencyKind::RabbitMq => format!("amqp://chat:$({password_env})@{host}:{port}/%2f"),
-        _ => format!("redis://:$({password_env})@{host}:{port}"),
-    };
-    vec![
-        from_secret(
-            password_env,
-            &managed.credential.secret,
-            &managed.credential.key,
+        DependencyKind::MongoDb => format!(
+            "mongodb://{user}:$({password_env})@{host}:{port}/{MONGODB_DATABASE}?authSource=admin"
         ),
+        DependencyKind::RabbitMq => {
+            format!("amqp://{user}:$({password_env})@{host}:{port}/%2f")
+        }
+        _ => format!("redis://{user}:$({password_env})@{host}:{port}"),
+    };
+    let app = managed
+        .app_credential
+        .as_ref()
+        .expect("MongoDB, RabbitMQ and Redis have an application user");
+    vec![
+        from_secret(password_env, &app.secret, &app.key),
         value(kind.uri_env(), uri),
     ]
 }
@@ -468,10 +474,11 @@ fn config_hash(
     }
     for &kind in component.uses() {
         match &cfg.dependency(kind).mode {
-            DependencyMode::Managed(m) if kind != DependencyKind::Kafka => {
-                read.push((m.credential.secret.clone(), m.credential.key.clone()))
+            DependencyMode::Managed(m) => {
+                if let Some(app) = &m.app_credential {
+                    read.push((app.secret.clone(), app.key.clone()));
+                }
             }
-            DependencyMode::Managed(_) => {}
             DependencyMode::External { uri } => read.push((uri.secret.clone(), uri.key.clone())),
         }
     }

@@ -5,17 +5,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, Probe, SecurityContext,
-    Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, Probe,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::component::{from_secret, value};
 use super::pod::{locked_down_pod, merge_overrides};
-use super::{meta, selector_labels, Resource};
-use crate::config::{DependencyKind, ManagedConfig, ValidatedConfig};
+use super::{hash, meta, selector_labels, Resource, CONFIG_HASH_ANNOTATION};
+use crate::config::{
+    DependencyKind, ManagedConfig, ValidatedConfig, APP_USERNAME, MONGODB_DATABASE,
+};
+use crate::secrets::SecretDigests;
 
 /// Name of the dependency's client Service (and of its StatefulSet and NetworkPolicy).
 pub(super) fn dependency_name(cfg: &ValidatedConfig, kind: DependencyKind) -> String {
@@ -33,12 +37,84 @@ pub(super) fn objects(
     kind: DependencyKind,
     managed: &ManagedConfig,
     image: &str,
+    secrets: &SecretDigests,
 ) -> Vec<Resource> {
     vec![
         Resource::Service(service(cfg, kind, true)),
         Resource::Service(service(cfg, kind, false)),
-        Resource::StatefulSet(stateful_set(cfg, kind, managed, image)),
+        Resource::StatefulSet(stateful_set(cfg, kind, managed, image, secrets)),
     ]
+}
+
+/// The Redis ACL rules of [`APP_USERNAME`] (after its password): the keys of the stack's
+/// namespace (`CHAT_NAMESPACE` is the ChatDeployment's name; the services' keys are
+/// `<namespace>:ratelimit:…`, `<namespace>:revoked:…` and `<namespace>:presence:…`), no
+/// channels, and exactly the commands the services' Redis adapter sends — no `KEYS`, `SCAN`,
+/// `FLUSHALL`, `CONFIG`, `DEBUG`, `ACL` or any other administration. `AUTH` needs no rule;
+/// the client's `CLIENT SETINFO`, whose answer it ignores, is refused.
+pub fn redis_app_rules(namespace: &str) -> Vec<String> {
+    let mut rules = vec![
+        format!("~{namespace}:*"),
+        "resetchannels".into(),
+        "-@all".into(),
+    ];
+    rules.extend(
+        [
+            "ping", "incr", "decr", "expire", "ttl", "set", "exists", "del", "mget",
+        ]
+        .map(|command| format!("+{command}")),
+    );
+    rules
+}
+
+/// The configure, write and read permissions of [`APP_USERNAME`] on RabbitMQ: it declares
+/// and consumes the RPC request queues of its namespace (`<namespace>.rpc.<pattern>`), and
+/// publishes requests and replies to the default exchange only (replies go to RabbitMQ's
+/// direct reply-to, which needs no grant). No other queue or exchange, no tags.
+pub fn rabbitmq_app_permissions(namespace: &str) -> [String; 3] {
+    let queues = format!("^{}\\.rpc\\.", namespace.replace('.', "\\."));
+    [queues.clone(), "^amq\\.default$".into(), queues]
+}
+
+/// The shell script that creates [`APP_USERNAME`] on the local RabbitMQ node (password from
+/// `RABBITMQ_APP_PASSWORD`) with [`rabbitmq_app_permissions`] on `vhost`, or resets the
+/// password, tags and permissions of the one there. It waits for the node to boot (up to
+/// five minutes) and runs as the container's `postStart` hook, on every start, so a stack
+/// created before the application user existed gets it when its broker next starts.
+pub fn rabbitmq_app_user_script(vhost: &str, user: &str, namespace: &str) -> String {
+    let [configure, write, read] = rabbitmq_app_permissions(namespace);
+    format!(
+        "i=0; until rabbitmqctl -q await_startup >/dev/null 2>&1; do \
+         i=$((i+1)); [ \"$i\" -ge 60 ] && exit 1; sleep 5; done; \
+         {{ rabbitmqctl -q add_user '{user}' \"$RABBITMQ_APP_PASSWORD\" >/dev/null 2>&1 \
+         || rabbitmqctl -q change_password '{user}' \"$RABBITMQ_APP_PASSWORD\"; }} \
+         && rabbitmqctl -q set_user_tags '{user}' \
+         && rabbitmqctl -q set_permissions -p '{vhost}' '{user}' '{configure}' '{write}' '{read}'"
+    )
+}
+
+/// The shell script that creates [`APP_USERNAME`] on the local MongoDB (password from
+/// `MONGODB_APP_PASSWORD`) in the `admin` database with `readWrite` on [`MONGODB_DATABASE`]
+/// alone, or resets the password and roles of the one there, as the administrator. It
+/// retries until the server accepts the administrator (up to five minutes: a first start
+/// initialises the database first) and runs as the container's `postStart` hook, on every
+/// start, so a stack created before the application user existed gets it when MongoDB next
+/// starts.
+fn mongodb_app_user_script() -> String {
+    let js = format!(
+        "const pwd = process.env.MONGODB_APP_PASSWORD; \
+         const roles = [{{role: \"readWrite\", db: \"{MONGODB_DATABASE}\"}}]; \
+         const admin = db.getSiblingDB(\"admin\"); \
+         if (admin.getUser(\"{APP_USERNAME}\")) {{ \
+         admin.updateUser(\"{APP_USERNAME}\", {{pwd: pwd, roles: roles}}); \
+         }} else {{ admin.createUser({{user: \"{APP_USERNAME}\", pwd: pwd, roles: roles}}); }}"
+    );
+    format!(
+        "i=0; until mongosh --quiet --norc --host 127.0.0.1 -u chat \
+         -p \"$MONGO_INITDB_ROOT_PASSWORD\" --authenticationDatabase admin \
+         --eval '{js}' >/dev/null 2>&1; do \
+         i=$((i+1)); [ \"$i\" -ge 60 ] && exit 1; sleep 5; done"
+    )
 }
 
 /// Named ports of a dependency; the first is the one clients use.
@@ -97,6 +173,8 @@ struct Image {
     /// rabbitmq-diagnostics an Erlang VM) every few seconds; the client port answering is
     /// enough to tell a hung process.
     alive: Check,
+    /// A script run after each start (the application user's creation).
+    post_start: Option<String>,
 }
 
 enum Check {
@@ -118,7 +196,6 @@ fn memory_limit(managed: &ManagedConfig) -> Option<u64> {
 
 fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -> Image {
     let credential = &managed.credential;
-    let sh = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
     let memory = memory_limit(managed);
     match kind {
         DependencyKind::MongoDb => Image {
@@ -132,11 +209,15 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                     &credential.secret,
                     &credential.key,
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(app_password("MONGODB_APP_PASSWORD", managed))
+            .collect(),
             ready: Check::Exec(sh(
                 "mongosh --quiet --eval 'db.adminCommand(\"ping\").ok' | grep -q 1",
             )),
             alive: Check::Tcp,
+            post_start: Some(mongodb_app_user_script()),
         },
         DependencyKind::RabbitMq => Image {
             user: 999,
@@ -147,6 +228,7 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                 from_secret("RABBITMQ_DEFAULT_PASS", &credential.secret, &credential.key),
             ]
             .into_iter()
+            .chain(app_password("RABBITMQ_APP_PASSWORD", managed))
             // RabbitMQ reads the host's memory, not the container's limit: without an absolute
             // watermark it would block publishers only after the kernel has killed it. 60 %
             // of the limit, RabbitMQ's own default share, leaves room for the Erlang VM.
@@ -166,6 +248,7 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                 "check_port_connectivity".into(),
             ]),
             alive: Check::Tcp,
+            post_start: Some(rabbitmq_app_user_script("/", APP_USERNAME, &cfg.name)),
         },
         DependencyKind::Kafka => {
             let host = format!(
@@ -220,27 +303,52 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                 .collect(),
                 ready: Check::Tcp,
                 alive: Check::Tcp,
+                // KRaft with PLAINTEXT listeners: no users to create.
+                post_start: None,
             }
         }
         DependencyKind::Redis => Image {
             user: 999,
             data_path: "/data",
-            // Through a shell so the password comes from the environment; redis-server
-            // hides its arguments from the process title.
+            // Through a shell so the passwords come from the environment; redis-server
+            // hides its arguments from the process title. The default user is the
+            // administrator (the probes use it); without a password a client gets nothing.
             args: Some(sh(&format!(
-                "exec redis-server --requirepass \"$REDIS_PASSWORD\" --appendonly yes --dir /data{}",
+                "exec redis-server --requirepass \"$REDIS_PASSWORD\" \
+                 --user {APP_USERNAME} reset on \">$REDIS_APP_PASSWORD\" {} \
+                 --appendonly yes --dir /data{}",
+                redis_app_rules(&cfg.name)
+                    .iter()
+                    .map(|rule| format!("'{rule}'"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 redis_memory(memory)
             ))),
-            env: vec![
+            env: [
                 from_secret("REDIS_PASSWORD", &credential.secret, &credential.key),
                 // redis-cli reads its password from here, so probes authenticate.
                 from_secret("REDISCLI_AUTH", &credential.secret, &credential.key),
-            ],
+            ]
+            .into_iter()
+            .chain(app_password("REDIS_APP_PASSWORD", managed))
+            .collect(),
             // redis-cli is a small C program: cheap enough for both.
             ready: Check::Exec(sh("redis-cli ping | grep -q PONG")),
             alive: Check::Exec(sh("redis-cli ping | grep -q PONG")),
+            post_start: None,
         },
     }
+}
+
+/// `sh -c script`.
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".to_string(), "-c".into(), script.into()]
+}
+
+/// The application user's password, as `name`, from its generated Secret.
+fn app_password(name: &str, managed: &ManagedConfig) -> Option<EnvVar> {
+    let app = managed.app_credential.as_ref()?;
+    Some(from_secret(name, &app.secret, &app.key))
 }
 
 /// Redis holds presence and rate-limit counters only, all of them with a time to live: under
@@ -276,6 +384,7 @@ fn stateful_set(
     kind: DependencyKind,
     managed: &ManagedConfig,
     container_image: &str,
+    secrets: &SecretDigests,
 ) -> StatefulSet {
     let image = image(cfg, kind, managed);
     let client_port = ports(kind)[0].0;
@@ -316,6 +425,15 @@ fn stateful_set(
         startup_probe: Some(probe(&image.alive, 10, 10, 30)),
         liveness_probe: Some(probe(&image.alive, 20, 10, 3)),
         readiness_probe: Some(probe(&image.ready, 10, 10, 3)),
+        lifecycle: image.post_start.map(|script| Lifecycle {
+            post_start: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(sh(&script)),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             run_as_non_root: Some(true),
@@ -333,9 +451,19 @@ fn stateful_set(
         ..Default::default()
     };
     let labels = selector_labels(cfg, kind.name());
+    // The application user's password is set when the dependency starts: a new one (a
+    // ChatDeployment created again, a Secret replaced by hand) restarts it.
+    let annotations = managed.app_credential.as_ref().map(|app| {
+        let digest = secrets.get(&app.secret, &app.key).unwrap_or("absent");
+        BTreeMap::from([(
+            CONFIG_HASH_ANNOTATION.to_string(),
+            hash(&[&format!("{}/{}={digest}", app.secret, app.key)]),
+        )])
+    });
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels.clone()),
+            annotations,
             ..Default::default()
         }),
         spec: Some(locked_down_pod(cfg, container, image.user)),

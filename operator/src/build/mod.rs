@@ -25,6 +25,7 @@ use crate::config::{DependencyMode, ValidatedConfig};
 use crate::secrets::SecretDigests;
 use crate::upgrade::Versions;
 
+pub use dependency::{rabbitmq_app_permissions, rabbitmq_app_user_script, redis_app_rules};
 pub use migration::migration_job;
 pub use routing::url;
 
@@ -141,7 +142,13 @@ pub fn build(cfg: &ValidatedConfig, secrets: &SecretDigests, versions: &Versions
                 .dependencies
                 .get(&dependency.kind)
                 .unwrap_or(&managed.image);
-            objects.extend(dependency::objects(cfg, dependency.kind, managed, image));
+            objects.extend(dependency::objects(
+                cfg,
+                dependency.kind,
+                managed,
+                image,
+                secrets,
+            ));
             objects.push(Resource::NetworkPolicy(routing::network_policy(
                 cfg,
                 dependency.kind,

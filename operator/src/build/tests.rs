@@ -355,3 +355,120 @@ fn cert_manager_annotations_go_on_one_ingress_only() {
     assert_eq!(chat["example.com/team"], "chat");
     assert_eq!(gateway["example.com/team"], "chat");
 }
+
+/// The Secrets a pod template's containers read, by name.
+fn secrets_read(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Vec<String> {
+    let spec = template.spec.as_ref().unwrap();
+    let mut names: Vec<String> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn components_and_the_migration_connect_as_the_application_user_never_as_an_administrator() {
+    let spec = ChatDeploymentSpec {
+        version: "0.1.0".into(),
+        ..Default::default()
+    };
+    let objects = objects(spec.clone());
+    for component in Component::ALL {
+        let role = component.role();
+        let template = &deployment(&objects, role).spec.as_ref().unwrap().template;
+        for secret in secrets_read(template) {
+            assert!(
+                secret.ends_with("-app"),
+                "{role} reads {secret}, not an application user's Secret"
+            );
+        }
+        let env = &template.spec.as_ref().unwrap().containers[0].env;
+        for var in env.iter().flatten().filter(|e| e.name.ends_with("_URI")) {
+            let uri = var.value.as_deref().unwrap();
+            assert!(uri.contains("://chat-app:$("), "{role}: {uri}");
+        }
+    }
+    let job = migration_job(&cfg(spec));
+    let secrets = secrets_read(&job.spec.unwrap().template);
+    assert_eq!(secrets, ["chat-mongodb-app"]);
+}
+
+#[test]
+fn each_dependency_keeps_its_administrator_and_creates_the_application_user() {
+    let objects = objects(fixed(1));
+    let set = |name: &str| match find(&objects, "StatefulSet", &format!("chat-{name}")) {
+        Some(Resource::StatefulSet(s)) => s.spec.clone().unwrap().template,
+        _ => panic!("no StatefulSet {name}"),
+    };
+    for (name, admin) in [
+        ("mongodb", "chat-mongodb"),
+        ("rabbitmq", "chat-rabbitmq"),
+        ("redis", "chat-redis"),
+    ] {
+        let template = set(name);
+        assert_eq!(
+            secrets_read(&template),
+            [admin.to_string(), format!("{admin}-app")],
+            "{name}"
+        );
+        // A new application password restarts the dependency, which sets it.
+        assert!(template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()
+            .contains_key(CONFIG_HASH_ANNOTATION));
+    }
+    assert_eq!(secrets_read(&set("kafka")), ["chat-kafka"]);
+
+    let container = |name: &str| set(name).spec.unwrap().containers.remove(0);
+    let post_start = |name: &str| {
+        let c = container(name);
+        c.lifecycle?.post_start?.exec?.command
+    };
+    let mongodb = post_start("mongodb").unwrap().join(" ");
+    assert!(mongodb.contains(r#"roles = [{role: "readWrite", db: "scalable_chat"}]"#));
+    assert!(mongodb.contains("process.env.MONGODB_APP_PASSWORD"));
+    let rabbitmq = post_start("rabbitmq").unwrap().join(" ");
+    assert!(rabbitmq.contains(
+        r"set_permissions -p '/' 'chat-app' '^chat\.rpc\.' '^amq\.default$' '^chat\.rpc\.'"
+    ));
+    assert!(rabbitmq.contains("set_user_tags 'chat-app' &&"), "no tags");
+    assert!(post_start("redis").is_none() && post_start("kafka").is_none());
+    let redis = container("redis").args.unwrap().join(" ");
+    assert!(redis.contains(r#"--user chat-app reset on ">$REDIS_APP_PASSWORD" '~chat:*' 'resetchannels' '-@all' '+ping'"#));
+}
+
+#[test]
+fn an_external_dependency_gets_no_application_user() {
+    use crate::crd::{DependenciesSpec, Dependency, ExternalDependency, SecretKeyReference};
+    let spec = ChatDeploymentSpec {
+        version: "0.1.0".into(),
+        dependencies: Some(DependenciesSpec {
+            redis: Some(Dependency::External(ExternalDependency {
+                uri_secret: SecretKeyReference {
+                    name: "mine".into(),
+                    key: "url".into(),
+                },
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cfg = cfg(spec);
+    assert!(!cfg
+        .generated_secret_names()
+        .contains(&"chat-redis-app".to_string()));
+    let objects = build(&cfg, &SecretDigests::default(), &Versions::target(&cfg));
+    let template = &deployment(&objects, "gateway")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template;
+    assert!(secrets_read(template).contains(&"mine".to_string()));
+}

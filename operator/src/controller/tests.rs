@@ -437,6 +437,9 @@ async fn first_reconcile_creates_the_generated_secrets() {
         "chat-rabbitmq",
         "chat-kafka",
         "chat-redis",
+        "chat-mongodb-app",
+        "chat-rabbitmq-app",
+        "chat-redis-app",
     ]
     .into_iter()
     .map(|n| (Method::POST, n.to_string()))
@@ -451,6 +454,41 @@ async fn first_reconcile_creates_the_generated_secrets() {
         .calls()
         .iter()
         .any(|c| c.is_event() && c.body["reason"] == "SecretCreated"));
+}
+
+/// A stack created before the application users existed has the administrators' Secrets
+/// alone: the next reconcile adds the application users' and leaves the others as they are.
+#[tokio::test]
+async fn a_stack_without_application_users_gets_their_secrets_and_keeps_the_others() {
+    let fake = FakeApiServer::default();
+    run(&fake, stored(&fake, minimal(), 1)).await;
+    {
+        let mut state = fake.0.lock().unwrap();
+        for dependency in ["mongodb", "rabbitmq", "redis"] {
+            state
+                .objects
+                .remove(&format!("{SECRETS_PATH}/chat-{dependency}-app"));
+        }
+    }
+    fake.clear_calls();
+
+    run(&fake, fake.chat_deployment()).await;
+
+    let written: Vec<(Method, String)> = secret_writes(&fake.calls())
+        .into_iter()
+        .map(|c| {
+            (
+                c.method.clone(),
+                c.body["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(Method, String)> =
+        ["chat-mongodb-app", "chat-rabbitmq-app", "chat-redis-app"]
+            .into_iter()
+            .map(|n| (Method::POST, n.to_string()))
+            .collect();
+    assert_eq!(written, expected);
 }
 
 #[tokio::test]

@@ -1206,7 +1206,7 @@ async fn a_refused_call_is_reported_and_does_not_block_the_rest() {
         .collect();
     assert_eq!(
         created.len(),
-        5,
+        8,
         "one event per generated Secret: {created:?}"
     );
 
