@@ -113,6 +113,7 @@ start_server() {
       (exec env -u MONGODB_URI -u RABBITMQ_URI -u REDIS_URL -u KAFKA_BROKERS \
         PORT="$port" BIND_ADDRESS=127.0.0.1 CHAT_DATA_DIR="$work/data" RUST_LOG=warn \
         API_MAX_REQUESTS_PER_ADDRESS=0 API_MAX_REQUESTS_PER_USER=0 \
+        CHAT_MAX_SOCKETS_PER_USER=10000 \
         "$CHAT_SERVER" all) >"$work/$target.log" 2>&1 &
       pid_of[$target]=$!
       wait_ready "$target" /readyz
