@@ -35,14 +35,16 @@ async fn sigkill_during_a_stream_of_sends_keeps_every_acknowledged_message() {
             }
         }
     });
-    let start = std::time::Instant::now();
-    while acknowledged.lock().unwrap().len() < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30) && !sender.is_finished(),
-            "40 sends were not acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    chat_tests::within(Duration::from_secs(30), "40 sends acknowledged", async {
+        while acknowledged.lock().unwrap().len() < 40 {
+            assert!(
+                !sender.is_finished(),
+                "the sender stopped before 40 acknowledgements"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     tokio::task::block_in_place(|| all.kill());
     sender.await.unwrap();
     let acknowledged = acknowledged.lock().unwrap().clone();
