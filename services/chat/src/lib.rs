@@ -44,6 +44,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use chat_domain::config::ChatLimits;
 pub mod asyncapi;
+mod detach;
+pub use detach::detach_socket_request;
+
+/// Each websocket's read buffer, in bytes.
+const WS_READ_BUFFER_BYTES: usize = 1024;
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, Error>>>>>;
 
@@ -650,6 +655,9 @@ impl Chat {
     pub fn layer(self) -> (SocketIoLayer, SocketIo) {
         let (layer, io) = SocketIo::builder()
             .max_payload(64 * 1024)
+            // Allocated whole for every websocket, idle or not (4 KiB by default): chat frames
+            // are far smaller, and a larger one is read in several turns.
+            .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
             .max_buffer_size(self.limits.socket_buffer as usize)
             .ping_interval(self.limits.ping_interval)
             .ping_timeout(self.limits.ping_timeout)

@@ -192,7 +192,9 @@ impl Application {
         let mut app = chat_http::with_common_layers(mounts.router, config.max_body_bytes);
         // Outside the router, so /socket.io never meets the not-found fallback.
         if let Some(layer) = mounts.socket_layer {
-            app = app.layer(layer);
+            app = app.layer(layer).layer(tower::util::MapRequestLayer::new(
+                chat_chat::detach_socket_request,
+            ));
         }
         // Outermost, so it answers for the REST routes and both Socket.IO transports alike.
         if let Some(cors) = chat_gateway::cors(&config.cors_allowed_origins)
