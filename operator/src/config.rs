@@ -45,9 +45,24 @@ pub const APP_USERNAME: &str = "chat-app";
 /// The database the services use (their default: `MONGODB_URI` names no other); the
 /// application user of a managed MongoDB may read and write it alone.
 pub const MONGODB_DATABASE: &str = "scalable_chat";
-/// Longest ChatDeployment name: the longest derived name, `<name>-rabbitmq-headless`, must
-/// still be a 63-character DNS label (Service names are).
-pub const MAX_NAME_LENGTH: usize = 63 - "-rabbitmq-headless".len();
+/// Longest ChatDeployment name. Two derived names bound it: `<name>-rabbitmq-headless` must be
+/// a DNS label of at most 63 characters (Service names are), and `<name>-rabbitmq`, the longest
+/// StatefulSet name, at most 52: the StatefulSet controller labels each pod
+/// `controller-revision-hash: <statefulset>-<hash of up to 10 characters>`, and a label value
+/// longer than 63 characters makes every pod creation fail (seen on the control plane with a
+/// 45-character name, the limit before).
+pub const MAX_NAME_LENGTH: usize = min(
+    63 - "-rabbitmq-headless".len(),
+    63 - 1 - 10 - "-rabbitmq".len(),
+);
+
+const fn min(a: usize, b: usize) -> usize {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
 
 /// The five roles of the one `chat-server` image, in the order an upgrade rolls them out:
 /// consumers before their producers, so a new message is never sent to an old reader. Message
@@ -488,11 +503,17 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
             .unwrap_or(DEFAULT_IMAGE_PULL_POLICY)
             .as_str()
             .into(),
+        // Each name once: the CRD refuses a duplicate now, but an object stored before it did
+        // may hold one, and a pod's list is keyed by name (every apply would fail).
         image_pull_secrets: spec
             .image_pull_secrets
             .iter()
-            .map(|s| s.name.clone())
-            .collect(),
+            .fold(Vec::new(), |mut names, s| {
+                if !names.contains(&s.name) {
+                    names.push(s.name.clone());
+                }
+                names
+            }),
         rust_log: spec
             .log_level
             .clone()
@@ -715,6 +736,20 @@ mod tests {
                 "chat-redis",
                 "chat-redis-app"
             ]
+        );
+    }
+
+    #[test]
+    fn image_pull_secrets_are_passed_on_once_each_in_order() {
+        let spec = ChatDeploymentSpec {
+            image_pull_secrets: ["b", "a", "b"]
+                .map(|name| crate::crd::LocalSecretReference { name: name.into() })
+                .into(),
+            ..minimal()
+        };
+        assert_eq!(
+            validate(&chat(spec)).unwrap().image_pull_secrets,
+            ["b", "a"]
         );
     }
 

@@ -1021,6 +1021,14 @@ where
 }
 
 /// Write `status` when it differs from the stored one. Returns whether it wrote.
+///
+/// The status is the operator's alone, so it is replaced whole, with a JSON patch (`add` of
+/// `/status`), not server-side applied: with `conditions` a map-list, an apply removes only
+/// the entries whose keys this field manager owns, and a ChatDeployment whose conditions an
+/// older operator applied as an atomic list is owned as a whole, not per entry, so a
+/// `ReconciliationPaused` applied then would never go. An apply also fails (500) on an object
+/// stored with two `imagePullSecrets` of one name before that list became a map-list. A
+/// condition type another tool wrote is kept: the conditions are merged into the stored ones.
 async fn write_status(
     api: &Api<ChatDeployment>,
     cd: &ChatDeployment,
@@ -1029,17 +1037,16 @@ async fn write_status(
     if cd.status.as_ref() == Some(status) {
         return Ok(false);
     }
-    let patch = json!({
-        "apiVersion": ChatDeployment::api_version(&()),
-        "kind": ChatDeployment::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &cd.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    let patch = json!([{"op": "add", "path": "/status", "value": status}]);
+    let url = format!("{}/{}/status", api.resource_url(), cd.name_any());
+    let request = http::Request::patch(url)
+        .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+        .body(serde_json::to_vec(&patch).expect("a status serializes"))
+        .expect("a valid request");
+    api.clone()
+        .into_client()
+        .request::<ChatDeployment>(request)
+        .await?;
     Ok(true)
 }
 

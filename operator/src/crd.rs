@@ -62,10 +62,11 @@ pub const ROTATE_JWT_KEY_ANNOTATION: &str = "chat.scalablechat.dev/rotate-jwt-ke
     printcolumn = r#"{"name":"URL","type":"string","description":"Where clients reach the stack","jsonPath":".status.url","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     // The name prefixes every object the operator creates, Services included, whose names
-    // must be DNS labels (RFC 1035): `<name>-rabbitmq-headless` must fit in 63 characters.
+    // must be DNS labels (RFC 1035): `<name>-rabbitmq-headless` must fit in 63 characters, and
+    // the pods' `controller-revision-hash` label, `<name>-rabbitmq-<hash>`, too.
     validation = Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"))
         .message(Message::Message(format!(
-            "metadata.name must be at most {MAX_NAME_LENGTH} characters: it prefixes the names of the Services the operator creates"
+            "metadata.name must be at most {MAX_NAME_LENGTH} characters: it prefixes the names of the Services and StatefulSets the operator creates and their pods' labels"
         ))),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name must be a DNS label (lowercase letters, digits and '-', starting with a letter): it prefixes the names of the Services the operator creates")
@@ -96,10 +97,16 @@ pub struct ChatDeploymentSpec {
     /// Secrets in this namespace used to pull images from a private registry, in the pods'
     /// own form (`[{name: registry-credentials}]`). Every pod the operator creates gets them:
     /// the components, the migration Job and the managed dependencies (whose images may be
-    /// mirrored into the same registry).
-    // Not a map-list keyed by name: Kubernetes 1.25 answers an apply with a duplicate or a
-    // nameless entry with a 500 ("failed to create typed patch object"), not a 422 naming it.
+    /// mirrored into the same registry). Each name at most once.
+    // A map-list keyed by `name`, like a pod's own: a duplicate name is refused when written
+    // rather than accepted here and then refused in every workload the operator applies (a
+    // pod's `imagePullSecrets` is keyed by name in server-side apply). Kubernetes 1.25 refuses
+    // a create, update or merge patch with 422 "Duplicate value", but a server-side apply with
+    // 500 "failed to create typed patch object (…): .spec.imagePullSecrets: duplicate entries
+    // for key [name=\"…\"]": the wrong status code, yet the field and the name are in the
+    // message, and either way the object is not stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub image_pull_secrets: Vec<LocalSecretReference>,
 
     /// Stop reconciling: while true the operator writes nothing to the objects it manages and
@@ -212,6 +219,19 @@ fn dependency<M: JsonSchema>(
     set("storage", json!({}));
     set("storage/properties/size", json!(kind.default_storage()));
     set("resources", json!(kind.default_resources()));
+    // Not nullable: the API server evaluates a rule only on a value that is not null, so
+    // `storage: null` or `storageClassName: null` would slip past the storage class's
+    // transition rule. Without `nullable` a null is pruned (and `storage` defaulted to `{}`).
+    for (field, kind) in [
+        ("storage", "object"),
+        ("storage/properties/storageClassName", "string"),
+    ] {
+        schema
+            .pointer_mut(&format!("{managed}/{field}"))
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("the managed variant has {field}"))
+            .insert("type".into(), kind.into()); // `[kind, "null"]` becomes `nullable`
+    }
     schema
 }
 
@@ -298,7 +318,6 @@ fn label_map(schema: &mut schemars::Schema) {
     }
 }
 
-/// A map that becomes annotations: keys are qualified names.
 /// A Secret in the ChatDeployment's namespace, by name.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -308,6 +327,7 @@ pub struct LocalSecretReference {
     pub name: String,
 }
 
+/// A map that becomes annotations: keys are qualified names.
 fn annotation_map(schema: &mut schemars::Schema) {
     qualified_keys(schema, "annotation");
 }
@@ -653,8 +673,13 @@ pub struct SecretKeyReference {
 }
 
 /// A PersistentVolumeClaim's size and class.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+// The class is part of the StatefulSet's volume claim template, which cannot change: a
+// transition rule refuses a change of it (setting or removing it included) in the API server.
+// The size can grow (the operator grows the claims in place) but not shrink, which only the
+// operator can judge: Kubernetes 1.25's CEL cannot compare quantities.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(STORAGE_CLASS_UNCHANGED).message(STORAGE_CLASS_MESSAGE))]
 pub struct StorageSpec {
     /// Requested size, for example `10Gi`. Defaults to 10Gi for MongoDB and Kafka, 2Gi for
     /// RabbitMQ and 1Gi for Redis.
@@ -662,11 +687,21 @@ pub struct StorageSpec {
     #[schemars(transform = quantities)]
     pub size: Option<Quantity>,
 
-    /// StorageClass of the claim; the cluster's default class when unset.
+    /// StorageClass of the claim; the cluster's default class when unset. It cannot change
+    /// (nor be set or removed) once the ChatDeployment is stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub storage_class_name: Option<String>,
 }
+
+/// The transition rule of [`StorageSpec`]: the class stays what it was, set or unset.
+// Not `has(self.x) == has(oldSelf.x) && …`: Kubernetes 1.25 estimates the cost of comparing
+// two `has()` results as unbounded and refuses the CRD ("estimated rule cost exceeds budget by
+// factor of more than 100x").
+pub const STORAGE_CLASS_UNCHANGED: &str = "has(self.storageClassName) ? has(oldSelf.storageClassName) && self.storageClassName == oldSelf.storageClassName : !has(oldSelf.storageClassName)";
+
+/// What the API server says when [`STORAGE_CLASS_UNCHANGED`] fails.
+pub const STORAGE_CLASS_MESSAGE: &str = "storageClassName cannot change (nor be set or removed) once the dependency exists: the StatefulSet's volume claim template is immutable and the data stays on its volumes; move it with a backup and restore";
 
 /// Routing from outside the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -728,10 +763,18 @@ pub struct ChatDeploymentStatus {
     /// `Progressing` (a rollout is under way), `Degraded` (the spec is invalid, a Secret is
     /// missing or a rollout stalled) and, while `spec.paused` is true, `ReconciliationPaused`;
     /// with reasons and messages. One entry per type.
-    // Not a map-list keyed by `type`: on Kubernetes 1.25 the API server's CEL evaluation of the
-    // root rules then fails a status write whose list grew ("index out of range"), seen on
-    // the control plane.
+    // A map-list keyed by `type` (the Kubernetes API conventions' `+listType=map`): another
+    // tool may server-side apply a condition type of its own, which the operator keeps. The
+    // 1.25 status subresource does not refuse two entries of one type (the operator's next
+    // status write removes them: `status::merge_conditions`). An "index out of range" failure
+    // of status writes seen on the 1.25 control plane was once blamed on this list type: it is
+    // kubernetes/kubernetes#114661, a data race in Kubernetes 1.25.0's CEL library (cel-go
+    // before 0.12.6; kubernetes/kubernetes#114864 fixed it in a later 1.25 patch release). It
+    // failed a few writes in ten thousand under 32 concurrent writers on the control plane,
+    // with this list plain and as a map-list, in root rules and spec rules alike; the
+    // operator retries such a write with its back-off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
     /// The version every component runs, once a rollout has completed.

@@ -51,14 +51,23 @@ impl ConditionUpdate {
 }
 
 /// `old` with `updates` applied: conditions keep their transition time when their status
-/// does not change; types not updated are kept as they were.
+/// does not change; types not updated (another tool's too) are kept as they were, after the
+/// operator's own. One entry per type: of two of one type in `old` the first is kept. The
+/// status subresource of Kubernetes 1.25 does not refuse two (only the spec's map-lists are
+/// checked), and until they are gone no server-side apply of the object succeeds (a 500
+/// "duplicate entries for key"), so the operator's next status write removes them.
 pub fn merge_conditions(
     old: &[Condition],
     updates: &[ConditionUpdate],
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> Vec<Condition> {
-    let mut conditions: Vec<Condition> = old.to_vec();
+    let mut conditions: Vec<Condition> = Vec::with_capacity(old.len() + updates.len());
+    for condition in old {
+        if conditions.iter().all(|c| c.type_ != condition.type_) {
+            conditions.push(condition.clone());
+        }
+    }
     for update in updates {
         let previous = old.iter().find(|c| c.type_ == update.type_);
         let last_transition_time = match previous {
@@ -82,6 +91,7 @@ pub fn merge_conditions(
         [READY, PROGRESSING, DEGRADED, RECONCILIATION_PAUSED]
             .iter()
             .position(|x| *x == t)
+            .unwrap_or(usize::MAX)
     };
     conditions.sort_by_key(|c| order(&c.type_));
     conditions
@@ -432,6 +442,47 @@ mod tests {
             at(9),
         );
         assert_eq!(third[0].last_transition_time, Time(at(9)));
+    }
+
+    #[test]
+    fn one_condition_per_type_with_another_tools_kept_after_the_operators() {
+        let condition = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "Tested".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(at(0)),
+        };
+        let old = [
+            condition("example.com/BackedUp", "True"),
+            condition(READY, "True"),
+            condition(READY, "False"),
+            condition("example.com/BackedUp", "False"),
+        ];
+        let merged = merge_conditions(
+            &old,
+            &[ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                "RolloutComplete",
+                "",
+            )],
+            Some(1),
+            at(1),
+        );
+        let kept: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (READY, "True"),
+                (PROGRESSING, "False"),
+                ("example.com/BackedUp", "True")
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! must allow volume expansion), then delete the StatefulSet *orphaning* its pods, and the next
 //! apply creates it again with the new template, adopting the running pods. What cannot be
 //! done — shrinking a volume, moving it to another class — is refused and reported, and that
-//! one StatefulSet is left as it is while everything else is still applied.
+//! one StatefulSet is left as it is while everything else is still applied. A class change is
+//! refused by the CRD itself first (a transition rule on `storage`); the check here is for an
+//! API server that did not evaluate it. A shrink only the operator can see: Kubernetes 1.25's
+//! CEL cannot compare quantities.
 
 use std::collections::BTreeSet;
 
@@ -50,6 +53,56 @@ fn template(set: &StatefulSet) -> (Option<String>, Option<String>) {
     size_and_class(claim.and_then(|c| c.spec.as_ref()))
 }
 
+/// What a change of a claim template's size and class amounts to.
+#[derive(Debug, PartialEq)]
+enum Change {
+    /// Nothing to do (the same, or a size that cannot be read: the apply will say).
+    None,
+    /// It cannot be done; why, for the `Degraded` condition.
+    Refused(String),
+    /// The claims grow to `to` (`bytes`).
+    Grow { to: String, bytes: f64 },
+}
+
+/// Judge a change of `kind`'s claim template from `have` to `want` (size, class). A class
+/// change — setting one where none was set, or removing it, included — is refused, as the CRD's
+/// transition rule does (this is for an API server that did not evaluate it); so is a
+/// smaller size. Quantities are compared by value: `1Gi` to `1024Mi` is no change.
+fn judge(
+    kind: &str,
+    want: (Option<String>, Option<String>),
+    have: (Option<String>, Option<String>),
+) -> Change {
+    let ((want_size, want_class), (have_size, have_class)) = (want, have);
+    if want_class != have_class {
+        return Change::Refused(format!(
+            "{kind}: storageClassName cannot change from {} to {} (the data stays on its volumes; \
+             move it with a backup and restore)",
+            have_class.as_deref().unwrap_or("the default class"),
+            want_class.as_deref().unwrap_or("the default class"),
+        ));
+    }
+    let (Some(want), Some(have)) = (want_size, have_size) else {
+        return Change::None;
+    };
+    let (Some(want_bytes), Some(have_bytes)) = (quantity_bytes(&want), quantity_bytes(&have))
+    else {
+        return Change::None;
+    };
+    if want_bytes < have_bytes {
+        return Change::Refused(format!(
+            "{kind}: storage cannot shrink from {have} to {want}"
+        ));
+    }
+    if want_bytes == have_bytes {
+        return Change::None; // the same size written differently
+    }
+    Change::Grow {
+        to: want,
+        bytes: want_bytes,
+    }
+}
+
 /// Compare each desired StatefulSet's claim template with the live one and act on a change.
 pub async fn reconcile_storage(
     client: &Client,
@@ -72,9 +125,8 @@ pub async fn reconcile_storage(
         else {
             continue;
         };
-        let (want_size, want_class) = template(desired);
-        let (have_size, have_class) = template(live);
-        if want_size == have_size && want_class == have_class {
+        let (want, have) = (template(desired), template(live));
+        if want == have {
             continue;
         }
         let name = live.name_any();
@@ -84,35 +136,15 @@ pub async fn reconcile_storage(
             outcome.hold.insert(name);
             continue;
         }
-        if want_class != have_class {
-            outcome.refused.push(format!(
-                "{}: storageClassName cannot change from {} to {} (the data stays on its volumes; \
-                 move it with a backup and restore)",
-                kind.name(),
-                have_class.as_deref().unwrap_or("the default class"),
-                want_class.as_deref().unwrap_or("the default class"),
-            ));
-            outcome.hold.insert(name);
-            continue;
-        }
-        let (Some(want), Some(have)) = (want_size, have_size) else {
-            continue;
+        let (want, want_bytes) = match judge(kind.name(), want, have) {
+            Change::None => continue,
+            Change::Refused(reason) => {
+                outcome.refused.push(reason);
+                outcome.hold.insert(name);
+                continue;
+            }
+            Change::Grow { to, bytes } => (to, bytes),
         };
-        let (Some(want_bytes), Some(have_bytes)) = (quantity_bytes(&want), quantity_bytes(&have))
-        else {
-            continue;
-        };
-        if want_bytes < have_bytes {
-            outcome.refused.push(format!(
-                "{}: storage cannot shrink from {have} to {want}",
-                kind.name()
-            ));
-            outcome.hold.insert(name);
-            continue;
-        }
-        if want_bytes == have_bytes {
-            continue; // the same size written differently
-        }
         // Grow every claim of this StatefulSet, then let the StatefulSet be created again.
         let selector = ListParams::default().labels(&dependency_data_selector(instance, *kind));
         for claim in claims.list(&selector).await? {
@@ -197,6 +229,63 @@ pub fn quantity_bytes(quantity: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn storage(size: &str, class: Option<&str>) -> (Option<String>, Option<String>) {
+        (Some(size.into()), class.map(Into::into))
+    }
+
+    /// Defence in depth behind the CRD's transition rule: every class change is refused,
+    /// setting a class where none was and removing one included.
+    #[test]
+    fn a_class_change_is_refused_whichever_way() {
+        for (want, have, says) in [
+            (Some("b"), Some("a"), "from a to b"),
+            (Some("fast"), None, "from the default class to fast"),
+            (None, Some("fast"), "from fast to the default class"),
+        ] {
+            let change = judge("mongodb", storage("1Gi", want), storage("1Gi", have));
+            let Change::Refused(reason) = change else {
+                panic!("{want:?} after {have:?}: {change:?}");
+            };
+            assert!(
+                reason.starts_with("mongodb: storageClassName cannot change")
+                    && reason.contains(says),
+                "{reason}"
+            );
+        }
+        // A class change is refused even when the size grows too.
+        assert!(matches!(
+            judge(
+                "redis",
+                storage("2Gi", Some("b")),
+                storage("1Gi", Some("a"))
+            ),
+            Change::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn a_size_grows_but_never_shrinks() {
+        assert_eq!(
+            judge(
+                "kafka",
+                storage("20Gi", Some("a")),
+                storage("10Gi", Some("a"))
+            ),
+            Change::Grow {
+                to: "20Gi".into(),
+                bytes: 20.0 * 1024f64.powi(3)
+            }
+        );
+        assert_eq!(
+            judge("kafka", storage("1024Mi", None), storage("1Gi", None)),
+            Change::None
+        );
+        assert_eq!(
+            judge("kafka", storage("1Gi", None), storage("2Gi", None)),
+            Change::Refused("kafka: storage cannot shrink from 2Gi to 1Gi".into())
+        );
+    }
 
     #[test]
     fn quantities_compare_across_notations() {

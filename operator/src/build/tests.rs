@@ -1,7 +1,8 @@
 //! The desired-state builder on its own: scaling, `stopped`, versions held back during an
 //! upgrade, pod lifecycle and the migration Job.
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use serde_json::json;
 
 use super::*;
 use crate::config::{validate, Component};
@@ -68,15 +69,11 @@ fn replicas(objects: &[Resource], role: &str) -> Option<i32> {
 }
 
 fn app_container(deployment: &Deployment) -> &Container {
-    &deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    first_container(&deployment.spec.as_ref().unwrap().template)
+}
+
+fn first_container(template: &PodTemplateSpec) -> &Container {
+    &template.spec.as_ref().unwrap().containers[0]
 }
 
 #[test]
@@ -182,6 +179,36 @@ fn components_run_the_version_they_are_given_and_absent_ones_are_not_built() {
     assert_eq!(pod.containers[0].image.as_deref(), Some("redis:7.0"));
 }
 
+/// An image pinned by digest stays the image: every workload and the migration Job are
+/// labelled with `version` (a label value), never with the image reference.
+#[test]
+fn a_digest_image_runs_while_the_version_label_stays_the_version() {
+    let digest = "registry.example.com/chat/chat-server@sha256:4f1c6b3e0c2d";
+    let mut spec = fixed(1);
+    spec.version = "1.2.3-rc.1".into();
+    spec.image = Some(digest.into());
+    let mut built = objects(spec.clone());
+    built.push(Resource::Job(migration_job(&cfg(spec))));
+    let mut workloads = 0;
+    for object in &built {
+        let (meta, template) = match object {
+            Resource::Deployment(d) => (&d.metadata, &d.spec.as_ref().unwrap().template),
+            Resource::Job(j) => (&j.metadata, &j.spec.as_ref().unwrap().template),
+            _ => continue,
+        };
+        for labels in [
+            meta.labels.as_ref().unwrap(),
+            template.metadata.as_ref().unwrap().labels.as_ref().unwrap(),
+        ] {
+            assert_eq!(labels[VERSION_LABEL], "1.2.3-rc.1");
+        }
+        let container = &template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container.image.as_deref(), Some(digest));
+        workloads += 1;
+    }
+    assert_eq!(workloads, 6, "five components and the migration Job");
+}
+
 #[test]
 fn components_are_built_in_rollout_order_after_the_migration_job() {
     let cfg = cfg(fixed(1));
@@ -278,12 +305,41 @@ fn the_mongodb_network_policy_admits_the_migration_job() {
     assert_eq!(labels[COMPONENT_LABEL], "migrate");
 }
 
+/// With the longest name the CRD allows, every derived name fits: Services (DNS labels),
+/// the Job (its name is its pods' `job-name` label), the StatefulSets (their name plus `-` and
+/// a revision hash of up to 10 characters is their pods' `controller-revision-hash` label, a
+/// label value of at most 63) and every label value.
 #[test]
-fn the_longest_name_still_gives_a_valid_job_name() {
+fn the_longest_name_still_gives_valid_derived_names_and_labels() {
     let mut cd = ChatDeployment::new(&"c".repeat(crate::config::MAX_NAME_LENGTH), fixed(1));
     cd.metadata.namespace = Some("default".into());
-    let job = migration_job(&validate(&cd).unwrap());
-    assert!(job.metadata.name.unwrap().len() <= 63);
+    let cfg = validate(&cd).unwrap();
+    let mut built = build(&cfg, &SecretDigests::default(), &Versions::target(&cfg));
+    built.push(Resource::Job(migration_job(&cfg)));
+    let mut sets = 0;
+    for object in &built {
+        let name = object.name();
+        match object {
+            Resource::Service(_) | Resource::Job(_) => assert!(name.len() <= 63, "{name}"),
+            Resource::StatefulSet(set) => {
+                let revision_label = format!("{name}-{}", "1".repeat(10));
+                assert!(revision_label.len() <= 63, "{revision_label}");
+                let pod = format!("{name}-0");
+                assert!(pod.len() <= 63, "{pod}");
+                let template = set.spec.as_ref().unwrap().template.metadata.as_ref();
+                for value in template.unwrap().labels.as_ref().unwrap().values() {
+                    assert!(value.len() <= 63, "{name}: {value}");
+                }
+                sets += 1;
+            }
+            _ => assert!(name.len() <= 253, "{name}"),
+        }
+        let labels = object.to_json()["metadata"]["labels"].clone();
+        for value in labels.as_object().into_iter().flat_map(|l| l.values()) {
+            assert!(value.as_str().unwrap().len() <= 63, "{name}: {value}");
+        }
+    }
+    assert_eq!(sets, 4);
 }
 
 #[test]
@@ -319,6 +375,364 @@ fn the_gateway_ingress_admits_a_whole_attachment_chunk_and_user_annotations_win(
         annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"], "900",
         "the user's annotation wins"
     );
+}
+
+/// Probes and `/metrics` are on the management port, which no Service and no Ingress exposes:
+/// every component Service targets only the API port (`http`), and the Ingresses reach only
+/// those Services.
+#[test]
+fn probes_and_metrics_are_on_the_management_port_which_no_service_or_ingress_exposes() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use kube::ResourceExt;
+    let mut spec = fixed(1);
+    spec.ingress = Some(crate::crd::IngressSpec {
+        host: Some("chat.example.com".into()),
+        ..Default::default()
+    });
+    let built = objects(spec);
+    let mut services = 0;
+    for object in &built {
+        match object {
+            Resource::Deployment(d) => {
+                let container = app_container(d);
+                for probe in [
+                    &container.startup_probe,
+                    &container.liveness_probe,
+                    &container.readiness_probe,
+                ] {
+                    let port = &probe.as_ref().unwrap().http_get.as_ref().unwrap().port;
+                    assert_eq!(port, &IntOrString::String("management".into()));
+                }
+                let management = container
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some("management"))
+                    .unwrap();
+                assert_eq!(management.container_port, MANAGEMENT_PORT);
+                let annotations = d.spec.as_ref().unwrap().template.metadata.as_ref();
+                let annotations = annotations.unwrap().annotations.as_ref().unwrap();
+                assert_eq!(
+                    annotations["prometheus.io/port"],
+                    MANAGEMENT_PORT.to_string()
+                );
+            }
+            // The components' Services (RabbitMQ's headless Service has a port of its own
+            // named `management`: its management UI).
+            Resource::Service(service)
+                if ["gateway", "auth", "chat", "group", "message"]
+                    .iter()
+                    .any(|c| service.name_any() == format!("chat-{c}")) =>
+            {
+                for port in service.spec.as_ref().unwrap().ports.iter().flatten() {
+                    assert_ne!(port.port, MANAGEMENT_PORT, "{}", service.name_any());
+                    assert_ne!(
+                        port.target_port,
+                        Some(IntOrString::String("management".into())),
+                        "{}",
+                        service.name_any()
+                    );
+                    assert_ne!(
+                        port.target_port,
+                        Some(IntOrString::Int(MANAGEMENT_PORT)),
+                        "{}",
+                        service.name_any()
+                    );
+                }
+                services += 1;
+            }
+            Resource::Ingress(ingress) => {
+                let rules = ingress.spec.as_ref().unwrap().rules.iter().flatten();
+                for path in rules.flat_map(|r| &r.http.as_ref().unwrap().paths) {
+                    let port = path
+                        .backend
+                        .service
+                        .as_ref()
+                        .unwrap()
+                        .port
+                        .as_ref()
+                        .unwrap();
+                    assert_ne!(port.number, Some(MANAGEMENT_PORT));
+                    assert_ne!(port.name.as_deref(), Some("management"));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(services, 5, "the component Services are built");
+}
+
+/// Managed dependencies are sized to their limits (the defaults here): RabbitMQ's memory high
+/// watermark is 60 % of its memory limit, absolute; Redis's `maxmemory` 80 % with LRU
+/// eviction; Kafka keeps at most 70 % of its volume over the services' 12 partitions. Liveness
+/// of MongoDB, RabbitMQ and Kafka is a TCP check of the client port (no mongosh, Erlang VM or
+/// JVM started by the probe). Each client Service exposes only the client port, the one port
+/// the dependency's NetworkPolicy admits.
+#[test]
+fn dependencies_are_sized_to_their_limits_and_serve_only_the_port_their_policy_admits() {
+    use crate::config::DependencyKind;
+    use crate::storage::quantity_bytes;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let built = objects(fixed(1));
+    let limit = |kind: DependencyKind| {
+        let limits = kind.default_resources().limits.unwrap();
+        quantity_bytes(&limits["memory"].0).unwrap() as u64
+    };
+    for kind in DependencyKind::ALL {
+        let name = format!("chat-{}", kind.name());
+        let Some(Resource::StatefulSet(set)) = find(&built, "StatefulSet", &name) else {
+            panic!("no {name}");
+        };
+        let container = first_container(&set.spec.as_ref().unwrap().template);
+        let env = |var: &str| {
+            container
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == var)
+                .and_then(|e| e.value.clone())
+                .unwrap_or_else(|| panic!("{name}: no {var}"))
+        };
+        let command = container
+            .command
+            .iter()
+            .chain(container.args.iter())
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match kind {
+            DependencyKind::RabbitMq => assert_eq!(
+                env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"),
+                format!(
+                    "-rabbit vm_memory_high_watermark {{absolute,{}}}",
+                    limit(kind) * 6 / 10
+                )
+            ),
+            DependencyKind::Redis => assert!(
+                command.contains(&format!(
+                    "--maxmemory {} --maxmemory-policy allkeys-lru",
+                    limit(kind) * 8 / 10
+                )),
+                "{command}"
+            ),
+            DependencyKind::Kafka => {
+                let volume = quantity_bytes(kind.default_storage()).unwrap();
+                let kept = env("KAFKA_LOG_RETENTION_BYTES").parse::<f64>().unwrap() * 12.0;
+                assert!(
+                    kept <= volume * 0.7 && kept > volume * 0.69,
+                    "{kept} of {volume}"
+                );
+            }
+            DependencyKind::MongoDb => {}
+        }
+        let client_port = kind.port();
+        let liveness = container.liveness_probe.as_ref().unwrap();
+        if kind == DependencyKind::Redis {
+            assert!(liveness.exec.is_some(), "redis-cli is a small process");
+        } else {
+            let tcp = liveness.tcp_socket.as_ref().expect("a TCP liveness check");
+            let named = container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| Some(&tcp.port) == p.name.clone().map(IntOrString::String).as_ref())
+                .expect("the probe's port is a container port");
+            assert_eq!(named.container_port, client_port, "{name}");
+            assert!(liveness.exec.is_none());
+        }
+
+        let Some(Resource::Service(service)) = find(&built, "Service", &name) else {
+            panic!("no Service {name}");
+        };
+        let served: Vec<i32> = service
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(served, [client_port], "{name}");
+        let Some(Resource::NetworkPolicy(policy)) = find(&built, "NetworkPolicy", &name) else {
+            panic!("no NetworkPolicy {name}");
+        };
+        let admitted: Vec<IntOrString> = policy
+            .spec
+            .as_ref()
+            .unwrap()
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|rule| rule.ports.iter().flatten())
+            .filter_map(|p| p.port.clone())
+            .collect();
+        assert_eq!(admitted, [IntOrString::Int(client_port)], "{name}");
+    }
+}
+
+/// Every component has a NetworkPolicy denying all ingress but its allowances: the API port
+/// of gateway and chat from `clientPeers`, every component's management port from
+/// `monitoringPeers`, nothing else (auth, group and message take no API traffic). Without
+/// peers a rule admits every source. The components trust `X-Forwarded-For` only behind an
+/// Ingress (and then from whoever `clientPeers` admits).
+#[test]
+fn component_policies_deny_all_but_the_api_port_from_clients_and_the_management_port() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let peer = |namespace: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                namespace.to_string(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut with_peers = fixed(1);
+    with_peers.network_policy = Some(crate::crd::NetworkPolicySpec {
+        client_peers: vec![peer("ingress-nginx")],
+        monitoring_peers: vec![peer("monitoring")],
+    });
+    with_peers.ingress = Some(crate::crd::IngressSpec::default());
+    for (spec, clients, monitoring, behind_ingress) in [
+        (fixed(1), None, None, "false"),
+        (
+            with_peers,
+            Some(vec![peer("ingress-nginx")]),
+            Some(vec![peer("monitoring")]),
+            "true",
+        ),
+    ] {
+        let built = objects(spec);
+        for role in ["gateway", "auth", "chat", "group", "message"] {
+            let name = format!("chat-{role}");
+            let Some(Resource::NetworkPolicy(policy)) = find(&built, "NetworkPolicy", &name) else {
+                panic!("no NetworkPolicy {name}");
+            };
+            let spec = policy.spec.as_ref().unwrap();
+            assert_eq!(
+                spec.policy_types.as_deref(),
+                Some(&["Ingress".to_string()][..])
+            );
+            let selector = spec.pod_selector.as_ref().unwrap().match_labels.as_ref();
+            assert_eq!(selector.unwrap()["app.kubernetes.io/component"], role);
+            let rules: Vec<(i32, Option<Vec<NetworkPolicyPeer>>)> = spec
+                .ingress
+                .iter()
+                .flatten()
+                .map(|rule| {
+                    let ports = rule.ports.as_ref().unwrap();
+                    assert_eq!(ports.len(), 1, "{name}");
+                    let Some(IntOrString::Int(port)) = ports[0].port else {
+                        panic!("{name}: a numbered port");
+                    };
+                    (port, rule.from.clone())
+                })
+                .collect();
+            let mut expected = Vec::new();
+            if matches!(role, "gateway" | "chat") {
+                expected.push((HTTP_PORT, clients.clone()));
+            }
+            expected.push((MANAGEMENT_PORT, monitoring.clone()));
+            assert_eq!(rules, expected, "{name}");
+        }
+        let Some(Resource::ConfigMap(config)) = find(&built, "ConfigMap", "chat-config") else {
+            panic!("the ConfigMap is built");
+        };
+        assert_eq!(
+            config.data.as_ref().unwrap()["TRUST_FORWARDED_FOR"],
+            behind_ingress
+        );
+    }
+}
+
+/// Every object the operator builds (the migration Job and the autoscaler included) is owned
+/// by the ChatDeployment as its controller, with `blockOwnerDeletion`: a foreground deletion
+/// of the ChatDeployment waits for them.
+#[test]
+fn every_built_object_is_controlled_by_the_chat_deployment_and_blocks_its_deletion() {
+    let spec = autoscaled();
+    let mut built = objects(spec.clone());
+    built.push(Resource::Job(migration_job(&cfg(spec))));
+    assert!(built
+        .iter()
+        .any(|o| matches!(o, Resource::HorizontalPodAutoscaler(_))));
+    for object in &built {
+        let json = object.to_json();
+        let owners = json["metadata"]["ownerReferences"].as_array();
+        let owners = owners.unwrap_or_else(|| panic!("{} has no owner", object.name()));
+        assert_eq!(owners.len(), 1, "{}", object.name());
+        let owner = &owners[0];
+        assert_eq!(
+            (
+                &owner["kind"],
+                &owner["name"],
+                &owner["controller"],
+                &owner["blockOwnerDeletion"]
+            ),
+            (
+                &json!("ChatDeployment"),
+                &json!("chat"),
+                &json!(true),
+                &json!(true)
+            ),
+            "{}",
+            object.name()
+        );
+    }
+}
+
+/// The README's table of what the minimal example creates says which components each
+/// dependency's NetworkPolicy admits: it says what the builder does (it once left out the
+/// gateway, which reads and writes uploads in MongoDB itself).
+#[test]
+fn the_readmes_network_policy_row_is_what_is_built() {
+    use crate::config::DependencyKind;
+    let readme = include_str!("../../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| NetworkPolicies |"))
+        .expect("the README's table has a NetworkPolicies row");
+    let built = objects(fixed(1));
+    for kind in DependencyKind::ALL {
+        let name = format!("chat-{}", kind.name());
+        let said = row
+            .split_once(&format!("`{name}` (from "))
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .unwrap_or_else(|| panic!("the row names {name}: {row}"))
+            .0;
+        let mut documented: Vec<String> = if said == "all five" {
+            Component::ALL
+                .iter()
+                .map(|c| c.role().to_string())
+                .collect()
+        } else {
+            said.replace(" and the migration Job", ", migrate")
+                .replace(" and ", ", ")
+                .split(", ")
+                .map(str::to_string)
+                .collect()
+        };
+        let Some(Resource::NetworkPolicy(policy)) = find(&built, "NetworkPolicy", &name) else {
+            panic!("no NetworkPolicy {name}");
+        };
+        let mut admitted: Vec<String> = policy
+            .spec
+            .iter()
+            .flat_map(|s| s.ingress.iter().flatten())
+            .flat_map(|r| r.from.iter().flatten())
+            .flat_map(|p| p.pod_selector.iter())
+            .flat_map(|s| s.match_expressions.iter().flatten())
+            .flat_map(|e| e.values.iter().flatten().cloned())
+            .collect();
+        documented.sort();
+        admitted.sort();
+        assert_eq!(documented, admitted, "{name}");
+    }
 }
 
 /// Both Ingresses serve the same host and certificate, but only the gateway's carries

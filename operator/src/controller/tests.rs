@@ -224,7 +224,14 @@ impl FakeState {
                     let Some(object) = self.objects.get_mut(object_path) else {
                         return not_found(&path);
                     };
-                    object["status"] = body["status"].clone();
+                    // The operator replaces the whole status with a JSON patch.
+                    let ops = body.as_array().expect("a JSON patch");
+                    assert_eq!(ops.len(), 1, "{body}");
+                    assert_eq!(
+                        (&ops[0]["op"], &ops[0]["path"]),
+                        (&json!("add"), &json!("/status"))
+                    );
+                    object["status"] = ops[0]["value"].clone();
                     return respond(StatusCode::OK, object.clone());
                 }
                 if merge_patch {
@@ -540,7 +547,7 @@ async fn status_is_patched_with_observed_generation() {
         .into_iter()
         .find(|c| c.method == Method::PATCH && c.path == format!("{CD_PATH}/status"))
         .expect("status is patched");
-    let status = &patch.body["status"];
+    let status = &patch.body[0]["value"];
     assert_eq!(status["observedGeneration"], 7);
     let types: Vec<&str> = status["conditions"]
         .as_array()

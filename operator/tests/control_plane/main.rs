@@ -13,4 +13,5 @@ mod harness;
 mod nodes;
 mod overrides;
 mod scenarios;
+mod status;
 mod validation;

@@ -1,7 +1,8 @@
 //! What the API server refuses, and what only the operator can: every validation rule of the
 //! ChatDeployment CRD has a spec the real API server refuses with a message naming the field
 //! (the list of rules is read from the generated CRD, so a new rule without a case fails), a
-//! valid spec using the edges of those rules is accepted, and a spec only the operator can
+//! valid spec using the edges of those rules is accepted (a transition rule's case is an
+//! update of a stored object, and the changes it allows are accepted), and a spec only the operator can
 //! judge (a Secret it names does not exist) gets a `Degraded` condition and a Warning event
 //! that say why.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use chat_operator::config::MAX_NAME_LENGTH;
 use chat_operator::crd::ChatDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::DeleteParams;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
@@ -21,7 +22,7 @@ const COMPONENTS: [&str; 5] = ["gateway", "auth", "chat", "group", "message"];
 const DEPENDENCIES: [&str; 4] = ["mongodb", "rabbitmq", "kafka", "redis"];
 
 /// For each kind of schema rule, what the API server's refusal says besides the field.
-const REFUSALS: [(&str, &str); 8] = [
+const REFUSALS: [(&str, &str); 9] = [
     ("minimum", "should be greater than or equal to"),
     ("maximum", "should be less than or equal to"),
     ("minLength", "should be at least"),
@@ -30,10 +31,13 @@ const REFUSALS: [(&str, &str); 8] = [
     ("enum", "Unsupported value"),
     ("maxProperties", "Too many"),
     ("oneOf", "must validate one and only one schema (oneOf)"),
+    // A map-list's keys are unique (a create, update or merge patch; see
+    // `a_duplicate_image_pull_secret_is_refused_by_every_kind_of_write` for an apply).
+    ("x-kubernetes-list-type", "Duplicate value"),
 ];
 
 /// Schema keywords that constrain nothing, or that the walk handles itself.
-const NOT_RULES: [&str; 11] = [
+const NOT_RULES: [&str; 12] = [
     "description",
     "title",
     "type",
@@ -45,6 +49,7 @@ const NOT_RULES: [&str; 11] = [
     "required",
     "x-kubernetes-validations",
     "x-kubernetes-int-or-string",
+    "x-kubernetes-list-map-keys",
 ];
 
 /// Fields holding Kubernetes' own types (`ResourceRequirements`, `Toleration`, `Affinity`,
@@ -149,6 +154,11 @@ struct Case {
     patch: Value,
     /// The field the refusal must name: the site's path unless set with [`Case::naming`].
     field: String,
+    /// For a transition rule: merged into [`valid`] and stored first, so that the case is an
+    /// update of it ([`Case::after`]).
+    before: Option<Value>,
+    /// Written with a create (POST) instead of a server-side apply ([`Case::created`]).
+    create: bool,
 }
 
 impl Case {
@@ -159,6 +169,8 @@ impl Case {
             what: what.to_owned(),
             patch,
             field: field.to_owned(),
+            before: None,
+            create: false,
         }
     }
 
@@ -171,6 +183,20 @@ impl Case {
 
     fn naming(mut self, field: impl Into<String>) -> Self {
         self.field = field.into();
+        self
+    }
+
+    /// An update of a stored ChatDeployment that is [`valid`] with `before` merged in.
+    fn after(mut self, before: Value) -> Self {
+        self.before = Some(before);
+        self
+    }
+
+    /// Written with a create: an apply of a map-list with a duplicate key is refused before
+    /// validation, with another message (see
+    /// `a_duplicate_image_pull_secret_is_refused_by_every_kind_of_write`).
+    fn created(mut self) -> Self {
+        self.create = true;
         self
     }
 }
@@ -420,11 +446,22 @@ fn cases() -> Vec<Case> {
         )
         .naming("spec.imagePullSecrets[1].name"),
         Case::new(
+            "spec.imagePullSecrets#x-kubernetes-list-type",
+            "the same Secret twice",
+            set(
+                "spec.imagePullSecrets",
+                json!([{"name": "regcred"}, {"name": "regcred"}]),
+            ),
+        )
+        .naming("spec.imagePullSecrets[1]")
+        .created(),
+        Case::new(
             "spec.imagePullSecrets[*].name#required",
             "a reference without a name",
             set("spec.imagePullSecrets", json!([{}])),
         )
-        .naming("spec.imagePullSecrets[0].name"),
+        .naming("spec.imagePullSecrets[0].name")
+        .created(),
         Case::new(
             "spec.imagePullSecrets[*].name#maxLength",
             "a 254-character Secret name",
@@ -626,6 +663,27 @@ fn cases() -> Vec<Case> {
                 json!("fast ssd"),
             ),
         ]);
+        // The class of a stored dependency's storage: another one, one where the cluster's
+        // default was used, or none where one was set. The refusal names the field.
+        let class = |class: Value| {
+            set(
+                &site(".managed.storage"),
+                json!({"storageClassName": class}),
+            )
+        };
+        let rule = site(".managed.storage#x-kubernetes-validations[0]");
+        cases.extend([
+            Case::new(&rule, "another storage class", class(json!("standard")))
+                .after(class(json!("fast-ssd"))),
+            Case::new(
+                &rule,
+                "a storage class set where none was",
+                class(json!("fast-ssd")),
+            )
+            .after(json!({})),
+            Case::new(&rule, "the storage class removed", class(Value::Null))
+                .after(class(json!("fast-ssd"))),
+        ]);
         cases.extend(resources_cases(&site(".managed.resources")));
         cases.extend(pod_overrides_cases(&site(".managed.podOverrides")));
         cases.extend(secret_key_reference_cases(&site(".external.uriSecret")));
@@ -660,9 +718,36 @@ async fn the_api_server_refuses_every_invalid_spec_naming_the_field() {
     for case in &cases {
         let mut object = valid();
         merge(&mut object, &case.patch);
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
         let expected = &sites[&case.site];
         let describe = || format!("{} ({}; expected `{}`)", case.what, case.site, case.field);
-        match stack.apply_chat(object.clone()).await {
+        if let Some(before) = &case.before {
+            let mut stored = valid();
+            merge(&mut stored, before);
+            if let Err(e) = stack.apply_chat(stored).await {
+                failures.push(format!("{}: what it updates was refused: {e}", describe()));
+                continue;
+            }
+        }
+        let written = if case.create {
+            // Untyped: the case may be one the Rust type cannot hold (an entry without a name).
+            let resource = ApiResource::erase::<ChatDeployment>(&());
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(stack.admin.clone(), &stack.namespace, &resource);
+            let mut object = object.clone();
+            object["metadata"]["namespace"] = json!(stack.namespace);
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            api.create(&PostParams::default(), &object).await.map(drop)
+        } else {
+            stack.apply_chat(object.clone()).await.map(drop)
+        };
+        if case.before.is_some() {
+            let _ = stack
+                .chat_deployments()
+                .delete(&name, &DeleteParams::default())
+                .await;
+        }
+        match written {
             Err(kube::Error::Api(e)) if e.code == 422 => {
                 if !e.message.contains(&case.field) || !e.message.contains(expected.as_str()) {
                     failures.push(format!(
@@ -675,10 +760,9 @@ async fn the_api_server_refuses_every_invalid_spec_naming_the_field() {
             Err(e) => failures.push(format!("{}: refused, but not as invalid: {e}", describe())),
             Ok(_) => {
                 failures.push(format!("{}: accepted", describe()));
-                let name = object["metadata"]["name"].as_str().unwrap();
                 let _ = stack
                     .chat_deployments()
-                    .delete(name, &DeleteParams::default())
+                    .delete(&name, &DeleteParams::default())
                     .await;
             }
         }
@@ -741,6 +825,171 @@ async fn the_api_server_accepts_a_spec_at_the_edges_of_the_rules() {
     assert_eq!(object["spec"]["version"].as_str().unwrap().len(), 63);
     let accepted = stack.apply_chat(object).await;
     assert!(accepted.is_ok(), "refused: {accepted:?}");
+}
+
+/// The longest name the CRD accepts still gives objects the workload controllers can run:
+/// every dependency's StatefulSet gets its pod (the pod carries
+/// `controller-revision-hash: <name>-<dependency>-<hash>`, which a 45-character name made 64
+/// characters long: no pod was ever created for its RabbitMQ).
+#[tokio::test]
+async fn the_longest_name_gets_every_dependency_pod_created() {
+    use k8s_openapi::api::core::v1::Pod;
+    let mut stack = Stack::new("validation-longest").await;
+    stack.start_operator("chat-operator-0");
+    let name = "l".repeat(MAX_NAME_LENGTH);
+    let mut object = valid();
+    object["metadata"]["name"] = json!(name);
+    stack.apply_chat(object).await.expect("accepted");
+    let pods = stack.api::<Pod>();
+    eventually(
+        || {
+            format!(
+                "a pod for each StatefulSet of {name}\n{}",
+                stack.operator_logs()
+            )
+        },
+        Duration::from_secs(120),
+        || async {
+            let mut missing = Vec::new();
+            for dependency in DEPENDENCIES {
+                let pod = format!("{name}-{dependency}-0");
+                if pods
+                    .get_opt(&pod)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    missing.push(pod);
+                }
+            }
+            missing
+                .is_empty()
+                .then_some(())
+                .ok_or(format!("missing {missing:?}"))
+        },
+    )
+    .await;
+}
+
+/// The storage class's transition rule refuses only a change of the class: a stored
+/// ChatDeployment's storage can grow with its class kept (the operator grows the claims), any
+/// other field (here `logLevel`, at every step) can change with a class set or unset, and a dependency turned external (no
+/// StatefulSet, no claim template left) can come back managed with another class (its old
+/// claims are kept and adopted by name, whatever the template says).
+#[tokio::test]
+async fn the_storage_class_rule_allows_every_other_change() {
+    let stack = Stack::new("validation-transitions").await;
+    let chat = |dependencies: Value, log_level: &str| {
+        let mut object = valid();
+        object["metadata"]["name"] = json!("transitions");
+        object["spec"]["dependencies"] = dependencies;
+        object["spec"]["logLevel"] = json!(log_level);
+        object
+    };
+    let external = json!({"external": {"uriSecret": {"name": "chat-external", "key": "uri"}}});
+    let steps = [
+        (
+            "created with a class on mongodb, none on redis",
+            json!({
+                "mongodb": {"managed": {"storage": {"size": "1Gi", "storageClassName": "fast-ssd"}}},
+                "redis": {"managed": {"storage": {"size": "1Gi"}}},
+            }),
+        ),
+        (
+            "both grown, the classes as they were",
+            json!({
+                "mongodb": {"managed": {"storage": {"size": "2Gi", "storageClassName": "fast-ssd"}}},
+                "redis": {"managed": {"storage": {"size": "2Gi"}}},
+            }),
+        ),
+        (
+            "mongodb turned external",
+            json!({"mongodb": external.clone()}),
+        ),
+        (
+            "mongodb managed again, on another class",
+            json!({"mongodb": {"managed": {"storage": {"storageClassName": "standard"}}}}),
+        ),
+    ];
+    for (i, (what, dependencies)) in steps.into_iter().enumerate() {
+        let object = chat(dependencies, &format!("info,step={i}"));
+        let stored = stack.apply_chat(object).await;
+        assert!(stored.is_ok(), "{what}: refused: {stored:?}");
+    }
+    // And the rule is there: the class cannot change back now.
+    let refused = stack
+        .apply_chat(chat(
+            json!({"mongodb": {"managed": {"storage": {"storageClassName": "fast-ssd"}}}}),
+            "info",
+        ))
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422 && e.message.contains("storageClassName cannot change")),
+        "{refused:?}"
+    );
+}
+
+/// Two `imagePullSecrets` of one name are refused by every kind of write, each naming the
+/// field, and nothing is stored: a create, an update or a merge patch with 422 `Duplicate
+/// value`; a server-side apply — on Kubernetes 1.25 — with 500 `failed to create typed patch
+/// object`, before validation, naming the list and the duplicated name. An entry without a
+/// name likewise (a create says 422 `Required value`; see the cases).
+#[tokio::test]
+async fn a_duplicate_image_pull_secret_is_refused_by_every_kind_of_write() {
+    let stack = Stack::new("validation-pull-secrets").await;
+    let api = stack.chat_deployments();
+    let twice = json!([{"name": "regcred"}, {"name": "regcred"}]);
+    let mut object = valid();
+    object["metadata"]["name"] = json!("pulls");
+    object["spec"]["imagePullSecrets"] = twice.clone();
+
+    let applied = stack.apply_chat(object.clone()).await;
+    match &applied {
+        Err(kube::Error::Api(e)) => assert!(
+            (e.code == 500 || e.code == 422)
+                && e.message.contains(".spec.imagePullSecrets")
+                && e.message
+                    .contains("duplicate entries for key [name=\"regcred\"]"),
+            "{e:?}"
+        ),
+        other => panic!("an apply with a duplicate name: {other:?}"),
+    }
+    println!("apply: {applied:?}");
+    let mut nameless = object.clone();
+    nameless["spec"]["imagePullSecrets"] = json!([{}]);
+    let applied = stack.apply_chat(nameless).await;
+    assert!(
+        matches!(&applied, Err(kube::Error::Api(e)) if (e.code == 500 || e.code == 422)
+            && e.message.contains(".spec.imagePullSecrets: element 0: associative list with keys has an element that omits key field \"name\"")),
+        "an apply of an entry without a name: {applied:?}"
+    );
+    let cd: ChatDeployment = serde_json::from_value(object.clone()).unwrap();
+    let created = api.create(&PostParams::default(), &cd).await;
+    let duplicate = |result: &Result<ChatDeployment, kube::Error>| {
+        matches!(result, Err(kube::Error::Api(e)) if e.code == 422
+            && e.message.contains("spec.imagePullSecrets[1]: Duplicate value"))
+    };
+    assert!(duplicate(&created), "create: {created:?}");
+    assert!(api.get_opt("pulls").await.unwrap().is_none(), "stored");
+
+    object["spec"]["imagePullSecrets"] = json!([{"name": "regcred"}]);
+    stack.apply_chat(object).await.expect("one Secret is fine");
+    let patched = api
+        .patch(
+            "pulls",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"imagePullSecrets": twice}})),
+        )
+        .await;
+    assert!(duplicate(&patched), "merge patch: {patched:?}");
+    let mut replaced = api.get("pulls").await.unwrap();
+    replaced.spec.image_pull_secrets = serde_json::from_value(twice).unwrap();
+    let replaced = api
+        .replace("pulls", &PostParams::default(), &replaced)
+        .await;
+    assert!(duplicate(&replaced), "update: {replaced:?}");
+    let stored = api.get("pulls").await.unwrap();
+    assert_eq!(stored.spec.image_pull_secrets.len(), 1);
 }
 
 /// A spec the API server cannot judge: the Secrets it names do not exist, or lack the key. The
