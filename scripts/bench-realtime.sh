@@ -2,7 +2,9 @@
 # The real-time benchmark (issue 14): fan-out throughput and latency of `chat-server all`
 # (embedded mode: SQLite, in-process log and bus; release build) against the stock Node
 # Socket.IO reference without persistence (node-memory) and with a SQLite insert before each ack
-# (node-sqlite), all driven by the same load driver (../shared/bench/fanout.mjs), in one run.
+# (node-sqlite), all driven by the same load driver (../shared/bench/fanout.mjs), in one run; on
+# request also the multi-process stack (chat-stack: gateway, auth, group, message and two chat
+# replicas as processes on the local infrastructure, scripts/infra.sh, behind an nginx ingress).
 #
 #   scripts/bench-realtime.sh            the full sweep (about 15 minutes)
 #   scripts/bench-realtime.sh --quick    two rates, 5 s each, 1k idle sockets (about 3 minutes)
@@ -10,16 +12,21 @@
 #
 # Prints one table: per target the delivery latency p50/p99 at each rate, the highest rate with
 # p99 < 50 ms and nothing lost, the ratios to node-sqlite and node-memory, chat-server's resident
-# memory before and after the sweep and the memory per idle socket. Figures, not pass/fail.
+# memory before and after the sweep and the memory per idle socket; for chat-stack, the time a
+# message spends per hop (socket -> command -> store -> fact -> emit, from the processes'
+# chat_message_hop_seconds histograms) at each rate. Figures, not pass/fail.
 #
 # Settings (environment, with defaults):
 #   BENCH_RATES          "500 1000 2000 3000 4000 6000"  sends/s swept (quick: "1000 3000")
 #   BENCH_SECONDS        10          measured seconds per rate, after a 3 s warm-up (quick: 5)
 #   BENCH_GROUPS         20          groups; raised for a rate above groups x members x 20/s
 #   BENCH_MEMBERS        10          members per group (one socket each)
-#   BENCH_TARGETS        "node-memory node-sqlite chat-server"
+#   BENCH_TARGETS        "node-memory node-sqlite chat-server"; add chat-stack for the stack
+#                        (it needs scripts/infra.sh and nginx; with it and no BENCH_RATES, the
+#                        rates start at "25 50 100 200": the MongoDB stand-in stores ~50/s)
 #   BENCH_IDLE_SOCKETS   "1000 10000"  idle-socket memory runs (quick: "1000"; "" skips)
 #   BENCH_GIVE_UP        2           consecutive failing rates after which a target's sweep stops
+#   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
 #   BENCH_YARDSTICK      ../shared/bench   where fanout.mjs and reference-server.mjs are
 #   BENCH_NICE           10          niceness of everything started here (a shared machine)
 #   BENCH_PROFILE_RATE   2500        profile: sends/s;  BENCH_PROFILE_SECONDS 15
@@ -47,8 +54,10 @@ SECONDS_PER_RATE=${BENCH_SECONDS:-$([ -n "$quick" ] && echo 5 || echo 10)}
 NGROUPS=${BENCH_GROUPS:-20}
 MEMBERS=${BENCH_MEMBERS:-10}
 TARGETS=${BENCH_TARGETS:-node-memory node-sqlite chat-server}
+if [ -z "${BENCH_RATES:-}" ] && [[ " $TARGETS " == *" chat-stack "* ]]; then RATES="25 50 100 200 $RATES"; fi
 IDLE_SOCKETS=${BENCH_IDLE_SOCKETS-$([ -n "$quick" ] && echo "1000" || echo "1000 10000")}
 GIVE_UP=${BENCH_GIVE_UP:-2}
+STACK_GIVE_UP=${BENCH_STACK_GIVE_UP:-1}
 YARDSTICK=${BENCH_YARDSTICK:-$repo/../shared/bench}
 NODE_DIR=$SCALABLE_CHAT_CACHE/bench-node
 PER_SOCKET_LIMIT=20 # fanout.mjs refuses a rate above sockets x 20/s (the chat role's default)
@@ -63,10 +72,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # ---------------------------------------------------------------- node dependencies, chat-server
 [ -f "$YARDSTICK/fanout.mjs" ] || die "no fanout.mjs in $YARDSTICK (set BENCH_YARDSTICK)"
 . scripts/bench-node.sh
-bench_node_install "$YARDSTICK/fanout.mjs" "$YARDSTICK/reference-server.mjs" bench/node/idle.mjs bench/node/table.mjs
+bench_node_install "$YARDSTICK/fanout.mjs" "$YARDSTICK/reference-server.mjs" bench/node/idle.mjs bench/node/table.mjs \
+  bench/node/hops.mjs
 
 CHAT_SERVER=$CARGO_TARGET_DIR/release/chat-server
-if [ "$mode" = profile ] || [[ " $TARGETS " == *" chat-server "* ]]; then
+if [ "$mode" = profile ] || [[ " $TARGETS " == *" chat-server "* || " $TARGETS " == *" chat-stack "* ]]; then
   if [ -z "${BENCH_NO_BUILD:-}" ]; then
     log "building chat-server (release) in $CARGO_TARGET_DIR"
     cargo build --release -p chat-server --bin chat-server >&2
@@ -77,16 +87,15 @@ fi
 # ---------------------------------------------------------------- servers
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-realtime.XXXXXX")
 results=$work/results.jsonl
+. scripts/bench-stack.sh
+# pid_of: the target's server processes (chat-stack: its six roles, not the ingress).
 declare -A pid_of base_of kind_of
+ingress_pid=
 stop_server() {
-  local p=${pid_of[$1]:-}
-  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  fi
+  # shellcheck disable=SC2086 # a list of pids
+  stop_pids ${pid_of[$1]:-}
   pid_of[$1]=
+  if [ "$1" = chat-stack ] && [ -n "$ingress_pid" ]; then stop_pids "$ingress_pid"; ingress_pid=; fi
 }
 stop_all() { for t in "${!pid_of[@]}"; do stop_server "$t"; done; }
 trap 'stop_all; rm -rf "$work/data" "$work"/ref-*.db*' EXIT
@@ -96,10 +105,10 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 # start_server TARGET: starts it on a free port (a fresh store) and waits until it answers.
 start_server() {
   local target=$1 port
-  port=$(free_port)
-  base_of[$target]=http://127.0.0.1:$port
   case $target in
     node-memory | node-sqlite)
+      port=$(free_port)
+      base_of[$target]=http://127.0.0.1:$port
       kind_of[$target]=ref
       (cd "$NODE_DIR" && exec env PORT="$port" REF_STORE="${target#node-}" REF_DB="$work/ref-$port.db" \
         node reference-server.mjs) >"$work/$target.log" 2>&1 &
@@ -110,13 +119,27 @@ start_server() {
       kind_of[$target]=chat
       rm -rf "$work/data"
       # Embedded mode: no infrastructure variable may be set.
-      (exec env -u MONGODB_URI -u RABBITMQ_URI -u REDIS_URL -u KAFKA_BROKERS \
-        PORT="$port" BIND_ADDRESS=127.0.0.1 CHAT_DATA_DIR="$work/data" RUST_LOG=warn \
-        API_MAX_REQUESTS_PER_ADDRESS=0 API_MAX_REQUESTS_PER_USER=0 \
-        CHAT_MAX_SOCKETS_PER_USER=10000 \
-        "$CHAT_SERVER" all) >"$work/$target.log" 2>&1 &
-      pid_of[$target]=$!
-      wait_ready "$target" /readyz
+      role_start all "$target" -u MONGODB_URI -u RABBITMQ_URI -u REDIS_URL -u KAFKA_BROKERS \
+        CHAT_DATA_DIR="$work/data" CHAT_MAX_SOCKETS_PER_USER=10000
+      pid_of[$target]=$pid
+      base_of[$target]=http://127.0.0.1:$port
+      ;;
+    chat-stack)
+      kind_of[$target]=chat
+      # A fresh namespace (topics, queues, keys, database) per run.
+      stack_start "bench$(date +%s)" CHAT_MAX_SOCKETS_PER_USER=10000
+      ingress_start "$stack_gateway" "${stack_chats[@]}"
+      pid_of[$target]="${stack_pids[*]}"
+      base_of[$target]=http://127.0.0.1:$ingress_port
+      # What settle watches beside the roles: the stand-ins a backlog drains through; all of
+      # them poll a little when idle (consumers fetch every 10 ms), which settle discounts.
+      settle_also[$target]="$stack_mongodb_pid $stack_kafka_pid"
+      local a b
+      sleep 2
+      a=$(cpu_ticks "$target" "${pid_of[$target]} ${settle_also[$target]}"); sleep 5
+      b=$(cpu_ticks "$target" "${pid_of[$target]} ${settle_also[$target]}")
+      settle_floor[$target]=$(( (b - a) / 5 ))
+      log "chat-stack: ${stack_names[*]} on ports ${stack_ports[*]}, ingress :$ingress_port"
       ;;
     *) die "unknown target $target" ;;
   esac
@@ -131,21 +154,50 @@ wait_ready() {
   die "$1 not ready at ${base_of[$1]}$2"
 }
 
-rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/${pid_of[$1]}/status"; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${pid_of[$1]}/stat"; }
+# The sum over the target's processes (or the given pids).
+rss_mib() {
+  # shellcheck disable=SC2086 # a list of pids
+  pids_cat status ${2:-${pid_of[$1]}} | awk '/^VmRSS:/ { kb += $2 } END { printf "%.1f", kb / 1024 }'
+}
+cpu_ticks() {
+  # shellcheck disable=SC2086
+  pids_cat stat ${2:-${pid_of[$1]}} | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
+pids_cat() { local file=$1 p; shift; for p in "$@"; do cat "/proc/$p/$file" 2>/dev/null || true; done; }
+# settle_also: more processes settle watches; settle_floor: their idle use (ticks a second).
+declare -A settle_also settle_floor
 # Jiffies the whole machine spent busy (every core), from /proc/stat.
 machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
-# Waits (at most 120 s) until the target uses under 5 % of a core: a saturated run leaves a
-# backlog, which must not be billed to the next run.
+# Waits (at most 120 s) until the target uses under 5 % of a core above its idle use: a
+# saturated run leaves a backlog, which must not be billed to the next run.
 settle() {
-  local a b
+  local a b pids="${pid_of[$1]} ${settle_also[$1]:-}" floor=${settle_floor[$1]:-0}
   for _ in $(seq 120); do
-    a=$(cpu_ticks "$1"); sleep 1; b=$(cpu_ticks "$1")
-    [ $(( (b - a) * 100 )) -lt $(( HZ * 5 )) ] && return 0
+    a=$(cpu_ticks "$1" "$pids"); sleep 1; b=$(cpu_ticks "$1" "$pids")
+    [ $(( (b - a - floor) * 100 )) -lt $(( HZ * 5 )) ] && return 0
   done
   log "  $1 still busy after 120 s"
+}
+
+# rss_line TARGET PHASE: the target's resident memory (chat-stack: also per process).
+rss_line() {
+  local procs='{}' i
+  if [ "$1" = chat-stack ]; then
+    procs=$(for i in "${!stack_names[@]}"; do echo "${stack_names[$i]} $(rss_mib "$1" "${stack_pids[$i]}")"; done |
+      jq -Rn '[inputs | split(" ") | {(.[0]): (.[1] | tonumber)}] | add')
+  fi
+  jq -cn --arg t "$1" --arg p "$2" --argjson m "$(rss_mib "$1")" --argjson procs "$procs" \
+    '{kind: "rss", target: $t, phase: $p, mib: $m} + (if $procs == {} then {} else {procs: $procs} end)' >>"$results"
+}
+
+# hops_line AT: the stack's chat_message_hop_seconds histograms, summed over its processes.
+hops_line() {
+  local urls=() p
+  for p in "${stack_ports[@]}"; do urls+=("http://127.0.0.1:$p/metrics"); done
+  (cd "$NODE_DIR" && node hops.mjs "${urls[@]}") |
+    jq -c --arg at "$1" '{kind: "hops", target: "chat-stack", at: $at, hops: .}' >>"$results"
 }
 
 # fanout TARGET RATE SECONDS: one run of the load driver; prints the groups used and its JSON
@@ -204,21 +256,31 @@ for target in $TARGETS; do
   settle "$target"
   failing[$target]=0
   log "$target: pid ${pid_of[$target]} at ${base_of[$target]}"
-  jq -cn --arg t "$target" --argjson m "$(rss_mib "$target")" '{kind: "rss", target: $t, phase: "start", mib: $m}' >>"$results"
+  rss_line "$target" start
+  if [ "$target" = chat-stack ]; then hops_line start; fi
 done
 for rate in $RATES; do
   for target in $TARGETS; do
-    if [ "${failing[$target]}" -ge "$GIVE_UP" ]; then
+    if [ "${failing[$target]}" -ge "$([ "$target" = chat-stack ] && echo "$STACK_GIVE_UP" || echo "$GIVE_UP")" ]; then
       jq -cn --arg t "$target" --argjson r "$rate" '{kind: "skip", target: $t, rate: $r}' >>"$results"
       continue
     fi
+    # chat-stack: the cores of the MongoDB and Kafka stand-ins and of the ingress too.
+    others=()
+    if [ "$target" = chat-stack ]; then others=("mongodb:$stack_mongodb_pid" "kafka:$stack_kafka_pid" "ingress:$ingress_pid"); fi
+    declare -A o0=()
+    for o in "${others[@]}"; do o0[$o]=$(cpu_ticks "$target" "${o#*:}"); done
     m0=$(machine_ticks); s0=$(cpu_ticks "$target"); t0=$(date +%s.%N)
     read -r groups out < <(fanout "$target" "$rate" "$SECONDS_PER_RATE")
     m1=$(machine_ticks); s1=$(cpu_ticks "$target"); t1=$(date +%s.%N)
     cores() { awk -v d="$1" -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN { printf "%.2f", d / hz / (b - a) }'; }
+    other_cores=$(for o in "${others[@]}"; do echo "${o%%:*} $(cores $(($(cpu_ticks "$target" "${o#*:}") - ${o0[$o]})))"; done |
+      jq -Rn '[inputs | split(" ") | {(.[0]): (.[1] | tonumber)}] | add // {}')
     jq -cn --arg t "$target" --argjson r "$rate" --argjson g "$groups" --argjson rss "$(rss_mib "$target")" \
       --argjson sc "$(cores $((s1 - s0)))" --argjson mc "$(cores $((m1 - m0)))" --argjson x "$out" \
-      '{kind: "run", target: $t, rate: $r, groups: $g, rss_mib: $rss, server_cores: $sc, machine_cores: $mc, result: $x}' >>"$results"
+      --argjson oc "$other_cores" \
+      '{kind: "run", target: $t, rate: $r, groups: $g, rss_mib: $rss, server_cores: $sc, machine_cores: $mc, result: $x}
+        + (if $oc == {} then {} else {other_cores: $oc} end)' >>"$results"
     log "  $target $rate/s: $(jq -c '{sends_per_s, failed, lost_deliveries, ack_ms, delivery_ms, error}' <<<"$out" | cut -c1-200); server $(cores $((s1 - s0))) cores, machine $(cores $((m1 - m0)))"
     if jq -e '.error or .failed > 0 or .lost_deliveries > 0 or .delivery_ms.p99 == null or .delivery_ms.p99 >= 50' <<<"$out" >/dev/null; then
       failing[$target]=$((failing[$target] + 1))
@@ -226,15 +288,18 @@ for rate in $RATES; do
       failing[$target]=0
     fi
     settle "$target"
+    if [ "$target" = chat-stack ]; then hops_line "$rate"; fi
   done
 done
 for target in $TARGETS; do
-  jq -cn --arg t "$target" --argjson m "$(rss_mib "$target")" '{kind: "rss", target: $t, phase: "after", mib: $m}' >>"$results"
+  rss_line "$target" after
   stop_server "$target"
 done
 
-# Idle sockets: each count on a fresh server, one target at a time.
+# Idle sockets: each count on a fresh server, one target at a time; not for chat-stack (one
+# chat process's memory per socket is chat-server's figure).
 for target in $TARGETS; do
+  [ "$target" != chat-stack ] || continue
   for n in $IDLE_SOCKETS; do
     start_server "$target"
     settle "$target"

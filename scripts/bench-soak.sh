@@ -43,34 +43,12 @@ fi
 [ -x "$CHAT_SERVER" ] || die "no $CHAT_SERVER"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-soak.XXXXXX")
-pids=()
+. scripts/bench-stack.sh
 stop_all() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  pids=()
+  stop_pids "${role_pids[@]}"
+  role_pids=()
 }
 trap 'stop_all; rm -rf "$work"' EXIT
-
-# start ROLE NAME [VAR=VALUE...]: starts chat-server ROLE on a free port and waits until it is
-# ready; sets port and pid.
-start() {
-  local role=$1 name=$2 address=$work/$2.address
-  shift 2
-  (exec env "$@" PORT=0 CHAT_ADDRESS_FILE="$address" BIND_ADDRESS=127.0.0.1 RUST_LOG=warn \
-    API_MAX_REQUESTS_PER_ADDRESS=0 API_MAX_REQUESTS_PER_USER=0 \
-    "$CHAT_SERVER" "$role") >"$work/$name.log" 2>&1 &
-  pid=$!
-  pids+=("$pid")
-  for _ in $(seq 600); do
-    if [ -s "$address" ]; then
-      port=$(grep -oE '[0-9]+$' "$address" | head -1)
-      curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log" >&2; die "$name exited"; }
-    sleep 0.1
-  done
-  die "$name not ready"
-}
 
 soak() {
   local label=$1 rate=$2 api=$3 sockets=$4 server_pids=$5
@@ -83,30 +61,16 @@ soak() {
 for target in "${targets[@]}"; do
   case $target in
     all)
-      start all all -u MONGODB_URI -u RABBITMQ_URI -u REDIS_URL -u KAFKA_BROKERS \
+      role_start all all -u MONGODB_URI -u RABBITMQ_URI -u REDIS_URL -u KAFKA_BROKERS \
         CHAT_DATA_DIR="$work/data"
       soak all "$RATE" "http://127.0.0.1:$port" "http://127.0.0.1:$port" "$pid"
       stop_all
       ;;
     stack)
-      eval "$(scripts/infra.sh up)"
-      namespace=soak$(date +%s)
-      server=$(sed -E 's|^(mongodb(\+srv)?://[^/?]+).*|\1|' <<<"$MONGODB_URI")
-      shared=(CHAT_NAMESPACE="$namespace" MONGODB_URI="$server/$namespace")
-      server_pids=()
-      for role in auth group message gateway; do
-        start "$role" "$role" "${shared[@]}"
-        server_pids+=("$pid")
-      done
-      gateway=$port
-      start chat chat-a "${shared[@]}"
-      server_pids+=("$pid")
-      chat_a=$port
-      start chat chat-b "${shared[@]}"
-      server_pids+=("$pid")
-      chat_b=$port
-      soak stack "$STACK_RATE" "http://127.0.0.1:$gateway" "http://127.0.0.1:$chat_a,http://127.0.0.1:$chat_b" \
-        "$(IFS=,; echo "${server_pids[*]}")"
+      stack_start "soak$(date +%s)"
+      soak stack "$STACK_RATE" "http://127.0.0.1:$stack_gateway" \
+        "http://127.0.0.1:${stack_chats[0]},http://127.0.0.1:${stack_chats[1]}" \
+        "$(IFS=,; echo "${stack_pids[*]}")"
       stop_all
       ;;
     *) die "unknown target $target (all, stack)" ;;

@@ -10,7 +10,9 @@
 #             line of figures a minute (scripts/bench-soak.sh; not in the default set)
 #   fanout    the real-time fan-out table against the Node Socket.IO reference
 #             (scripts/bench-realtime.sh; needs Node.js, no infrastructure)
-#   realtime  fanout, then a message between two chat replicas through Kafka (infrastructure)
+#   realtime  fanout with the multi-process stack as a fourth target (chat-stack: its row at
+#             25-200 sends/s and its time per hop), then a message between two chat replicas
+#             through Kafka (infrastructure)
 # `--quick` (with fanout or realtime) runs the short sweep; see scripts/bench-realtime.sh for its
 # settings.
 set -euo pipefail
@@ -28,19 +30,21 @@ for a in "$@"; do
 done
 [ ${#sections[@]} -gt 0 ] || sections=(rpc login realtime attachments embedded reads)
 fanout=
+stack=
 soak=
 rust=()
 for s in "${sections[@]}"; do
   case $s in
     fanout) fanout=1 ;;
     soak) soak=1 ;;
-    realtime) fanout=1; rust+=("$s") ;;
+    realtime) fanout=1; stack=1; rust+=("$s") ;;
     *) rust+=("$s") ;;
   esac
 done
 
 if [ -n "$fanout" ]; then
-  scripts/bench-realtime.sh "${quick[@]}"
+  BENCH_TARGETS=${BENCH_TARGETS:-node-memory node-sqlite chat-server${stack:+ chat-stack}} \
+    scripts/bench-realtime.sh "${quick[@]}"
 fi
 if [ -n "$soak" ]; then
   scripts/bench-soak.sh

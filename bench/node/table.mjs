@@ -61,10 +61,74 @@ for (const n of [...new Set(lines.filter((l) => l.kind === "idle").map((l) => l.
   })]);
 }
 
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-const line = (cells) => "| " + cells.map((c, i) => String(c).padEnd(widths[i])).join(" | ") + " |";
-console.log(line(header));
-console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
-for (const r of rows) console.log(line(r));
+function print(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => "| " + cells.map((c, i) => String(c).padEnd(widths[i])).join(" | ") + " |";
+  console.log(line(header));
+  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const r of rows) console.log(line(r));
+}
+print(header, rows);
 console.log(`\nCells: delivery latency p50 / p99 in ms (send to receipt by each of the group's members). * = p99 >= ${LIMIT} ms.` +
   ` "+" = passed the sweep's top rate, so the ratio is a lower bound. Raw JSON lines: ${file}`);
+
+// The multi-process stack's time per hop: the differences between the snapshots of its
+// chat_message_hop_seconds histograms (summed over its processes) taken after each rate.
+const HOPS = ["command_queued", "command_log", "store_queued", "store", "fact_log", "emit"];
+const LOG_HOPS = ["command_log", "fact_log"];
+const snaps = lines.filter((l) => l.kind === "hops");
+if (snaps.length > 1) {
+  const delta = (a, b) => Object.fromEntries(HOPS.map((hop) => {
+    const [x, y] = [a.hops[hop], b.hops[hop]];
+    return [hop, {
+      count: y.count - x.count,
+      sum: y.sum - x.sum,
+      buckets: y.buckets.map(([le, c], i) => [le, c - x.buckets[i][1]]),
+    }];
+  }));
+  // The q-quantile, linear within its bucket (">" when it lies past the last bound).
+  const quantile = (h, q) => {
+    const target = q * h.count;
+    let [lo, below] = [0, 0];
+    for (const [le, c] of h.buckets) {
+      if (c >= target && c > below) {
+        if (le === "+Inf") return { ms: lo * 1000, over: true };
+        return { ms: (lo + (le - lo) * (target - below) / (c - below)) * 1000 };
+      }
+      if (le !== "+Inf") [lo, below] = [le, c];
+    }
+    return { ms: lo * 1000, over: true };
+  };
+  const ms = (v) => (v < 1 ? v.toFixed(2) : fmt(v));
+  const q = (h, p) => { const r = quantile(h, p); return (r.over ? ">" : "") + ms(r.ms); };
+  const columns = [];
+  for (let i = 1; i < snaps.length; i++) columns.push({ label: `${snaps[i].at}/s`, rate: Number(snaps[i].at), d: delta(snaps[i - 1], snaps[i]) });
+  if (columns.length > 1) columns.push({ label: "whole sweep", d: delta(snaps[0], snaps[snaps.length - 1]) });
+  const mean = (h) => (h.count ? (h.sum / h.count) * 1000 : 0);
+  const total = (d) => HOPS.reduce((t, hop) => t + mean(d[hop]), 0);
+  const share = (d, hops) => (total(d) ? Math.round((100 * hops.reduce((t, hop) => t + mean(d[hop]), 0)) / total(d)) : 0);
+  const hopRows = HOPS.map((hop) => [hop, ...columns.map(({ d }) => (d[hop].count
+    ? `${ms(mean(d[hop]))} (${share(d, [hop])} %), ${q(d[hop], 0.5)} / ${q(d[hop], 0.99)}` : "-"))]);
+  hopRows.push(["sum of the means", ...columns.map(({ d }) => ms(total(d)))]);
+  hopRows.push(["Kafka stand-in: command_log + fact_log", ...columns.map(({ d }) => `${share(d, LOG_HOPS)} %`)]);
+  hopRows.push(["messages stored (store count)", ...columns.map(({ d }) => String(d.store.count))]);
+  const run = (rate) => runs.find((r) => r.kind === "run" && r.target === "chat-stack" && r.rate === rate);
+  hopRows.push(["cores: roles / MongoDB / Kafka stand-ins / nginx", ...columns.map(({ rate }) => {
+    const r = run(rate);
+    if (!r) return "";
+    const o = r.other_cores ?? {};
+    return [r.server_cores, o.mongodb, o.kafka, o.ingress].map((c) => (c === undefined ? "-" : c.toFixed(2))).join(" / ");
+  })]);
+  console.log("\nchat-stack, time per hop (the roles' chat_message_hop_seconds, warm-up included):" +
+    " mean in ms (its share of the sum of the means), p50 / p99 in ms");
+  print(["hop", ...columns.map((c) => c.label)], hopRows);
+  console.log("command_log and fact_log: the Kafka stand-in's produce, broker and fetch (wall clocks of two" +
+    " processes); fact_log and emit are counted once per chat replica. p50/p99 are interpolated within" +
+    " the histogram's buckets (x2 apart); means are exact.");
+  const procs = (phase) => lines.find((l) => l.kind === "rss" && l.target === "chat-stack" && l.phase === phase)?.procs;
+  const [start, after] = [procs("start"), procs("after")];
+  if (start) {
+    console.log("chat-stack RSS MiB, start -> after the sweep: " +
+      Object.keys(start).map((n) => `${n} ${start[n].toFixed(0)} -> ${after?.[n]?.toFixed(0) ?? "-"}`).join(", "));
+  }
+}

@@ -109,6 +109,54 @@ async fn all_without_infrastructure_says_so_and_keeps_data_across_restarts() {
     drop(second);
 }
 
+/// A message's way (socket → command → store → fact → emit) is timed hop by hop on `/metrics`
+/// (`chat_message_hop_seconds`), each hop counting it once (`all` runs one chat replica).
+#[tokio::test]
+async fn a_send_is_timed_at_every_hop_on_metrics() {
+    let deployment = Deployment::embedded(&[]);
+    let all = deployment.spawn("all").await;
+    let api = Api::new(all.port);
+    let [ada, bob] = api.users(["ada", "bob"]).await;
+    let group = api.group(&ada, "Timed", &[&bob]).await;
+    let a = ChatClient::connect(all.port, json!({"token": ada.token})).await;
+    let mut b = ChatClient::connect(all.port, json!({"token": bob.token})).await;
+    let ack = a.send(&group, "hello", "c1").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    b.next("chat.message.incoming", Duration::from_secs(10))
+        .await;
+    let hops = [
+        "command_queued",
+        "command_log",
+        "store_queued",
+        "store",
+        "fact_log",
+        "emit",
+    ];
+    let management = Api::new(all.management_port);
+    let counts = |text: &str| -> Vec<Option<u64>> {
+        hops.iter()
+            .map(|hop| {
+                let series = format!("chat_message_hop_seconds_count{{hop=\"{hop}\"}} ");
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+            })
+            .collect()
+    };
+    // The ack and the delivery may come before the last hops are counted: a few tries.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = management.get("/metrics", None).await.text;
+        if counts(&text).iter().all(|count| *count == Some(1)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "not every hop counted the message once: {hops:?} = {:?}\n{text}",
+        counts(&text)
+    );
+}
+
 #[test]
 fn a_partial_infrastructure_setting_is_refused_by_name() {
     let mut command = without_infrastructure();

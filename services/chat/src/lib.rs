@@ -31,6 +31,7 @@ use chat_domain::Error;
 use chat_ports::clients::is_member;
 use chat_ports::events::EventLog;
 use chat_ports::health::Gate;
+use chat_ports::metrics::Hop;
 use chat_ports::rpc::RpcClient;
 use chat_ports::store::{Presence, Revocations};
 use serde::Deserialize;
@@ -721,6 +722,7 @@ impl Chat {
 
     /// Emits a fact to this replica's sockets and answers the command it settles, if waited on here.
     pub async fn on_fact(&self, io: &SocketIo, envelope: Envelope<Fact>) {
+        let taken = Instant::now();
         let repeated = match &envelope.event {
             Fact::MessageCreated { message, .. } => !self
                 .announced
@@ -729,6 +731,11 @@ impl Chat {
                 .advance(&envelope.key, message.seq),
             _ => false,
         };
+        // A new message's time in the log, and then here until emitted.
+        let timed = matches!(envelope.event, Fact::MessageCreated { .. }) && !repeated;
+        if timed {
+            chat_ports::metrics::hop_between(Hop::FactLog, envelope.at, chrono::Utc::now());
+        }
         let mut routing = route(envelope);
         if repeated {
             // Its sender may be waiting (a retry): answered, but not delivered twice.
@@ -777,6 +784,9 @@ impl Chat {
                     }
                 }
             }
+        }
+        if timed {
+            chat_ports::metrics::hop(Hop::Emit, taken.elapsed());
         }
     }
 
@@ -1119,7 +1129,12 @@ async fn published(
         content: event.content,
         attachment: event.attachment,
     };
-    chat.publish(&event.group_id, command, deadline).await
+    // The deadline is the send's arrival plus the ack timeout (see `QueuedSend`).
+    let now = tokio::time::Instant::now();
+    let queued = (now + chat.limits.ack_timeout).saturating_duration_since(deadline);
+    let answer = chat.publish(&event.group_id, command, deadline).await?;
+    chat_ports::metrics::hop(Hop::CommandQueued, queued);
+    Ok(answer)
 }
 
 async fn on_seen(

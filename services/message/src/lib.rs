@@ -27,6 +27,7 @@ use chat_domain::events::{Envelope, FACTS};
 use chat_domain::Error;
 use chat_ports::clients::AssetsClient;
 use chat_ports::events::{EventLog, Record, StartAt};
+use chat_ports::metrics::Hop;
 use chat_ports::rpc::RpcServer;
 use chat_ports::store::{MessageStore, NewMessage, Receipt};
 use members::Members;
@@ -127,14 +128,28 @@ impl MessageService {
     /// Handles one command. `Err` means "retry" (infrastructure failed); refusals are published
     /// as `command.rejected` and return `Ok`.
     pub async fn handle(&self, record: Record<Command>) -> Result<(), Error> {
+        let (taken, started) = (chrono::Utc::now(), std::time::Instant::now());
         let group_id = record.envelope.key.clone();
         let expired = record.envelope.expired();
+        let (stamped, waited) = (record.envelope.at, record.waited);
         let command = record.envelope.event;
         if expired {
             return self.expired(&group_id, &command).await;
         }
         match self.apply(&group_id, &command).await {
-            Ok(fact) => self.publish(&group_id, fact).await,
+            Ok(fact) => {
+                let created = matches!(fact, Fact::MessageCreated { .. });
+                let stored = started.elapsed();
+                self.publish(&group_id, fact).await?;
+                if created {
+                    // The log's time ends where the lane's queue began.
+                    let read = taken - chrono::Duration::from_std(waited).unwrap_or_default();
+                    chat_ports::metrics::hop_between(Hop::CommandLog, stamped, read);
+                    chat_ports::metrics::hop(Hop::StoreQueued, waited);
+                    chat_ports::metrics::hop(Hop::Store, stored);
+                }
+                Ok(())
+            }
             // Infrastructure failed: the log redelivers the command.
             Err(e) if e.is_transient() => Err(e),
             Err(error) => {

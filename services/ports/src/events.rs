@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
@@ -57,6 +57,11 @@ pub fn key_hash(key: &[u8]) -> u64 {
 /// record at a time would cap a consumer at one store round trip per record.
 pub const LANES: usize = 16;
 
+tokio::task_local! {
+    /// When the record a lane is handling was read off the log ([`Record::waited`]).
+    static READ_AT: Instant;
+}
+
 /// Hands `records` to `handler` on [`LANES`] lanes chosen by key: the records of one key in
 /// order, different keys at once. Calls `commit(partition, offset)` whenever the offset below
 /// which every record of `partition` is handled advances (`offset` is the next one to read).
@@ -68,14 +73,14 @@ pub async fn handle_in_lanes(
     mut commit: impl FnMut(i32, i64),
 ) {
     let (done_tx, mut done) = mpsc::unbounded_channel::<(i32, i64, bool)>();
-    let lanes: Vec<mpsc::Sender<RawRecord>> = (0..LANES)
+    let lanes: Vec<mpsc::Sender<(Instant, RawRecord)>> = (0..LANES)
         .map(|_| {
-            let (tx, mut rx) = mpsc::channel::<RawRecord>(64);
+            let (tx, mut rx) = mpsc::channel::<(Instant, RawRecord)>(64);
             let (handler, done) = (handler.clone(), done_tx.clone());
             tokio::spawn(async move {
-                while let Some(record) = rx.recv().await {
+                while let Some((read_at, record)) = rx.recv().await {
                     let (partition, offset) = (record.partition, record.offset);
-                    let handled = handler(record).await;
+                    let handled = READ_AT.scope(read_at, handler(record)).await;
                     let _ = done.send((partition, offset, handled));
                     if !handled {
                         break;
@@ -103,7 +108,7 @@ pub async fn handle_in_lanes(
                 entry.0.insert(record.offset);
                 entry.1 = record.offset + 1;
                 let lane = &lanes[(record.key % LANES as u64) as usize];
-                if lane.send(record).await.is_err() {
+                if lane.send((Instant::now(), record)).await.is_err() {
                     break;
                 }
             }
@@ -162,6 +167,9 @@ pub struct Record<T> {
     pub envelope: Envelope<T>,
     pub partition: i32,
     pub offset: i64,
+    /// How long it waited, once read off the log, for its lane to take it (behind earlier
+    /// records of the lane's keys): the consumer's own queueing, not the log's.
+    pub waited: Duration,
 }
 
 /// The typed event log of a process. Cheap to clone.
@@ -227,6 +235,7 @@ impl EventLog {
         let raw: RawHandler = Arc::new(move |raw: RawRecord| {
             let (handler, topic, shutdown) = (handler.clone(), name.clone(), stop.clone());
             Box::pin(async move {
+                let waited = READ_AT.try_with(Instant::elapsed).unwrap_or_default();
                 match serde_json::from_slice::<Envelope<T>>(&raw.payload) {
                     Ok(envelope) => {
                         tracing::debug!(%topic, partition = raw.partition, offset = raw.offset, event_id = %envelope.id, "consumed");
@@ -234,6 +243,7 @@ impl EventLog {
                             envelope,
                             partition: raw.partition,
                             offset: raw.offset,
+                            waited,
                         };
                         retry_until_handled(handler.as_ref(), record, &topic, &shutdown).await
                     }
