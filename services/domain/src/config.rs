@@ -108,6 +108,10 @@ pub struct Config {
     pub redis_url: Secret,
     /// `KAFKA_BROKERS`: comma-separated `host:port` list. Default `127.0.0.1:9092`.
     pub kafka_brokers: String,
+    /// `KAFKA_FETCH_WAIT_MS`: how long the broker may hold a consumer's fetch while it has no
+    /// new record. Kafka answers as soon as a record arrives, so this only bounds idle polling;
+    /// the Tansu stand-in holds every fetch this long, adding it to each log hop. Default 10.
+    pub kafka_fetch_wait: Duration,
     /// `RPC_TIMEOUT_MS`: how long a caller waits for an RPC reply. Default 5000.
     pub rpc_timeout: Duration,
     /// `RPC_PREFETCH`: RPC requests one process handles concurrently (AMQP prefetch). Default 32.
@@ -423,6 +427,7 @@ impl Config {
                     })
                 },
             )?,
+            kafka_fetch_wait: env.millis("KAFKA_FETCH_WAIT_MS", 10, 0..=10_000)?,
             rpc_timeout: env.millis("RPC_TIMEOUT_MS", 5000, 10..=600_000)?,
             rpc_prefetch: env.ranged("RPC_PREFETCH", 32u16, 1..=1000)?,
             startup_timeout: env.seconds("STARTUP_TIMEOUT_SECONDS", 60, 1..=3600)?,
@@ -707,6 +712,7 @@ mod tests {
         let c = Config::from_lookup(&HashMap::new()).unwrap();
         assert_eq!(c.namespace, "chat");
         assert_eq!(c.rpc_timeout, Duration::from_secs(5));
+        assert_eq!(c.kafka_fetch_wait, Duration::from_millis(10));
         assert_eq!(c.mongodb_database(), "scalable_chat");
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.cors_allowed_origins.is_empty());
@@ -722,6 +728,8 @@ mod tests {
         assert_eq!(any.port, Some(0), "0 asks for a free port");
         let err = Config::from_lookup(&vars(&[("RPC_TIMEOUT_MS", "0")])).unwrap_err();
         assert_eq!(err.variable, "RPC_TIMEOUT_MS");
+        let err = Config::from_lookup(&vars(&[("KAFKA_FETCH_WAIT_MS", "-1")])).unwrap_err();
+        assert_eq!(err.variable, "KAFKA_FETCH_WAIT_MS");
         let err = Config::from_lookup(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("LOG_FORMAT") && err.to_string().contains("json"));
     }

@@ -103,8 +103,12 @@ impl Family for Production {
             return Ok(events.clone());
         }
         let config = &self.config;
-        let kafka = KafkaLog::new(&config.kafka_brokers, KAFKA_PARTITIONS)
-            .map_err(StartupError::step("the Kafka client"))?;
+        let kafka = KafkaLog::new(
+            &config.kafka_brokers,
+            KAFKA_PARTITIONS,
+            config.kafka_fetch_wait,
+        )
+        .map_err(StartupError::step("the Kafka client"))?;
         self.probes.push(Arc::new(kafka.probe()));
         let log = EventLog::new(Arc::new(kafka), &config.namespace);
         chat_ports::startup::wait_for(

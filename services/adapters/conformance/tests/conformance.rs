@@ -133,6 +133,38 @@ async fn index_creation_is_idempotent() {
     assert_eq!(mongo::ensure_indexes(&db).await.unwrap(), first);
 }
 
+/// Two message roles appending to one group (a rebalance hands it over while the old owner still
+/// works): each remembers the last number it gave, which the other makes stale; neither repeats a
+/// number or leaves a gap, and a send stored by one is absorbed by the other.
+#[tokio::test]
+async fn two_writers_on_one_group_neither_repeat_nor_skip_a_number() {
+    let db = database().await;
+    let (a, b) = (
+        mongo::MongoMessageStore::new(&db),
+        mongo::MongoMessageStore::new(&db),
+    );
+    let group = unique("g");
+    let mut seqs = Vec::new();
+    for i in 0..12 {
+        let store = if i % 3 == 0 { &b } else { &a };
+        let (m, created) = store
+            .append(message(&group, "s", &format!("c{i}"), "hi"))
+            .await
+            .unwrap();
+        assert!(created);
+        seqs.push(m.seq);
+    }
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    let (again, created) = b.append(message(&group, "s", "c1", "hi")).await.unwrap();
+    assert_eq!(
+        (again.seq, created),
+        (2, false),
+        "stored by the other writer"
+    );
+    let (next, _) = a.append(message(&group, "s", "c12", "hi")).await.unwrap();
+    assert_eq!(next.seq, 13);
+}
+
 fn new_user(first: &str, last: &str, email: &str) -> NewUser {
     NewUser {
         first_name: first.into(),

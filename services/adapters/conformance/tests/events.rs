@@ -25,7 +25,7 @@ fn log(kind: Kind, partitions: i32) -> EventLog {
     let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     match kind {
         Kind::Kafka => EventLog::new(
-            Arc::new(KafkaLog::new(&brokers, partitions).unwrap()),
+            Arc::new(KafkaLog::new(&brokers, partitions, Duration::from_millis(10)).unwrap()),
             &namespace,
         ),
         Kind::InProcess => EventLog::new(Arc::new(LocalLog::default()), &namespace),

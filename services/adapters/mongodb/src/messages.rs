@@ -7,10 +7,48 @@ use super::*;
 /// loser retries with the next number); the unique `(senderId, clientMessageId)` index makes
 /// retried sends idempotent. Read positions are on `read_positions`, delivered positions on
 /// `delivered_positions`, one document per user and group (`_id` = `userId:groupId`).
+///
+/// A send is one insert in the common case: the last sequence number of each group this process
+/// appended to is kept ([`LastSeq`]), and a retried send is found by the insert's duplicate-key
+/// refusal rather than looked up before every insert.
 pub struct MongoMessageStore {
     messages: Collection<Document>,
     positions: Collection<Document>,
     delivered: Collection<Document>,
+    last_seq: LastSeq,
+}
+
+/// The last sequence number this process gave each group, so that an append need not read it
+/// back first. It may be behind (another process appended since: the insert is refused by the
+/// `(groupId, seq)` index and the number is read again), never ahead, since it only records
+/// inserts the server acknowledged. Bounded: emptied when it holds [`LastSeq::MAX_GROUPS`].
+#[derive(Default)]
+struct LastSeq(std::sync::Mutex<HashMap<String, i64>>);
+
+impl LastSeq {
+    const MAX_GROUPS: usize = 10_000;
+
+    fn get(&self, group_id: &str) -> Option<i64> {
+        self.lock().get(group_id).copied()
+    }
+
+    fn set(&self, group_id: &str, seq: i64) {
+        let mut groups = self.lock();
+        if groups.len() >= Self::MAX_GROUPS && !groups.contains_key(group_id) {
+            groups.clear();
+        }
+        let last = groups.entry(group_id.to_string()).or_insert(seq);
+        *last = (*last).max(seq);
+    }
+
+    fn forget(&self, group_id: &str) {
+        self.lock().remove(group_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        // A panic while held leaves a map of plain numbers: still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl MongoMessageStore {
@@ -19,6 +57,7 @@ impl MongoMessageStore {
             messages: db.collection(MESSAGES),
             positions: db.collection(READ_POSITIONS),
             delivered: db.collection(DELIVERED_POSITIONS),
+            last_seq: LastSeq::default(),
         }
     }
 
@@ -96,20 +135,20 @@ impl MessageStore for MongoMessageStore {
     }
 
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
-        if let Some(existing) = self
-            .sent(&message.sender_id, &message.client_message_id)
-            .await?
-        {
-            return Ok((existing, false));
-        }
         for _ in 0..10 {
-            let last = self
-                .messages
-                .find_one(doc! {"groupId": &message.group_id})
-                .sort(doc! {"seq": -1})
-                .await
-                .db()?;
-            let seq = last.and_then(|d| d.get_i64("seq").ok()).unwrap_or(0) + 1;
+            let seq = match self.last_seq.get(&message.group_id) {
+                Some(last) => last + 1,
+                None => {
+                    self.messages
+                        .find_one(doc! {"groupId": &message.group_id})
+                        .sort(doc! {"seq": -1})
+                        .await
+                        .db()?
+                        .and_then(|d| d.get_i64("seq").ok())
+                        .unwrap_or(0)
+                        + 1
+                }
+            };
             let mut document = doc! {
                 "_id": ObjectId::new(),
                 "groupId": &message.group_id,
@@ -128,17 +167,21 @@ impl MessageStore for MongoMessageStore {
                     doc! {"filename": &a.filename, "url": &a.url, "type": &a.content_type, "size": a.size as i64},
                 );
             }
-            match self.messages.insert_one(document.clone()).await {
-                Ok(_) => return Ok((message_from_doc(&document)?, true)),
+            match self.messages.insert_one(&document).await {
+                Ok(_) => {
+                    self.last_seq.set(&message.group_id, seq);
+                    return Ok((message_from_doc(&document)?, true));
+                }
                 Err(e) if is_duplicate_key(&e) => {
-                    // Either a concurrent retry of the same send won, or another writer took
-                    // this sequence number.
+                    // Either this send was stored before (a retry), or another writer took this
+                    // sequence number: read it again.
                     if let Some(existing) = self
                         .sent(&message.sender_id, &message.client_message_id)
                         .await?
                     {
                         return Ok((existing, false));
                     }
+                    self.last_seq.forget(&message.group_id);
                 }
                 Err(e) => return Err(e).db(),
             }
