@@ -27,6 +27,9 @@
 #   BENCH_IDLE_SOCKETS   "1000 10000"  idle-socket memory runs (quick: "1000"; "" skips)
 #   BENCH_GIVE_UP        2           consecutive failing rates after which a target's sweep stops
 #   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
+#   BENCH_DRIVER         node        the load driver: node (fanout.mjs) or rust (chat-tests'
+#                        fanout binary, built here: the same flags and JSON line, on one thread
+#                        like Node's, at a fraction of its cost); every target gets the same one
 #   BENCH_YARDSTICK      ../shared/bench   where fanout.mjs and reference-server.mjs are
 #   BENCH_NICE           10          niceness of everything started here (a shared machine)
 #   BENCH_PROFILE_RATE   2500        profile: sends/s;  BENCH_PROFILE_SECONDS 15
@@ -60,6 +63,8 @@ GIVE_UP=${BENCH_GIVE_UP:-2}
 STACK_GIVE_UP=${BENCH_STACK_GIVE_UP:-1}
 YARDSTICK=${BENCH_YARDSTICK:-$repo/../shared/bench}
 NODE_DIR=$SCALABLE_CHAT_CACHE/bench-node
+DRIVER=${BENCH_DRIVER:-node}
+case $DRIVER in node | rust) ;; *) echo "BENCH_DRIVER: node or rust" >&2; exit 2 ;; esac
 PER_SOCKET_LIMIT=20 # fanout.mjs refuses a rate above sockets x 20/s (the chat role's default)
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -76,12 +81,20 @@ bench_node_install "$YARDSTICK/fanout.mjs" "$YARDSTICK/reference-server.mjs" ben
   bench/node/hops.mjs
 
 CHAT_SERVER=$CARGO_TARGET_DIR/release/chat-server
+RUST_DRIVER=$CARGO_TARGET_DIR/release/fanout
 if [ "$mode" = profile ] || [[ " $TARGETS " == *" chat-server "* || " $TARGETS " == *" chat-stack "* ]]; then
   if [ -z "${BENCH_NO_BUILD:-}" ]; then
     log "building chat-server (release) in $CARGO_TARGET_DIR"
     cargo build --release -p chat-server --bin chat-server >&2
   fi
   [ -x "$CHAT_SERVER" ] || die "no $CHAT_SERVER"
+fi
+if [ "$DRIVER" = rust ]; then
+  if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    log "building the Rust load driver (release) in $CARGO_TARGET_DIR"
+    cargo build --release -p chat-tests --bin fanout >&2
+  fi
+  [ -x "$RUST_DRIVER" ] || die "no $RUST_DRIVER"
 fi
 
 # ---------------------------------------------------------------- servers
@@ -206,7 +219,9 @@ fanout() {
   local target=$1 rate=$2 seconds=$3 groups=$NGROUPS out
   local need=$(( (rate + MEMBERS * PER_SOCKET_LIMIT - 1) / (MEMBERS * PER_SOCKET_LIMIT) ))
   if [ "$need" -gt "$groups" ]; then groups=$need; fi
-  if out=$(cd "$NODE_DIR" && timeout $((seconds + 180)) node fanout.mjs --target "${kind_of[$target]}" \
+  local driver=(node fanout.mjs)
+  if [ "$DRIVER" = rust ]; then driver=("$RUST_DRIVER"); fi
+  if out=$(cd "$NODE_DIR" && timeout $((seconds + 180)) "${driver[@]}" --target "${kind_of[$target]}" \
       --base "${base_of[$target]}" --groups "$groups" --members "$MEMBERS" --rate "$rate" \
       --seconds "$seconds" 2>"$work/fanout.err" | tail -1) && [ -n "$out" ]; then
     echo "$groups $out"
@@ -326,7 +341,7 @@ done
 
 echo
 echo "Real-time fan-out: $NGROUPS groups x $MEMBERS members, one websocket each, ${SECONDS_PER_RATE} s per rate" \
-  "after a 3 s warm-up; $(nproc) cores shared by driver and server; $(date -u +%F)"
+  "after a 3 s warm-up; $(nproc) cores shared by driver ($DRIVER) and server; $(date -u +%F)"
 cp "$results" "$SCALABLE_CHAT_CACHE/bench-realtime.jsonl"
 node "$NODE_DIR/table.mjs" "$SCALABLE_CHAT_CACHE/bench-realtime.jsonl"
 rm -rf "$work"

@@ -60,55 +60,114 @@ fn unread_in(conn: &Connection, group: &str, user: &str, seq: i64) -> Result<u64
     .db()
 }
 
+/// A send waiting to be stored, and where its outcome goes.
+pub(super) struct PendingAppend {
+    message: NewMessage,
+    answer: tokio::sync::oneshot::Sender<Result<(MessageView, bool), Error>>,
+}
+
+fn lock_appends(
+    appends: &Mutex<Vec<PendingAppend>>,
+) -> std::sync::MutexGuard<'_, Vec<PendingAppend>> {
+    // A panic while held leaves a plain list: still usable.
+    appends.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stores `batch` in one transaction, each send under a savepoint of its own (a failing one
+/// leaves the others stored), and answers each once the whole is committed: one write of the
+/// log for all of them instead of one each, which was most of a send's cost in the database.
+fn append_batch(conn: &mut Connection, batch: Vec<PendingAppend>) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let committed = (|| {
+        let mut tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        for pending in batch {
+            let outcome = tx.savepoint().db().and_then(|sp| {
+                let stored = append_in(&sp, pending.message)?;
+                sp.commit().db()?;
+                Ok(stored)
+            });
+            outcomes.push((pending.answer, outcome));
+        }
+        tx.commit().db()
+    })();
+    for (answer, outcome) in outcomes {
+        // Nothing is stored when the commit failed, whatever each send's own outcome was.
+        let outcome = match &committed {
+            Ok(()) => outcome,
+            Err(e) => Err(e.clone()),
+        };
+        let _ = answer.send(outcome);
+    }
+}
+
+/// One send in the current transaction: the existing message when this sender's client id was
+/// stored before, otherwise the group's next number.
+fn append_in(conn: &Connection, message: NewMessage) -> Result<(MessageView, bool), Error> {
+    if let Some(existing) = first_message(
+        conn,
+        BY_CLIENT_ID,
+        &[&message.sender_id, &message.client_message_id],
+    )? {
+        return Ok((existing, false));
+    }
+    let seq: i64 = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE group_id = ?1")
+        .db()?
+        .query_row([&message.group_id], |r| r.get(0))
+        .db()?;
+    let id = new_id();
+    let attachment = message
+        .attachment
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(Error::internal)?;
+    let created_at = millis(Utc::now());
+    conn.prepare_cached(
+        "INSERT INTO messages (id, group_id, seq, sender_id, client_message_id, content, attachment, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .db()?
+    .execute(params![id, message.group_id, seq, message.sender_id, message.client_message_id,
+        message.content, attachment, created_at])
+    .db()?;
+    // What was just written, as a read would return it (times in milliseconds).
+    let stored = MessageView {
+        id,
+        group_id: message.group_id,
+        seq,
+        sender_id: message.sender_id,
+        client_message_id: message.client_message_id,
+        content: message.content,
+        attachment: message.attachment,
+        deleted: false,
+        created_at: time(created_at),
+        edited_at: None,
+    };
+    Ok((stored, true))
+}
+
 #[async_trait::async_trait]
 impl MessageStore for SqliteMessageStore {
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
+        let (answer, stored) = tokio::sync::oneshot::channel();
+        lock_appends(&self.appends).push(PendingAppend { message, answer });
+        // Whichever job gets the connection first stores every send waiting by then, ours
+        // included or not: this one may find the queue already taken, and then returns.
+        let appends = self.appends.clone();
         self.run(move |conn| {
-            // One transaction: the next number and the insert cannot be split by another writer.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db()?;
-            if let Some(existing) =
-                first_message(&tx, BY_CLIENT_ID, &[&message.sender_id, &message.client_message_id])?
-            {
-                return Ok((existing, false));
+            let batch = std::mem::take(&mut *lock_appends(&appends));
+            if !batch.is_empty() {
+                append_batch(conn, batch);
             }
-            let seq: i64 = tx
-                .prepare_cached("SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE group_id = ?1")
-                .db()?
-                .query_row([&message.group_id], |r| r.get(0))
-                .db()?;
-            let id = new_id();
-            let attachment = message
-                .attachment
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(Error::internal)?;
-            let created_at = millis(Utc::now());
-            tx.prepare_cached(
-                "INSERT INTO messages (id, group_id, seq, sender_id, client_message_id, content, attachment, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .db()?
-            .execute(params![id, message.group_id, seq, message.sender_id, message.client_message_id,
-                message.content, attachment, created_at])
-            .db()?;
-            tx.commit().db()?;
-            // What was just written, as a read would return it (times in milliseconds).
-            let stored = MessageView {
-                id,
-                group_id: message.group_id,
-                seq,
-                sender_id: message.sender_id,
-                client_message_id: message.client_message_id,
-                content: message.content,
-                attachment: message.attachment,
-                deleted: false,
-                created_at: time(created_at),
-                edited_at: None,
-            };
-            Ok((stored, true))
+            Ok(())
         })
-        .await
+        .await?;
+        stored
+            .await
+            .map_err(|_| Error::internal("embedded database: a send was dropped unanswered"))?
     }
 
     async fn sent(
@@ -327,5 +386,67 @@ fn receipt_table(receipt: Receipt) -> (&'static str, &'static str) {
     match receipt {
         Receipt::Seen => ("read_positions", "seen_at"),
         Receipt::Delivered => ("delivered_positions", "delivered_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(group: &str, sender: &str, client_id: &str) -> NewMessage {
+        NewMessage {
+            group_id: group.into(),
+            sender_id: sender.into(),
+            client_message_id: client_id.into(),
+            content: Some("hi".into()),
+            attachment: None,
+        }
+    }
+
+    /// Sends arriving together are stored in shared transactions: every group still numbers
+    /// from 1 without a gap, and a send retried while its first attempt waits in the same batch
+    /// is absorbed, not stored twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sends_stored_together_keep_numbers_and_absorb_retries() {
+        let store = SqliteMessageStore(SqliteDb::in_memory(AssetLimits::default()).unwrap());
+        let sends = (0..60).map(|i| {
+            let store = store.clone();
+            // Every third send repeats the one before it (a retry racing its first attempt).
+            let id = if i % 3 == 2 { i - 1 } else { i };
+            async move {
+                store
+                    .append(send(&format!("g{}", id % 5), "ada", &format!("c{id}")))
+                    .await
+                    .unwrap()
+            }
+        });
+        let stored = futures_util::future::join_all(sends).await;
+        let created: Vec<&MessageView> =
+            stored.iter().filter(|(_, c)| *c).map(|(m, _)| m).collect();
+        assert_eq!(created.len(), 40, "20 retries absorbed");
+        for (m, new) in &stored {
+            if !new {
+                let first = created_with(&created, &m.client_message_id);
+                assert_eq!(m.id, first.id, "a retry gets the message stored first");
+            }
+        }
+        for g in 0..5 {
+            let mut seqs: Vec<i64> = created
+                .iter()
+                .filter(|m| m.group_id == format!("g{g}"))
+                .map(|m| m.seq)
+                .collect();
+            seqs.sort_unstable();
+            assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+        }
+        let kept = store.before("g0", None, 100).await.unwrap();
+        assert_eq!(kept.len(), 8, "what was answered is what was stored");
+    }
+
+    fn created_with<'a>(created: &[&'a MessageView], client_id: &str) -> &'a MessageView {
+        created
+            .iter()
+            .find(|m| m.client_message_id == client_id)
+            .unwrap()
     }
 }

@@ -108,6 +108,8 @@ fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> rusql
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
     limits: AssetLimits,
+    /// Sends waiting for the connection, stored together in one transaction (group commit).
+    appends: Arc<Mutex<Vec<messages::PendingAppend>>>,
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -212,6 +214,7 @@ impl SqliteDb {
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
             limits,
+            appends: Arc::default(),
         })
     }
 
