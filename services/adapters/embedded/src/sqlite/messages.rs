@@ -77,28 +77,31 @@ fn lock_appends(
 /// leaves the others stored), and answers each once the whole is committed: one write of the
 /// log for all of them instead of one each, which was most of a send's cost in the database.
 fn append_batch(conn: &mut Connection, batch: Vec<PendingAppend>) {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let committed = (|| {
-        let mut tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .db()?;
-        for pending in batch {
-            let outcome = tx.savepoint().db().and_then(|sp| {
-                let stored = append_in(&sp, pending.message)?;
-                sp.commit().db()?;
-                Ok(stored)
-            });
-            outcomes.push((pending.answer, outcome));
+    let mut tx = match conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .db()
+    {
+        Ok(tx) => tx,
+        Err(e) => {
+            for pending in batch {
+                let _ = pending.answer.send(Err(e.clone()));
+            }
+            return;
         }
-        tx.commit().db()
-    })();
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let outcome = tx.savepoint().db().and_then(|sp| {
+            let stored = append_in(&sp, pending.message)?;
+            sp.commit().db()?;
+            Ok(stored)
+        });
+        outcomes.push((pending.answer, outcome));
+    }
+    let committed = tx.commit().db();
     for (answer, outcome) in outcomes {
         // Nothing is stored when the commit failed, whatever each send's own outcome was.
-        let outcome = match &committed {
-            Ok(()) => outcome,
-            Err(e) => Err(e.clone()),
-        };
-        let _ = answer.send(outcome);
+        let _ = answer.send(committed.clone().and(outcome));
     }
 }
 
