@@ -219,7 +219,7 @@ struct Send {
 
 /// Drives one socket until `sends` closes: each send goes out with an acknowledgement id; acks
 /// and deliveries are timed against the run's clock. `outstanding` counts measured sends not yet
-/// answered.
+/// answered (counted up where they are scheduled, down here).
 async fn drive(
     mut ws: Ws,
     group_id: String,
@@ -239,9 +239,6 @@ async fn drive(
                 let payload = json!(["chat.message.send", {"groupId": group_id,
                     "content": format!("{stamp:.3} load"),
                     "clientMessageId": uuid::Uuid::new_v4().to_string()}]);
-                if send.counted {
-                    outstanding.fetch_add(1, Ordering::Relaxed);
-                }
                 pending.insert(next_id, send);
                 if ws.send(Message::Text(format!("42{next_id}{payload}"))).await.is_err() {
                     break;
@@ -344,6 +341,9 @@ async fn run(args: Args) -> Result<Value, String> {
                 at_ms: clock.elapsed().as_secs_f64() * 1000.0,
                 counted: elapsed >= args.warmup,
             };
+            if send.counted {
+                outstanding.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = queues[next % queues.len()].send(send);
             (issued, next) = (issued + 1, next + 1);
         }
