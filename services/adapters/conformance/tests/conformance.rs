@@ -724,6 +724,28 @@ async fn history_cursors_tombstones_unread_and_search(p: Ports) {
             (silent.as_str(), None, 0, 0)
         ]
     );
+    // Other readers of the same group: never marked (the deleted message is not counted),
+    // behind, read to the end, and a position past the end (nothing unread, the last message
+    // still shown).
+    assert_eq!(mark(Receipt::Seen, "d", 5).await, 5);
+    assert_eq!(mark(Receipt::Seen, "e", 9).await, 9);
+    for (user, unread, seen) in [("c", 4, 0), ("b", 2, 1), ("d", 0, 5), ("e", 0, 9)] {
+        let one = p
+            .messages
+            .activity(user, std::slice::from_ref(&group))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (
+                one.last_message.map(|m| m.seq),
+                one.unread,
+                one.last_seen_seq
+            ),
+            (Some(5), unread, seen),
+            "{user}"
+        );
+    }
     assert!(p
         .messages
         .tombstone("000000000000000000000000")
