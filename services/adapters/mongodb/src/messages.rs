@@ -76,9 +76,7 @@ impl MongoMessageStore {
         .await?;
         docs.iter().map(message_from_doc).collect()
     }
-}
 
-impl MongoMessageStore {
     /// The last message of `group` and how many messages after `seen_seq` others sent and did
     /// not delete, in one aggregate over the `(groupId, seq)` index from `seen_seq` on: the
     /// message at `seen_seq` is included so that a group read to its end still has its last
