@@ -2,12 +2,15 @@
 //! with Kafka's semantics in memory. One ordered log per topic; like Kafka's consumers, a
 //! consumer group handles several keys at once, each key's records in order
 //! ([`handle_in_lanes`]), and commits the offset below which every record is handled; tails
-//! start at the end. Records that every consumer
-//! group has committed are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them.
+//! start at the end. Records that every consumer group has committed and every running tail
+//! has handled are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them; a tail
+//! more than [`LocalLog::MAX_BEHIND`] records behind is the one exception, skipped ahead
+//! rather than holding memory without bound.
 //! The log lives in memory: what it loses on a crash is what no client was told was done
 //! (acknowledgements wait for the stores).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chat_domain::Error;
@@ -32,12 +35,34 @@ struct LocalTopic {
     records: Mutex<(u64, VecDeque<Kept>)>,
     /// The offset after the last record; bumped on every publish.
     end: watch::Sender<u64>,
+    /// The offset each consumer group has committed: never trimmed past.
     committed: Mutex<HashMap<String, u64>>,
+    /// The next offset each running tail needs, by tail: not trimmed past either, up to
+    /// [`LocalLog::MAX_BEHIND`] records.
+    tails: Mutex<HashMap<u64, u64>>,
+    next_tail: AtomicU64,
 }
 
 impl LocalLog {
-    /// Records kept per topic before committed ones are trimmed.
-    pub const RETAIN: usize = 10_000;
+    /// Records kept per topic even when every reader is past them. Tails record their
+    /// positions, so this need not cover a lagging one (it was 10,000 for that, 9 MiB after a
+    /// load that stayed resident).
+    pub const RETAIN: usize = 256;
+    /// Records kept at most for a tail that has not handled them: 8 s at 6,000 messages/s. A
+    /// tail further behind skips ahead and logs how many records it missed. Consumer groups are
+    /// never skipped.
+    pub const MAX_BEHIND: usize = 50_000;
+
+    /// How many records `topic` keeps now.
+    #[cfg(test)]
+    fn kept(&self, topic: &str) -> usize {
+        self.topic(topic)
+            .records
+            .lock()
+            .expect("topic poisoned")
+            .1
+            .len()
+    }
 
     fn topic(&self, name: &str) -> Arc<LocalTopic> {
         self.topics
@@ -49,6 +74,8 @@ impl LocalLog {
                     records: Mutex::new((0, VecDeque::new())),
                     end: watch::channel(0).0,
                     committed: Mutex::default(),
+                    tails: Mutex::default(),
+                    next_tail: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -62,9 +89,12 @@ impl LocalTopic {
         records.1.push_back((key, payload.into()));
         let end = records.0 + records.1.len() as u64;
         if records.1.len() > LocalLog::RETAIN {
-            let committed = self.committed.lock().expect("topic poisoned");
-            let safe = committed.values().copied().min().unwrap_or(end);
-            while records.1.len() > LocalLog::RETAIN && records.0 < safe {
+            let groups = lowest(&self.committed.lock().expect("topic poisoned")).unwrap_or(end);
+            let tails = lowest(&self.tails.lock().expect("topic poisoned")).unwrap_or(end);
+            while records.1.len() > LocalLog::RETAIN
+                && records.0 < groups
+                && (records.0 < tails || records.1.len() > LocalLog::MAX_BEHIND)
+            {
                 records.1.pop_front();
                 records.0 += 1;
             }
@@ -105,11 +135,60 @@ impl LocalTopic {
         }
     }
 
+    /// Registers a tail at the end of the log: its position, kept until the returned guard is
+    /// dropped. Taken under the records' lock, so nothing it has not seen can be trimmed first.
+    fn attach_tail(self: &Arc<Self>) -> TailPosition {
+        let records = self.records.lock().expect("topic poisoned");
+        let end = records.0 + records.1.len() as u64;
+        let id = self.next_tail.fetch_add(1, Ordering::Relaxed);
+        self.tails.lock().expect("topic poisoned").insert(id, end);
+        TailPosition {
+            topic: self.clone(),
+            id,
+            offset: end,
+        }
+    }
+
     fn commit(&self, group: &str, offset: u64) {
         self.committed
             .lock()
             .expect("topic poisoned")
             .insert(group.to_string(), offset);
+    }
+}
+
+/// The lowest of `positions`, if any.
+fn lowest<K>(positions: &HashMap<K, u64>) -> Option<u64> {
+    positions.values().copied().min()
+}
+
+/// A running tail's position in its topic; forgotten when dropped, however the tail ends.
+struct TailPosition {
+    topic: Arc<LocalTopic>,
+    id: u64,
+    offset: u64,
+}
+
+impl TailPosition {
+    fn advance(&mut self, offset: u64) {
+        self.offset = offset;
+        if let Some(at) = self
+            .topic
+            .tails
+            .lock()
+            .expect("topic poisoned")
+            .get_mut(&self.id)
+        {
+            *at = offset;
+        }
+    }
+}
+
+impl Drop for TailPosition {
+    fn drop(&mut self) {
+        if let Ok(mut tails) = self.topic.tails.lock() {
+            tails.remove(&self.id);
+        }
     }
 }
 
@@ -166,16 +245,111 @@ impl EventTransport for LocalLog {
         handler: RawHandler,
     ) -> Result<(), Error> {
         let local = self.topic(topic);
-        let mut offset = *local.end.borrow();
+        let mut position = local.attach_tail();
         attached.open();
-        while let Some(record) = local.next(offset, &shutdown).await {
+        while let Some(record) = local.next(position.offset, &shutdown).await {
             let at = record.offset as u64;
-            if at > offset {
-                tracing::warn!(%topic, skipped = at - offset, "the tail fell behind the log's retention");
+            if at > position.offset {
+                tracing::warn!(%topic, skipped = at - position.offset, "the tail fell more than LocalLog::MAX_BEHIND records behind");
             }
             handler(record).await;
-            offset = at + 1;
+            position.advance(at + 1);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::sync::Semaphore;
+
+    /// Publishes `n` records numbered from `from` (the payload is the number).
+    async fn publish(log: &LocalLog, from: u64, n: u64) {
+        for i in from..from + n {
+            log.publish("t", "k", i.to_string().into_bytes())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A tail on "t" that records every payload and waits for a permit of `gate` per record.
+    async fn tail(
+        log: &Arc<LocalLog>,
+        gate: Arc<Semaphore>,
+    ) -> (Arc<Mutex<Vec<u64>>>, CancellationToken) {
+        let (seen, stop) = (Arc::new(Mutex::new(Vec::new())), CancellationToken::new());
+        let attached = Gate::new("tail");
+        let (s, g) = (seen.clone(), gate);
+        let handler: RawHandler = Arc::new(move |record: RawRecord| {
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                g.acquire().await.unwrap().forget();
+                let n = std::str::from_utf8(&record.payload)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                s.lock().unwrap().push(n);
+                true
+            }
+            .boxed()
+        });
+        let (l, a, st) = (log.clone(), attached.clone(), stop.clone());
+        tokio::spawn(async move { l.tail("t", st, a, handler).await });
+        while !attached.is_open() {
+            tokio::task::yield_now().await;
+        }
+        (seen, stop)
+    }
+
+    async fn wait_for(seen: &Mutex<Vec<u64>>, n: usize) {
+        while seen.lock().unwrap().len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lagging_tail_loses_nothing_and_what_every_reader_passed_is_trimmed() {
+        let log = Arc::new(LocalLog::default());
+        let gate = Arc::new(Semaphore::new(0));
+        let (seen, stop) = tail(&log, gate.clone()).await;
+        // Far more than the records kept for nobody, while the tail handles none.
+        let n = (LocalLog::RETAIN * 8) as u64;
+        publish(&log, 0, n).await;
+        assert_eq!(log.kept("t"), n as usize, "all kept for the tail");
+        gate.add_permits(n as usize);
+        wait_for(&seen, n as usize).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            (0..n).collect::<Vec<_>>(),
+            "in order, no gap"
+        );
+        // Once it has passed them, the next record trims them.
+        publish(&log, n, 1).await;
+        assert!(log.kept("t") <= LocalLog::RETAIN + 1, "{}", log.kept("t"));
+        // A stopped tail's position is forgotten: it holds nothing back.
+        stop.cancel();
+        gate.add_permits(1);
+        while !log.topic("t").tails.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        publish(&log, n + 1, LocalLog::RETAIN as u64 * 2).await;
+        assert!(log.kept("t") <= LocalLog::RETAIN + 1);
+    }
+
+    #[tokio::test]
+    async fn a_tail_stuck_beyond_max_behind_is_skipped_ahead_not_kept_for() {
+        let log = Arc::new(LocalLog::default());
+        let gate = Arc::new(Semaphore::new(0));
+        let (seen, _stop) = tail(&log, gate.clone()).await;
+        let n = (LocalLog::MAX_BEHIND + 100) as u64;
+        publish(&log, 0, n).await;
+        assert_eq!(log.kept("t"), LocalLog::MAX_BEHIND, "bounded");
+        gate.add_permits(2);
+        wait_for(&seen, 2).await;
+        // It goes on from the oldest record kept, in order.
+        let oldest = n - LocalLog::MAX_BEHIND as u64;
+        assert_eq!(*seen.lock().unwrap(), vec![oldest, oldest + 1]);
     }
 }
