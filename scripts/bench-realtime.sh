@@ -9,6 +9,7 @@
 #   scripts/bench-realtime.sh            the full sweep (about 15 minutes)
 #   scripts/bench-realtime.sh --quick    two rates, 5 s each, 1k idle sockets (about 3 minutes)
 #   scripts/bench-realtime.sh profile    perf profile of chat-server under BENCH_PROFILE_RATE
+#                                        (driven by BENCH_DRIVER)
 #
 # Prints one table: per target the delivery latency p50/p99 at each rate, the highest rate with
 # p99 < 50 ms and nothing lost, the ratios to node-sqlite and node-memory, chat-server's resident
@@ -29,7 +30,10 @@
 #   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
 #   BENCH_DRIVER         node        the load driver: node (fanout.mjs) or rust (chat-tests'
 #                        fanout binary, built here: the same flags and JSON line, on one thread
-#                        like Node's, at a fraction of its cost); every target gets the same one
+#                        like Node's, at a fraction of its cost); every target gets the same one.
+#                        The Rust driver also reads the server's CPU time when its warm-up ends
+#                        and when its last send is due: cores and CPU per send over the measured
+#                        window alone. Profile mode drives with it too.
 #   BENCH_YARDSTICK      ../shared/bench   where fanout.mjs and reference-server.mjs are
 #   BENCH_NICE           10          niceness of everything started here (a shared machine)
 #   BENCH_PROFILE_RATE   2500        profile: sends/s;  BENCH_PROFILE_SECONDS 15
@@ -213,15 +217,26 @@ hops_line() {
     jq -c --arg at "$1" '{kind: "hops", target: "chat-stack", at: $at, hops: .}' >>"$results"
 }
 
+# driver_for TARGET: the load driver's command; the Rust one also samples the target's CPU over
+# the measured window (window_cpu in its line).
+driver_for() {
+  if [ "$DRIVER" = rust ]; then
+    local pids=${pid_of[$1]}
+    echo "$RUST_DRIVER --cpu-pids ${pids// /,} --clk-tck $HZ"
+  else
+    echo "node fanout.mjs"
+  fi
+}
+
 # fanout TARGET RATE SECONDS: one run of the load driver; prints the groups used and its JSON
 # line (or an error object).
 fanout() {
   local target=$1 rate=$2 seconds=$3 groups=$NGROUPS out
   local need=$(( (rate + MEMBERS * PER_SOCKET_LIMIT - 1) / (MEMBERS * PER_SOCKET_LIMIT) ))
   if [ "$need" -gt "$groups" ]; then groups=$need; fi
-  local driver=(node fanout.mjs)
-  if [ "$DRIVER" = rust ]; then driver=("$RUST_DRIVER"); fi
-  if out=$(cd "$NODE_DIR" && timeout $((seconds + 180)) "${driver[@]}" --target "${kind_of[$target]}" \
+  local cmd
+  read -ra cmd < <(driver_for "$target")
+  if out=$(cd "$NODE_DIR" && timeout $((seconds + 180)) "${cmd[@]}" --target "${kind_of[$target]}" \
       --base "${base_of[$target]}" --groups "$groups" --members "$MEMBERS" --rate "$rate" \
       --seconds "$seconds" 2>"$work/fanout.err" | tail -1) && [ -n "$out" ]; then
     echo "$groups $out"
@@ -238,7 +253,8 @@ if [ "$mode" = profile ]; then
   start_server chat-server
   pid=${pid_of[chat-server]}
   log "profiling chat-server (pid $pid) at $rate sends/s for ${seconds} s"
-  (cd "$NODE_DIR" && exec node fanout.mjs --target chat --base "${base_of[chat-server]}" --groups "$NGROUPS" \
+  read -ra cmd < <(driver_for chat-server)
+  (cd "$NODE_DIR" && exec "${cmd[@]}" --target chat --base "${base_of[chat-server]}" --groups "$NGROUPS" \
     --members "$MEMBERS" --rate "$rate" --seconds "$seconds" --warmup 3 >"$work/profile-run.json" 2>&1) &
   driver=$!
   # Records once the driver's set-up (registrations, connections) is over and warm-up began.

@@ -72,6 +72,18 @@ print(header, rows);
 console.log(`\nCells: delivery latency p50 / p99 in ms (send to receipt by each of the group's members). * = p99 >= ${LIMIT} ms.` +
   ` "+" = passed the sweep's top rate, so the ratio is a lower bound. Raw JSON lines: ${file}`);
 
+// The servers' CPU over the measured window alone (the Rust driver's window_cpu): what each
+// send costs, comparable between targets whatever their latency did.
+if (runs.some((r) => r.result?.window_cpu)) {
+  const cpu = (r) => {
+    const w = r?.result?.window_cpu;
+    return w ? `${w.cores.toFixed(2)} / ${w.us_per_send === null ? "-" : Math.round(w.us_per_send)}` : "";
+  };
+  const cpuRows = rates.map((rate) => [String(rate), ...targets.map((t) => cpu(runs.find((r) => r.target === t && r.rate === rate)))]);
+  console.log("\nServer CPU over the measured window (warm-up end to the last send due): cores / CPU µs per send");
+  print(["sends/s", ...targets], cpuRows);
+}
+
 // The multi-process stack's time per hop: the differences between the snapshots of its
 // chat_message_hop_seconds histograms (summed over its processes) taken after each rate.
 const HOPS = ["command_queued", "command_log", "store_queued", "store", "fact_log", "emit"];

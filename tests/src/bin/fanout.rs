@@ -9,10 +9,14 @@
 //! highest rate. It is run against the Node reference too: ratios come from one driver.
 //!
 //!   fanout --target chat|ref --base URL --groups 20 --members 10 --rate 1000 --seconds 10
-//!          [--warmup 3]
+//!          [--warmup 3] [--cpu-pids PID,PID --clk-tck 100]
 //!
 //! `chat`: users are registered and groups created through the REST API first; `ref`
 //! (reference-server.mjs): the handshake names the groups.
+//!
+//! `--cpu-pids`: the server's processes, whose CPU time (from `/proc`) is read when the warm-up
+//! ends and when the last send is due, so the line also gives the server's cores and CPU per
+//! send over the measured window alone (`window_cpu`), without the set-up's registrations.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -37,6 +41,8 @@ struct Args {
     rate: f64,
     seconds: f64,
     warmup: f64,
+    cpu_pids: Vec<u32>,
+    clk_tck: f64,
 }
 
 fn args() -> Result<Args, String> {
@@ -71,6 +77,18 @@ fn args() -> Result<Args, String> {
         rate: number("rate", 1000.0)?,
         seconds: number("seconds", 20.0)?.max(1.0),
         warmup: number("warmup", 3.0)?,
+        cpu_pids: match get("cpu-pids") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| format!("--cpu-pids {list}: not pids"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
+        clk_tck: number("clk-tck", 100.0)?.max(1.0),
     })
 }
 
@@ -294,6 +312,24 @@ async fn drive(
     tally
 }
 
+/// CPU time in clock ticks spent by `pids` (user and system, every thread), from `/proc`; a
+/// process that is gone counts nothing.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command name (which may hold spaces), from the third on.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+            field(14).unwrap_or(0) + field(15).unwrap_or(0)
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> Value {
     if sorted.is_empty() {
         return Value::Null;
@@ -330,8 +366,13 @@ async fn run(args: Args) -> Result<Value, String> {
     // Open loop: every few milliseconds, the sends due by now, round-robin over the sockets.
     let start = clock.elapsed().as_secs_f64();
     let (mut issued, mut next) = (0u64, 0usize);
+    // The servers' CPU ticks and the time when the measured window began.
+    let mut window: Option<(u64, Instant)> = None;
     loop {
         let elapsed = clock.elapsed().as_secs_f64() - start;
+        if window.is_none() && elapsed >= args.warmup {
+            window = Some((cpu_ticks(&args.cpu_pids), Instant::now()));
+        }
         if elapsed >= args.warmup + args.seconds {
             break;
         }
@@ -349,6 +390,12 @@ async fn run(args: Args) -> Result<Value, String> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let window_cpu = window
+        .filter(|_| !args.cpu_pids.is_empty())
+        .map(|(ticks, began)| {
+            let cpu_s = cpu_ticks(&args.cpu_pids).saturating_sub(ticks) as f64 / args.clk_tck;
+            (cpu_s, began.elapsed().as_secs_f64())
+        });
     // Every measured send answered (or timed out), then late deliveries.
     let answered_by = Instant::now() + Duration::from_millis(ACK_TIMEOUT_MS as u64);
     while outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < answered_by {
@@ -364,6 +411,12 @@ async fn run(args: Args) -> Result<Value, String> {
     tally.delivery_ms.sort_by(f64::total_cmp);
     let expected = tally.acked * args.members as u64;
     let per_second = |n: u64| (n as f64 / args.seconds).round();
+    let round = |v: f64, places: i32| (v * 10f64.powi(places)).round() / 10f64.powi(places);
+    let window_cpu = window_cpu.map(|(cpu_s, window_s)| {
+        json!({"cpu_s": round(cpu_s, 2), "window_s": round(window_s, 2),
+            "cores": round(cpu_s / window_s, 2),
+            "us_per_send": (tally.acked > 0).then(|| round(cpu_s * 1e6 / tally.acked as f64, 1))})
+    });
     Ok(json!({
         "target": args.target, "driver": "rust", "groups": args.groups, "members": args.members,
         "sockets": members.len(), "seconds": args.seconds, "offered_sends_per_s": args.rate,
@@ -375,6 +428,7 @@ async fn run(args: Args) -> Result<Value, String> {
             "max": percentile(&tally.ack_ms, 1.0)},
         "delivery_ms": {"p50": percentile(&tally.delivery_ms, 0.5),
             "p99": percentile(&tally.delivery_ms, 0.99), "max": percentile(&tally.delivery_ms, 1.0)},
+        "window_cpu": window_cpu,
     }))
 }
 
