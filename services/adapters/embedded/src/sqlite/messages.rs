@@ -66,11 +66,30 @@ pub(super) struct PendingAppend {
     answer: tokio::sync::oneshot::Sender<Result<(MessageView, bool), Error>>,
 }
 
-fn lock_appends(
-    appends: &Mutex<Vec<PendingAppend>>,
-) -> std::sync::MutexGuard<'_, Vec<PendingAppend>> {
-    // A panic while held leaves a plain list: still usable.
-    appends.lock().unwrap_or_else(|e| e.into_inner())
+/// The most sends one transaction stores (a backlog is stored in several).
+const MAX_BATCH: usize = 512;
+
+/// The writer's thread: takes the sends in the order they came, everything waiting at once
+/// (group commit), until the database is dropped. One thread kept for this, woken by the first
+/// send of a batch, costs far less than a job on the blocking pool per send, each waking a
+/// thread to contend for the connection and most finding the queue already taken.
+pub(super) fn store_sends(
+    conn: Arc<Mutex<Connection>>,
+    sends: std::sync::mpsc::Receiver<PendingAppend>,
+) {
+    while let Ok(first) = sends.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match sends.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // A panic while held leaves a usable connection (a transaction left open is rolled
+        // back when the next begins).
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        append_batch(&mut conn, batch);
+    }
 }
 
 /// Stores `batch` in one transaction, each send under a savepoint of its own (a failing one
@@ -156,18 +175,9 @@ fn append_in(conn: &Connection, message: NewMessage) -> Result<(MessageView, boo
 impl MessageStore for SqliteMessageStore {
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
         let (answer, stored) = tokio::sync::oneshot::channel();
-        lock_appends(&self.appends).push(PendingAppend { message, answer });
-        // Whichever job gets the connection first stores every send waiting by then, ours
-        // included or not: this one may find the queue already taken, and then returns.
-        let appends = self.appends.clone();
-        self.run(move |conn| {
-            let batch = std::mem::take(&mut *lock_appends(&appends));
-            if !batch.is_empty() {
-                append_batch(conn, batch);
-            }
-            Ok(())
-        })
-        .await?;
+        self.appends
+            .send(PendingAppend { message, answer })
+            .map_err(|_| Error::internal("embedded database: its writer stopped"))?;
         stored
             .await
             .map_err(|_| Error::internal("embedded database: a send was dropped unanswered"))?

@@ -4,8 +4,9 @@
 //! conversation per pair, gap-free per-group sequences, idempotent sends, cursors, Unicode
 //! case-insensitive search, and chunked uploads assembled into stored files.
 //!
-//! One connection in WAL mode serves the process; calls run on the blocking pool. A committed
-//! write survives the process being killed: an acknowledged message is on disk.
+//! One connection in WAL mode serves the process: new messages are stored by a thread of their
+//! own, several to a transaction, and other calls run on the blocking pool. A committed write
+//! survives the process being killed: an acknowledged message is on disk.
 //!
 //! As with MongoDB, each port has its own type ([`SqliteUserStore`], [`SqliteGroupStore`], …),
 //! here all on the one [`SqliteDb`]; the modules mirror the MongoDB adapter's.
@@ -108,8 +109,8 @@ fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> rusql
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
     limits: AssetLimits,
-    /// Sends waiting for the connection, stored together in one transaction (group commit).
-    appends: Arc<Mutex<Vec<messages::PendingAppend>>>,
+    /// Sends for the writer's thread, which stores those waiting together (group commit).
+    appends: std::sync::mpsc::Sender<messages::PendingAppend>,
 }
 
 fn db_error(e: rusqlite::Error) -> Error {
@@ -161,6 +162,27 @@ fn new_id() -> String {
     format!("{secs:08x}{process}{count:06x}")
 }
 
+/// `conn` set up: write-ahead log, prepared-statement cache, the schema.
+fn prepare(conn: Connection) -> rusqlite::Result<Connection> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Statements are prepared once and reused (the hot ones run for every message).
+    conn.set_prepared_statement_cache_capacity(64);
+    // SQLite's lower() and LIKE fold ASCII only; search must fold every script.
+    conn.create_scalar_function(
+        "ulower",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    // Columns added since a database was created: added to it once.
+    add_column(&conn, "messages", "edited_at", "INTEGER")?;
+    Ok(conn)
+}
+
 impl SqliteDb {
     /// Opens (creating if needed) `file` and its schema.
     pub fn open(file: &Path, limits: AssetLimits) -> Result<Self, StartupError> {
@@ -171,23 +193,20 @@ impl SqliteDb {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| failed(dir, &e))?;
         }
-        let conn = Connection::open(file).map_err(|e| failed(file, &e))?;
-        let db = Self::prepare(conn, limits).map_err(|e| failed(file, &e))?;
+        let conn = Connection::open(file)
+            .and_then(prepare)
+            .map_err(|e| failed(file, &e))?;
         // Checkpoints copy the write-ahead log into the database file, with an fsync. Run by
         // the committing writer (SQLite's default), one stalls every write queued behind it;
         // a second connection does them in the background instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| failed(file, &e))?;
+        // The log file keeps the size it grew to; after a burst it is cut back to this when it
+        // starts over.
+        conn.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT)
+            .map_err(|e| failed(file, &e))?;
         let checkpoints = Connection::open(file).map_err(|e| failed(file, &e))?;
-        {
-            let writer = db.conn.lock().map_err(|_| failed(file, &"poisoned"))?;
-            writer
-                .pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(|e| failed(file, &e))?;
-            // The log file keeps the size it grew to; after a burst it is cut back to this
-            // when it starts over.
-            writer
-                .pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT)
-                .map_err(|e| failed(file, &e))?;
-        }
+        let db = Self::start(conn, limits).map_err(|e| failed(file, &e))?;
         let writer = Arc::downgrade(&db.conn);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -197,31 +216,25 @@ impl SqliteDb {
     }
 
     /// A throw-away database in memory (tests).
-    pub fn in_memory(limits: AssetLimits) -> Result<Self, rusqlite::Error> {
-        Self::prepare(Connection::open_in_memory()?, limits)
+    pub fn in_memory(
+        limits: AssetLimits,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let conn = prepare(Connection::open_in_memory()?)?;
+        Ok(Self::start(conn, limits)?)
     }
 
-    fn prepare(conn: Connection, limits: AssetLimits) -> Result<Self, rusqlite::Error> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Statements are prepared once and reused (the hot ones run for every message).
-        conn.set_prepared_statement_cache_capacity(64);
-        // SQLite's lower() and LIKE fold ASCII only; search must fold every script.
-        conn.create_scalar_function(
-            "ulower",
-            1,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-            |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
-        )?;
-        conn.execute_batch(SCHEMA)?;
-        // Columns added since a database was created: added to it once.
-        add_column(&conn, "messages", "edited_at", "INTEGER")?;
+    /// The database on `conn`, with the thread that stores messages.
+    fn start(conn: Connection, limits: AssetLimits) -> std::io::Result<Self> {
+        let conn = Arc::new(Mutex::new(conn));
+        let (appends, sends) = std::sync::mpsc::channel();
+        let writer = conn.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || messages::store_sends(writer, sends))?;
         Ok(SqliteDb {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             limits,
-            appends: Arc::default(),
+            appends,
         })
     }
 
