@@ -1186,13 +1186,23 @@ async fn a_refused_call_is_reported_and_does_not_block_the_rest() {
     let cd = wait_reason(&stack, "Degraded", "True", "Forbidden").await;
     let message = message_of(&cd, "Degraded");
     assert!(message.contains("NetworkPolicy"), "{message}");
-    let events = stack.events("chat").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "Forbidden" && n.contains("networkpolicies")),
-        "{events:?}"
-    );
+    // The event follows the status write.
+    let events = eventually(
+        || "a Forbidden event".into(),
+        READY_WITHIN,
+        || async {
+            let events = stack.events("chat").await;
+            if events
+                .iter()
+                .any(|(r, n)| r == "Forbidden" && n.contains("networkpolicies"))
+            {
+                Ok(events)
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
     let sets: Api<StatefulSet> = stack.api();
     assert_eq!(
         sets.list(&Default::default()).await.unwrap().items.len(),
