@@ -395,9 +395,9 @@ error_reasons! {
         #[error("the request body stopped arriving")]
         BodyStalled => (BadRequest, "body_stalled"),
         /// The process already serves as many requests (`HTTP_MAX_IN_FLIGHT`) or waits for as
-        /// many socket commands (`CHAT_MAX_PENDING_COMMANDS`) as it may: retry after
-        /// `Retry-After` (`retryAfter` in a socket ack) seconds; a send with the same
-        /// `clientMessageId`.
+        /// many socket commands (`CHAT_MAX_PENDING_COMMANDS`) as it may, or (embedded mode) the
+        /// message role is too far behind on its in-process log: retry after `Retry-After`
+        /// (`retryAfter` in a socket ack) seconds; a send with the same `clientMessageId`.
         #[error("the server is overloaded; retry in a moment")]
         Overloaded => (Unavailable, "overloaded"),
     }

@@ -3,16 +3,17 @@
 //! consumer group handles several keys at once, each key's records in order
 //! ([`handle_in_lanes`]), and commits the offset below which every record is handled; tails
 //! start at the end. Records that every consumer group has committed and every running tail
-//! has handled are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them; a tail
-//! more than [`LocalLog::MAX_BEHIND`] records behind is the one exception, skipped ahead
-//! rather than holding memory without bound.
+//! has handled are trimmed once a topic holds more than [`LocalLog::RETAIN`] of them. No reader
+//! holds more than [`LocalLog::MAX_BEHIND`] records: a tail that far behind is skipped ahead,
+//! and while a consumer group is, publishing to its topic is refused (`overloaded`).
 //! The log lives in memory: what it loses on a crash is what no client was told was done
 //! (acknowledgements wait for the stores).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chat_domain::error::RequestError;
 use chat_domain::Error;
 use chat_ports::events::{
     handle_in_lanes, key_hash, EventTransport, RawHandler, RawRecord, StartAt,
@@ -41,6 +42,9 @@ struct LocalTopic {
     /// [`LocalLog::MAX_BEHIND`] records.
     tails: Mutex<HashMap<u64, u64>>,
     next_tail: AtomicU64,
+    /// Whether publishes are refused because a consumer group is too far behind (logged once
+    /// per episode).
+    refusing: AtomicBool,
 }
 
 impl LocalLog {
@@ -48,9 +52,10 @@ impl LocalLog {
     /// positions, so this need not cover a lagging one (it was 10,000 for that, 9 MiB after a
     /// load that stayed resident).
     pub const RETAIN: usize = 256;
-    /// Records kept at most for a tail that has not handled them: 8 s at 6,000 messages/s. A
-    /// tail further behind skips ahead and logs how many records it missed. Consumer groups are
-    /// never skipped.
+    /// Records kept at most for a reader that has not handled them: 8 s at 6,000 messages/s.
+    /// A tail further behind skips ahead and logs how many records it missed; a consumer group
+    /// is never skipped: publishes are refused (`overloaded`, retry after 1 s) until it has
+    /// caught up.
     pub const MAX_BEHIND: usize = 50_000;
 
     /// How many records `topic` keeps now.
@@ -76,6 +81,7 @@ impl LocalLog {
                     committed: Mutex::default(),
                     tails: Mutex::default(),
                     next_tail: AtomicU64::new(0),
+                    refusing: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -83,7 +89,9 @@ impl LocalLog {
 }
 
 impl LocalTopic {
-    fn append(&self, key: &str, payload: Vec<u8>) {
+    /// Appends a record; refused (`overloaded`) while a consumer group is
+    /// [`LocalLog::MAX_BEHIND`] records behind.
+    fn append(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error> {
         let key = key_hash(key.as_bytes());
         let mut records = self.records.lock().expect("topic poisoned");
         records.1.push_back((key, payload.into()));
@@ -99,8 +107,27 @@ impl LocalTopic {
                 records.0 += 1;
             }
         }
+        // Still more than that: a consumer group has not handled them (tails were skipped
+        // ahead). Skipping them would lose its work and keeping them would hold memory without
+        // bound; the publisher is told to retry instead, as Kafka's producer would be told
+        // when its broker is full.
+        let full = records.1.len() > LocalLog::MAX_BEHIND;
+        if full {
+            records.1.pop_back();
+        }
         drop(records);
+        if full {
+            if !self.refusing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%topic, behind = LocalLog::MAX_BEHIND,
+                    "a consumer group fell LocalLog::MAX_BEHIND records behind: refusing new records until it catches up");
+            }
+            return Err(Error::from(RequestError::Overloaded).retry_after(1));
+        }
+        if self.refusing.swap(false, Ordering::Relaxed) {
+            tracing::info!(%topic, "the consumer groups caught up: taking records again");
+        }
         self.end.send_replace(end);
+        Ok(())
     }
 
     /// The record at `offset` or, if it was trimmed, the first one kept.
@@ -202,8 +229,7 @@ impl EventTransport for LocalLog {
     }
 
     async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error> {
-        self.topic(topic).append(key, payload);
-        Ok(())
+        self.topic(topic).append(topic, key, payload)
     }
 
     async fn consume(
@@ -281,8 +307,19 @@ mod tests {
     ) -> (Arc<Mutex<Vec<u64>>>, CancellationToken) {
         let (seen, stop) = (Arc::new(Mutex::new(Vec::new())), CancellationToken::new());
         let attached = Gate::new("tail");
+        let handler = recording(&seen, gate);
+        let (l, a, st) = (log.clone(), attached.clone(), stop.clone());
+        tokio::spawn(async move { l.tail("t", st, a, handler).await });
+        while !attached.is_open() {
+            tokio::task::yield_now().await;
+        }
+        (seen, stop)
+    }
+
+    /// A handler that records every payload in `seen`, waiting for a permit of `gate` first.
+    fn recording(seen: &Arc<Mutex<Vec<u64>>>, gate: Arc<Semaphore>) -> RawHandler {
         let (s, g) = (seen.clone(), gate);
-        let handler: RawHandler = Arc::new(move |record: RawRecord| {
+        Arc::new(move |record: RawRecord| {
             let (s, g) = (s.clone(), g.clone());
             async move {
                 g.acquire().await.unwrap().forget();
@@ -294,13 +331,7 @@ mod tests {
                 true
             }
             .boxed()
-        });
-        let (l, a, st) = (log.clone(), attached.clone(), stop.clone());
-        tokio::spawn(async move { l.tail("t", st, a, handler).await });
-        while !attached.is_open() {
-            tokio::task::yield_now().await;
-        }
-        (seen, stop)
+        })
     }
 
     async fn wait_for(seen: &Mutex<Vec<u64>>, n: usize) {
@@ -351,5 +382,47 @@ mod tests {
         // It goes on from the oldest record kept, in order.
         let oldest = n - LocalLog::MAX_BEHIND as u64;
         assert_eq!(*seen.lock().unwrap(), vec![oldest, oldest + 1]);
+    }
+
+    /// A consumer group is never skipped: while it is `MAX_BEHIND` records behind, publishing
+    /// is refused (retry later) and memory stays bounded; once it has caught up, records are
+    /// taken again, and it has handled every one that was taken, in order.
+    #[tokio::test]
+    async fn a_consumer_group_too_far_behind_refuses_publishes_and_loses_nothing() {
+        let log = Arc::new(LocalLog::default());
+        let gate = Arc::new(Semaphore::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler = recording(&seen, gate.clone());
+        let l = log.clone();
+        tokio::spawn(async move {
+            l.consume(
+                "t",
+                "g",
+                StartAt::Earliest,
+                CancellationToken::new(),
+                handler,
+            )
+            .await
+        });
+        while !log.topic("t").committed.lock().unwrap().contains_key("g") {
+            tokio::task::yield_now().await;
+        }
+        let n = LocalLog::MAX_BEHIND as u64;
+        publish(&log, 0, n).await;
+        let refused = log.publish("t", "k", b"x".to_vec()).await.unwrap_err();
+        assert_eq!(refused.reason(), "overloaded");
+        assert_eq!(refused.retry_after_secs, Some(1));
+        assert_eq!(log.kept("t"), LocalLog::MAX_BEHIND, "bounded");
+
+        gate.add_permits(n as usize + 1);
+        wait_for(&seen, n as usize).await;
+        assert_eq!(*seen.lock().unwrap(), (0..n).collect::<Vec<_>>());
+        while log.topic("t").committed.lock().unwrap().get("g") != Some(&n) {
+            tokio::task::yield_now().await;
+        }
+        publish(&log, n, 1).await;
+        wait_for(&seen, n as usize + 1).await;
+        assert_eq!(seen.lock().unwrap().last(), Some(&n), "taken again");
+        assert!(log.kept("t") <= LocalLog::RETAIN + 1, "{}", log.kept("t"));
     }
 }
