@@ -311,3 +311,51 @@ fn the_web_client_bundle_is_built_from_its_sources() {
         );
     }
 }
+
+/// The benchmark's load driver (`fanout`, which `scripts/bench-realtime.sh` runs with
+/// `BENCH_DRIVER=rust`) in brief against `chat-server all`: its JSON line counts every send
+/// acknowledged and delivered to each member, and gives the server's CPU over the measured
+/// window. The figures belong to the benchmark; this keeps the driver working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_load_driver_runs_against_chat_server_all() {
+    let deployment = Deployment::embedded(&[]);
+    let all = deployment.spawn("all").await;
+    let (port, pid) = (all.port, all.pid().unwrap());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args([
+                "--target",
+                "chat",
+                "--base",
+                &format!("http://127.0.0.1:{port}"),
+            ])
+            .args(["--groups", "2", "--members", "3", "--rate", "12"])
+            .args([
+                "--seconds",
+                "1",
+                "--warmup",
+                "0.5",
+                "--cpu-pids",
+                &pid.to_string(),
+            ])
+            .output()
+            .expect("the driver runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line["failed"], 0, "{line}");
+    assert_eq!(line["lost_deliveries"], 0, "{line}");
+    let acked = line["acked"].as_u64().unwrap();
+    assert!(acked > 0, "{line}");
+    assert_eq!(line["delivered"].as_u64(), Some(acked * 3), "{line}");
+    let cpu = &line["window_cpu"];
+    assert!(cpu["cpu_s"].as_f64().is_some_and(|s| s >= 0.0), "{line}");
+    assert!(cpu["window_s"].as_f64().is_some_and(|s| s > 0.0), "{line}");
+}
