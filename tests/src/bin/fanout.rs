@@ -16,7 +16,9 @@
 //!
 //! `--cpu-pids`: the server's processes, whose CPU time (from `/proc`) is read when the warm-up
 //! ends and when the last send is due, so the line also gives the server's cores and CPU per
-//! send over the measured window alone (`window_cpu`), without the set-up's registrations.
+//! send over the measured window alone (`window_cpu`), without the set-up's registrations. At a
+//! rate the server cannot keep up with, its backlog is handled partly after the window, so the
+//! CPU per send is then understated.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};

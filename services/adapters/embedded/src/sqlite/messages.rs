@@ -78,17 +78,20 @@ pub(super) fn store_sends(
     sends: std::sync::mpsc::Receiver<PendingAppend>,
 ) {
     while let Ok(first) = sends.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match sends.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        // A panic while held leaves a usable connection (a transaction left open is rolled
-        // back when the next begins).
+        // A panic elsewhere while the connection was held leaves it usable (its transaction
+        // was rolled back as it unwound).
         let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        append_batch(&mut conn, batch);
+        // Everything waiting by the time the connection is ours.
+        let mut batch = vec![first];
+        batch.extend(sends.try_iter().take(MAX_BATCH - 1));
+        // A bug that panics here fails this batch's sends (their answers are dropped), not
+        // every later one: the thread goes on.
+        let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            append_batch(&mut conn, batch)
+        }));
+        if stored.is_err() {
+            tracing::error!("embedded database: storing a batch of messages panicked");
+        }
     }
 }
 
