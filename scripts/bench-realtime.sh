@@ -217,14 +217,15 @@ hops_line() {
     jq -c --arg at "$1" '{kind: "hops", target: "chat-stack", at: $at, hops: .}' >>"$results"
 }
 
-# driver_for TARGET: the load driver's command; the Rust one also samples the target's CPU over
-# the measured window (window_cpu in its line).
-driver_for() {
+# driver_cmd TARGET: sets the array cmd (the caller's, when it has a local one) to the load
+# driver's command; the Rust one also samples the target's CPU over the measured window
+# (window_cpu in its line).
+driver_cmd() {
   if [ "$DRIVER" = rust ]; then
     local pids=${pid_of[$1]}
-    echo "$RUST_DRIVER --cpu-pids ${pids// /,} --clk-tck $HZ"
+    cmd=("$RUST_DRIVER" --cpu-pids "${pids// /,}" --clk-tck "$HZ")
   else
-    echo "node fanout.mjs"
+    cmd=(node fanout.mjs)
   fi
 }
 
@@ -235,7 +236,7 @@ fanout() {
   local need=$(( (rate + MEMBERS * PER_SOCKET_LIMIT - 1) / (MEMBERS * PER_SOCKET_LIMIT) ))
   if [ "$need" -gt "$groups" ]; then groups=$need; fi
   local cmd
-  read -ra cmd < <(driver_for "$target")
+  driver_cmd "$target"
   if out=$(cd "$NODE_DIR" && timeout $((seconds + 180)) "${cmd[@]}" --target "${kind_of[$target]}" \
       --base "${base_of[$target]}" --groups "$groups" --members "$MEMBERS" --rate "$rate" \
       --seconds "$seconds" 2>"$work/fanout.err" | tail -1) && [ -n "$out" ]; then
@@ -253,7 +254,7 @@ if [ "$mode" = profile ]; then
   start_server chat-server
   pid=${pid_of[chat-server]}
   log "profiling chat-server (pid $pid) at $rate sends/s for ${seconds} s"
-  read -ra cmd < <(driver_for chat-server)
+  driver_cmd chat-server
   (cd "$NODE_DIR" && exec "${cmd[@]}" --target chat --base "${base_of[chat-server]}" --groups "$NGROUPS" \
     --members "$MEMBERS" --rate "$rate" --seconds "$seconds" --warmup 3 >"$work/profile-run.json" 2>&1) &
   driver=$!
