@@ -419,11 +419,19 @@ async fn idle_uploads_expire_with_their_chunks() {
         .await
         .collection::<mongodb::bson::Document>("upload_chunks");
     assert_eq!(chunk_docs.count_documents(doc! {}).await.unwrap(), 1);
-    within(Duration::from_secs(15), "the chunks being swept", async {
-        while chunk_docs.count_documents(doc! {}).await.unwrap() > 0 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
+    // The sweeper deletes a session's chunks, then the session (orphaned chunks are never left
+    // behind by a crash in between): wait for both.
+    within(
+        Duration::from_secs(15),
+        "the chunks and the session being swept",
+        async {
+            while chunk_docs.count_documents(doc! {}).await.unwrap() > 0
+                || status(api, &ada, "late.png").await.status == StatusCode::OK
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        },
+    )
     .await;
     status(api, &ada, "late.png").await.assert_error(404);
     complete(api, &ada, "late.png", 2).await.assert_error(404);
