@@ -95,11 +95,15 @@ pub(super) fn store_sends(
     }
 }
 
-/// Stores `batch` in one transaction, each send under a savepoint of its own (a failing one
-/// leaves the others stored), and answers each once the whole is committed: one write of the
-/// log for all of them instead of one each, which was most of a send's cost in the database.
+/// Stores `batch` in one transaction and answers each send once the whole is committed: one
+/// write of the log for all of them instead of one each, which was most of a send's cost in the
+/// database. A send writes with one statement, which SQLite undoes alone when it fails, so one
+/// failing send leaves the others to be stored (no savepoint per send: parsing and running two
+/// more statements each cost more than the insert). An error that made SQLite roll back the
+/// whole transaction (a full disk, an I/O error) fails the sends after it unrun: run outside the
+/// transaction they would each commit on their own and be answered as failed.
 fn append_batch(conn: &mut Connection, batch: Vec<PendingAppend>) {
-    let mut tx = match conn
+    let tx = match conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .db()
     {
@@ -112,15 +116,23 @@ fn append_batch(conn: &mut Connection, batch: Vec<PendingAppend>) {
         }
     };
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut rolled_back = None;
     for pending in batch {
-        let outcome = tx.savepoint().db().and_then(|sp| {
-            let stored = append_in(&sp, pending.message)?;
-            sp.commit().db()?;
-            Ok(stored)
-        });
+        let outcome = match &rolled_back {
+            Some(e) => Err(Clone::clone(e)),
+            None => append_in(&tx, pending.message),
+        };
+        if let (Err(e), None) = (&outcome, &rolled_back) {
+            if tx.is_autocommit() {
+                rolled_back = Some(e.clone());
+            }
+        }
         outcomes.push((pending.answer, outcome));
     }
-    let committed = tx.commit().db();
+    let committed = match rolled_back {
+        Some(e) => Err(e),
+        None => tx.commit().db(),
+    };
     for (answer, outcome) in outcomes {
         // Nothing is stored when the commit failed, whatever each send's own outcome was.
         let _ = answer.send(committed.clone().and(outcome));
@@ -457,6 +469,56 @@ mod tests {
         }
         let kept = store.before("g0", None, 100).await.unwrap();
         assert_eq!(kept.len(), 8, "what was answered is what was stored");
+    }
+
+    /// A database that cannot grow (here: capped by `max_page_count`, as a full disk would)
+    /// fails sends, and what each sender is told is the truth: a send answered stored is
+    /// stored, one answered failed is not, even when the failure rolled back a batch shared
+    /// with others. Once there is room again, sends are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_full_database_fails_sends_and_answers_each_truthfully() {
+        let store = SqliteMessageStore(SqliteDb::in_memory(AssetLimits::default()).unwrap());
+        store.append(send("g", "ada", "first")).await.unwrap();
+        let pages: i64 = {
+            let conn = store.0.conn.lock().unwrap();
+            let pages = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            conn.pragma_update(None, "max_page_count", pages).unwrap();
+            pages
+        };
+        let big = "x".repeat(3000);
+        let sends = (0..40).map(|i| {
+            let (store, big) = (store.clone(), big.clone());
+            async move {
+                let mut message = send(&format!("g{}", i % 4), "ada", &format!("c{i}"));
+                message.content = Some(big);
+                (format!("c{i}"), store.append(message).await)
+            }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        let mut failed = 0;
+        for (client_id, answer) in &answers {
+            let stored = store.sent("ada", client_id).await.unwrap();
+            match answer {
+                Ok((m, _)) => assert_eq!(stored.map(|s| s.id), Some(m.id.clone())),
+                Err(_) => {
+                    failed += 1;
+                    assert!(stored.is_none(), "{client_id} answered failed but stored")
+                }
+            }
+        }
+        assert!(failed > 0, "{pages} pages held every send");
+        store
+            .0
+            .conn
+            .lock()
+            .unwrap()
+            .pragma_update(None, "max_page_count", 1_000_000)
+            .unwrap();
+        let (after, created) = store.append(send("g", "ada", "after")).await.unwrap();
+        assert!(created);
+        assert_eq!(after.seq, 2, "numbers go on from what was stored");
     }
 
     fn created_with<'a>(created: &[&'a MessageView], client_id: &str) -> &'a MessageView {
