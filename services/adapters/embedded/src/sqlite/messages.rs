@@ -116,17 +116,19 @@ fn append_batch(conn: &mut Connection, batch: Vec<PendingAppend>) {
         }
     };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut rolled_back = None;
+    let mut rolled_back: Option<Error> = None;
     for pending in batch {
-        let outcome = match &rolled_back {
-            Some(e) => Err(Clone::clone(e)),
-            None => append_in(&tx, pending.message),
-        };
-        if let (Err(e), None) = (&outcome, &rolled_back) {
-            if tx.is_autocommit() {
-                rolled_back = Some(e.clone());
+        let outcome = if let Some(e) = &rolled_back {
+            Err(e.clone())
+        } else {
+            let outcome = append_in(&tx, pending.message);
+            if let Err(e) = &outcome {
+                if tx.is_autocommit() {
+                    rolled_back = Some(e.clone());
+                }
             }
-        }
+            outcome
+        };
         outcomes.push((pending.answer, outcome));
     }
     let committed = match rolled_back {
