@@ -12,10 +12,10 @@
 #                                        (driven by BENCH_DRIVER)
 #
 # Prints one table: per target the delivery latency p50/p99 at each rate, the highest rate with
-# p99 < 50 ms and nothing lost, the ratios to node-sqlite and node-memory, chat-server's resident
-# memory before and after the sweep and the memory per idle socket; for chat-stack, the time a
-# message spends per hop (socket -> command -> store -> fact -> emit, from the processes'
-# chat_message_hop_seconds histograms) at each rate. Figures, not pass/fail.
+# p99 < 50 ms and nothing lost, the ratios to node-sqlite and node-memory, the resident memory
+# before the sweep, after it and after BENCH_RSS_IDLE s idle, the memory per idle socket; for
+# chat-stack, the time a message spends per hop (socket -> command -> store -> fact -> emit,
+# from the processes' chat_message_hop_seconds histograms) at each rate. Figures, not pass/fail.
 #
 # Settings (environment, with defaults):
 #   BENCH_RATES          "500 1000 2000 3000 4000 6000"  sends/s swept (quick: "1000 3000")
@@ -28,6 +28,7 @@
 #   BENCH_IDLE_SOCKETS   "1000 10000"  idle-socket memory runs (quick: "1000"; "" skips)
 #   BENCH_GIVE_UP        2           consecutive failing rates after which a target's sweep stops
 #   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
+#   BENCH_RSS_IDLE       10          seconds idle after the sweep before memory is read again
 #   BENCH_DRIVER         node        the load driver: node (fanout.mjs) or rust (chat-tests'
 #                        fanout binary, built here: the same flags and JSON line, on one thread
 #                        like Node's, at a fraction of its cost); every target gets the same one.
@@ -64,6 +65,7 @@ TARGETS=${BENCH_TARGETS:-node-memory node-sqlite chat-server}
 if [ -z "${BENCH_RATES:-}" ] && [[ " $TARGETS " == *" chat-stack "* ]]; then RATES="25 50 100 200 $RATES"; fi
 IDLE_SOCKETS=${BENCH_IDLE_SOCKETS-$([ -n "$quick" ] && echo "1000" || echo "1000 10000")}
 GIVE_UP=${BENCH_GIVE_UP:-2}
+RSS_IDLE=${BENCH_RSS_IDLE:-10}
 STACK_GIVE_UP=${BENCH_STACK_GIVE_UP:-1}
 YARDSTICK=${BENCH_YARDSTICK:-$repo/../shared/bench}
 NODE_DIR=$SCALABLE_CHAT_CACHE/bench-node
@@ -323,8 +325,12 @@ for rate in $RATES; do
     if [ "$target" = chat-stack ]; then hops_line "$rate"; fi
   done
 done
+# Resident memory right after the sweep, and again once every target has been idle for
+# RSS_IDLE seconds: what a server gives back when a busy spell is over.
+for target in $TARGETS; do rss_line "$target" after; done
+sleep "$RSS_IDLE"
 for target in $TARGETS; do
-  rss_line "$target" after
+  rss_line "$target" idle
   stop_server "$target"
 done
 

@@ -52,7 +52,8 @@ if (targets.includes("node-memory")) {
   rows.push(["ratio to node-memory", ...targets.map((t) => (best["node-memory"] ? (best[t] / best["node-memory"]).toFixed(2) : "-"))]);
 }
 const rss = (t, phase) => lines.find((l) => l.kind === "rss" && l.target === t && l.phase === phase)?.mib;
-rows.push(["RSS MiB: start -> after the sweep", ...targets.map((t) => (rss(t, "start") ? `${rss(t, "start").toFixed(0)} -> ${rss(t, "after")?.toFixed(0) ?? "-"}` : "-"))]);
+const mib = (t, phase) => rss(t, phase)?.toFixed(0) ?? "-";
+rows.push(["RSS MiB: start -> after the sweep -> idle", ...targets.map((t) => (rss(t, "start") ? `${mib(t, "start")} -> ${mib(t, "after")} -> ${mib(t, "idle")}` : "-"))]);
 for (const n of [...new Set(lines.filter((l) => l.kind === "idle").map((l) => l.sockets))].sort((a, b) => a - b)) {
   rows.push([`KiB per idle socket (${n} sockets)`, ...targets.map((t) => {
     const l = lines.find((x) => x.kind === "idle" && x.target === t && x.sockets === n);
@@ -138,9 +139,9 @@ if (snaps.length > 1) {
     " processes); fact_log and emit are counted once per chat replica. p50/p99 are interpolated within" +
     " the histogram's buckets (x2 apart); means are exact.");
   const procs = (phase) => lines.find((l) => l.kind === "rss" && l.target === "chat-stack" && l.phase === phase)?.procs;
-  const [start, after] = [procs("start"), procs("after")];
+  const [start, after, idle] = [procs("start"), procs("after"), procs("idle")];
   if (start) {
-    console.log("chat-stack RSS MiB, start -> after the sweep: " +
-      Object.keys(start).map((n) => `${n} ${start[n].toFixed(0)} -> ${after?.[n]?.toFixed(0) ?? "-"}`).join(", "));
+    console.log("chat-stack RSS MiB, start -> after the sweep -> idle: " +
+      Object.keys(start).map((n) => `${n} ${[start, after, idle].map((p) => p?.[n]?.toFixed(0) ?? "-").join(" -> ")}`).join(", "));
   }
 }

@@ -6,6 +6,7 @@ pub mod app;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod family;
+pub mod memory;
 #[cfg(feature = "production")]
 mod production;
 pub mod shutdown;

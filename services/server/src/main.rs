@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chat_domain::config::Config;
 use chat_server::app::{self, Application, StartError};
-use chat_server::{shutdown, telemetry, Role};
+use chat_server::{memory, shutdown, telemetry, Role};
 
 const USAGE: &str = "\
 usage: chat-server <role>
@@ -26,22 +26,8 @@ options:
   -h, --help     this text
   -V, --version  the version";
 
-/// glibc keeps freed memory in its heaps: each password hash allocates a 19 MiB block (Argon2's
-/// memory cost), and a burst of registrations left hundreds of MiB resident for good. Blocks
-/// from 128 KiB up are mapped and unmapped on their own instead, so they go back to the system
-/// when freed. (`MALLOC_MMAP_THRESHOLD_` in the environment still wins.)
-fn return_large_blocks_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        // SAFETY: mallopt only sets an allocator tunable; it is called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    return_large_blocks_to_the_system();
+    memory::return_large_blocks_to_the_system();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let role = match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => {
@@ -105,6 +91,7 @@ async fn run(role: Role, config: Config) -> Result<(), StartError> {
     let rabbitmq = config.rabbitmq_uri.redacted_uri();
     let address_file = config.address_file.clone();
     let application = Application::build(role, config, shutdown::on_signal()).await?;
+    tokio::spawn(memory::give_back_after_busy_spells());
     let address = application.address().map_err(StartError::Listen)?;
     tracing::info!(role = role.name(), %address, %rabbitmq, "listening");
     if let Some(path) = address_file {

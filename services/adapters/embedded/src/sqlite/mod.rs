@@ -264,8 +264,10 @@ const RESTART_AT_PAGES: i64 = 2048;
 /// Bytes the log file is cut back to when it starts over (it keeps the size it grew to).
 const WAL_FILE_LIMIT: i64 = 32 << 20;
 
-/// Checkpoints every [`CHECKPOINT_EVERY`] until the database is dropped.
+/// Checkpoints every [`CHECKPOINT_EVERY`] until the database is dropped; once writes stop for
+/// a while ([`Quiet`]), both connections give back their page caches.
 fn checkpoint_while_open(conn: Connection, writer: std::sync::Weak<Mutex<Connection>>) {
+    let mut quiet = Quiet::default();
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         let Some(writer) = writer.upgrade() else {
@@ -274,7 +276,46 @@ fn checkpoint_while_open(conn: Connection, writer: std::sync::Weak<Mutex<Connect
         if let Err(e) = checkpoint(&conn, &writer) {
             tracing::warn!(error = %e, "embedded database checkpoint failed");
         }
+        // Changes whenever another connection commits.
+        let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0));
+        if quiet.saw(version.unwrap_or_default()) {
+            if let Err(e) = release_caches(&conn, &writer) {
+                tracing::warn!(error = %e, "embedded database: cannot release page caches");
+            }
+        }
     }
+}
+
+/// Counts checkpoint rounds without a commit.
+#[derive(Default)]
+struct Quiet {
+    version: i64,
+    rounds: u32,
+}
+
+impl Quiet {
+    /// Rounds without a commit (1 s) after which the page caches are released.
+    const ROUNDS: u32 = 4;
+
+    /// Takes the database's data version after a round; true once per quiet spell, when it
+    /// has not changed for [`Quiet::ROUNDS`] rounds.
+    fn saw(&mut self, version: i64) -> bool {
+        if version != self.version {
+            (self.version, self.rounds) = (version, 0);
+            return false;
+        }
+        self.rounds = self.rounds.saturating_add(1);
+        self.rounds == Self::ROUNDS
+    }
+}
+
+/// Gives back the pages both connections keep cached (up to 2 MiB each, SQLite's default):
+/// after a burst of writes they are memory the process holds while idle. They are read again
+/// from the file (the system's cache) when needed.
+fn release_caches(conn: &Connection, writer: &Mutex<Connection>) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA shrink_memory")?;
+    let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+    writer.execute_batch("PRAGMA shrink_memory")
 }
 
 /// Copies the write-ahead log into the database file without holding writers back
@@ -417,6 +458,73 @@ mod tests {
         let _ = std::fs::remove_file(&file);
     }
 
+    /// Ada's `i`th message, in one of 40 groups.
+    fn numbered(i: usize, text: &str) -> NewMessage {
+        NewMessage {
+            group_id: format!("g{}", i % 40),
+            sender_id: "ada".into(),
+            client_message_id: format!("m{i}"),
+            content: Some(text.into()),
+            attachment: None,
+        }
+    }
+
+    /// Bytes of pages `conn` keeps cached.
+    fn cache_used(conn: &Connection) -> i32 {
+        let (mut used, mut highest) = (0, 0);
+        // SAFETY: the handle is live for the borrow; sqlite3_db_status only reads counters.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut used,
+                &mut highest,
+                0,
+            )
+        };
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        used
+    }
+
+    #[tokio::test]
+    async fn page_caches_are_given_back_once_writes_stop() {
+        let file = std::env::temp_dir().join(format!("chat-cache-{}.db", uuid::Uuid::new_v4()));
+        let db = SqliteDb::open(&file, AssetLimits::default()).unwrap();
+        let messages = SqliteMessageStore(db.clone());
+        for i in 0..2_000 {
+            let text = "a message long enough to fill a few pages".repeat(4);
+            messages.append(numbered(i, &text)).await.unwrap();
+        }
+        let checkpoints = Connection::open(&file).unwrap();
+        let busy = cache_used(&db.conn.lock().unwrap());
+        assert!(busy > 500_000, "the writer caches {busy} bytes");
+        release_caches(&checkpoints, &db.conn).unwrap();
+        let idle = cache_used(&db.conn.lock().unwrap());
+        assert!(idle < busy / 10, "{busy} bytes cached before, {idle} after");
+        // What was released is read again when asked for.
+        assert_eq!(messages.before("g7", None, 20).await.unwrap().len(), 20);
+        drop((messages, db));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    #[test]
+    fn caches_are_released_once_per_quiet_spell() {
+        let mut quiet = Quiet::default();
+        // Commits every round: never quiet.
+        assert!(!(1..20).any(|v| quiet.saw(v)));
+        // Quiet from version 19 on: released on the fourth unchanged round, once.
+        let rounds: Vec<bool> = (0..8).map(|_| quiet.saw(19)).collect();
+        assert_eq!(
+            rounds,
+            [false, false, false, true, false, false, false, false]
+        );
+        // A commit starts a new spell.
+        assert!(!quiet.saw(20));
+        assert_eq!((0..4).filter(|_| quiet.saw(20)).count(), 1);
+    }
+
     /// Writes that never pause leave no moment when a checkpoint has copied the whole log;
     /// it must start over all the same, not grow by every page written.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,14 +550,7 @@ mod tests {
         // About 50 MiB of log pages, one commit per message.
         let messages = SqliteMessageStore(db.clone());
         for i in 0..4_000 {
-            let message = NewMessage {
-                group_id: format!("g{}", i % 40),
-                sender_id: "ada".into(),
-                client_message_id: format!("m{i}"),
-                content: Some("hello".into()),
-                attachment: None,
-            };
-            assert!(messages.append(message).await.unwrap().1);
+            assert!(messages.append(numbered(i, "hello")).await.unwrap().1);
         }
         stop.store(true, Ordering::Relaxed);
         let (largest, rounds) = checkpoints.join().unwrap();
