@@ -177,7 +177,7 @@ fn a_partial_infrastructure_setting_is_refused_by_name() {
 }
 
 #[test]
-fn the_first_log_line_names_the_embedded_mode() {
+fn the_first_log_line_names_the_embedded_mode_and_no_broker_is_named() {
     use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(chat_tests::unique("chat-first-line-"));
     let mut child = without_infrastructure()
@@ -191,18 +191,26 @@ fn the_first_log_line_names_the_embedded_mode() {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut first = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut first);
-        let _ = tx.send(first);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
     });
     let first = rx.recv_timeout(Duration::from_secs(30));
+    let listening = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(30)).ok())
+        .find(|line| line["message"] == "listening");
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     let first = first.expect("a first log line within 30 s");
-    let line: serde_json::Value = serde_json::from_str(&first).expect("a JSON log line");
-    let message = line["message"].as_str().unwrap_or_default();
+    let message = first["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("embedded mode"), "{first}");
+    // The bus is in-process: no RabbitMQ address (a default nobody set) is reported.
+    let listening = listening.expect("a listening line");
+    assert!(listening.get("address").is_some(), "{listening}");
+    assert!(listening.get("rabbitmq").is_none(), "{listening}");
 }
 
 /// `chat-server all` with none of the infrastructure variables set.

@@ -79,7 +79,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(role: Role, config: Config) -> Result<(), StartError> {
-    if app::embedded_mode(role, &config)? {
+    let embedded = app::embedded_mode(role, &config)?;
+    if embedded {
         tracing::info!(data = %config.data_dir.display(),
             "embedded mode: no MONGODB_URI, RABBITMQ_URI, KAFKA_BROKERS or REDIS_URL set, so every \
              role runs in this process on an embedded database; set all four to use the real servers");
@@ -88,12 +89,16 @@ async fn run(role: Role, config: Config) -> Result<(), StartError> {
     if role == Role::Migrate {
         return app::migrate(&config).await;
     }
-    let rabbitmq = config.rabbitmq_uri.redacted_uri();
+    // Which broker, password masked; none in embedded mode, whose bus is in-process.
+    let rabbitmq = (!embedded).then(|| config.rabbitmq_uri.redacted_uri());
     let address_file = config.address_file.clone();
     let application = Application::build(role, config, shutdown::on_signal()).await?;
     tokio::spawn(memory::give_back_after_busy_spells());
     let address = application.address().map_err(StartError::Listen)?;
-    tracing::info!(role = role.name(), %address, %rabbitmq, "listening");
+    match rabbitmq {
+        Some(rabbitmq) => tracing::info!(role = role.name(), %address, %rabbitmq, "listening"),
+        None => tracing::info!(role = role.name(), %address, "listening"),
+    }
     if let Some(path) = address_file {
         report_address(&path, address)?;
     }
