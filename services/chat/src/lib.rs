@@ -25,6 +25,7 @@ use chat_domain::contracts::groups::{CallerRef, GroupList};
 use chat_domain::contracts::messages::*;
 use chat_domain::error::RequestError;
 use chat_domain::events::{Envelope, COMMANDS, FACTS};
+use chat_domain::key::Key;
 use chat_domain::rpc::CallContext;
 use chat_domain::tokens::TokenVerifier;
 use chat_domain::Error;
@@ -296,7 +297,7 @@ fn user_room(user_id: &str) -> String {
 /// group's mark (facts of one group arrive in order). At most [`ANNOUNCED_GROUPS`] groups are
 /// remembered; past that the marks start over, and a repeated fact could pass once.
 #[derive(Default)]
-struct Announced(HashMap<String, i64>);
+struct Announced(HashMap<Key, i64>);
 
 const ANNOUNCED_GROUPS: usize = 100_000;
 
@@ -313,7 +314,7 @@ impl Announced {
         if self.0.len() >= ANNOUNCED_GROUPS {
             self.0.clear();
         }
-        self.0.insert(group_id.to_string(), seq);
+        self.0.insert(Key::from(group_id), seq);
         true
     }
 }

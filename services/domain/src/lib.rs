@@ -13,6 +13,7 @@ pub mod config;
 pub mod contracts;
 pub mod error;
 pub mod events;
+pub mod key;
 pub mod rpc;
 pub mod tokens;
 pub mod values;

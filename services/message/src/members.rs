@@ -13,6 +13,7 @@ use chat_domain::contracts::groups::{
     GroupMemberships, MemberRole, Membership, MembershipsRequest,
 };
 use chat_domain::events::{Envelope, FACTS};
+use chat_domain::key::Key;
 use chat_domain::rpc::CallContext;
 use chat_domain::Error;
 use chat_ports::events::EventLog;
@@ -21,7 +22,8 @@ use chat_ports::rpc::RpcClient;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-/// How long a membership is kept without news of its group.
+/// How long a membership is kept without news of its group. Expired ones are dropped at most
+/// this long after they expire (when the next answer is kept), not held until [`MAX_KEPT`].
 pub const KEEP_FOR: Duration = Duration::from_secs(30);
 /// Kept memberships beyond which everything kept is dropped (a bound, not a target).
 const MAX_KEPT: usize = 100_000;
@@ -47,8 +49,10 @@ struct Kept {
     /// Moves on at every membership change, so an answer asked before a change and received
     /// after it is not kept.
     generation: u64,
-    groups: HashMap<String, HashMap<String, (MemberRole, Instant)>>,
+    groups: HashMap<Key, HashMap<Key, (MemberRole, Instant)>>,
     count: usize,
+    /// When expired memberships were last dropped.
+    swept: Option<Instant>,
 }
 
 impl Members {
@@ -112,7 +116,8 @@ impl Members {
 
     fn keep(&self, generation: u64, group_id: &str, user_id: &str, role: MemberRole) {
         if self.following.is_open() {
-            self.kept().keep(generation, group_id, user_id, role);
+            self.kept()
+                .keep(generation, group_id, user_id, role, Instant::now());
         }
     }
 
@@ -128,21 +133,42 @@ impl Kept {
         (at.elapsed() < KEEP_FOR).then_some(*role)
     }
 
-    /// Keeps an answer asked at `generation`, unless members changed since.
-    fn keep(&mut self, generation: u64, group_id: &str, user_id: &str, role: MemberRole) {
+    /// Keeps an answer asked at `generation`, unless members changed since; drops what expired
+    /// if it has not done so for [`KEEP_FOR`].
+    fn keep(
+        &mut self,
+        generation: u64,
+        group_id: &str,
+        user_id: &str,
+        role: MemberRole,
+        now: Instant,
+    ) {
         if self.generation != generation {
             return;
+        }
+        if self
+            .swept
+            .is_none_or(|swept| now.saturating_duration_since(swept) >= KEEP_FOR)
+        {
+            self.drop_expired(now);
         }
         if self.count >= MAX_KEPT {
             self.forget();
         }
-        let group = self.groups.entry(group_id.to_string()).or_default();
-        if group
-            .insert(user_id.to_string(), (role, Instant::now()))
-            .is_none()
-        {
+        let group = self.groups.entry(Key::from(group_id)).or_default();
+        if group.insert(Key::from(user_id), (role, now)).is_none() {
             self.count += 1;
         }
+    }
+
+    fn drop_expired(&mut self, now: Instant) {
+        self.groups.retain(|_, members| {
+            members.retain(|_, (_, at)| now.saturating_duration_since(*at) < KEEP_FOR);
+            !members.is_empty()
+        });
+        self.groups.shrink_to_fit();
+        self.count = self.groups.values().map(HashMap::len).sum();
+        self.swept = Some(now);
     }
 
     fn changed(&mut self, group_id: &str) {
@@ -198,8 +224,8 @@ mod tests {
     fn a_kept_membership_is_dropped_when_its_group_changes() {
         let mut kept = Kept::default();
         let asked_at = kept.generation;
-        kept.keep(asked_at, "g1", "ada", MemberRole::Admin);
-        kept.keep(asked_at, "g2", "ada", MemberRole::Member);
+        kept.keep(asked_at, "g1", "ada", MemberRole::Admin, Instant::now());
+        kept.keep(asked_at, "g2", "ada", MemberRole::Member, Instant::now());
         assert_eq!(kept.get("g1", "ada"), Some(MemberRole::Admin));
         assert_eq!(kept.get("g1", "bob"), None, "never asked: not known");
         kept.changed("g1");
@@ -214,7 +240,7 @@ mod tests {
         let asked_at = kept.generation;
         // Ada's removal is announced while the question about her is on its way.
         kept.changed("g1");
-        kept.keep(asked_at, "g1", "ada", MemberRole::Member);
+        kept.keep(asked_at, "g1", "ada", MemberRole::Member, Instant::now());
         assert_eq!(kept.get("g1", "ada"), None);
     }
 
@@ -223,13 +249,74 @@ mod tests {
         let mut kept = Kept::default();
         for i in 0..MAX_KEPT {
             let generation = kept.generation;
-            kept.keep(generation, &format!("g{i}"), "ada", MemberRole::Member);
+            kept.keep(
+                generation,
+                &format!("g{i}"),
+                "ada",
+                MemberRole::Member,
+                Instant::now(),
+            );
         }
         assert_eq!(kept.count, MAX_KEPT);
         let generation = kept.generation;
-        kept.keep(generation, "one more", "ada", MemberRole::Member);
+        kept.keep(
+            generation,
+            "one more",
+            "ada",
+            MemberRole::Member,
+            Instant::now(),
+        );
         assert_eq!(kept.count, 1);
         assert_eq!(kept.get("one more", "ada"), Some(MemberRole::Member));
+    }
+
+    #[test]
+    fn expired_memberships_are_dropped_not_held_until_the_bound() {
+        let mut kept = Kept::default();
+        let start = Instant::now();
+        let generation = kept.generation;
+        for i in 0..100 {
+            kept.keep(
+                generation,
+                &format!("g{i}"),
+                "ada",
+                MemberRole::Member,
+                start,
+            );
+        }
+        kept.keep(
+            generation,
+            "g0",
+            "bob",
+            MemberRole::Member,
+            start + KEEP_FOR / 2,
+        );
+        assert_eq!(kept.count, 101);
+        // The next answer kept once KEEP_FOR has passed drops what expired meanwhile.
+        let later = start + KEEP_FOR + Duration::from_secs(1);
+        kept.keep(generation, "g100", "cy", MemberRole::Admin, later);
+        assert_eq!(kept.count, 2, "bob in g0 (not expired yet) and cy in g100");
+        assert_eq!(kept.groups.len(), 2);
+        assert!(kept.groups.capacity() < 100, "{}", kept.groups.capacity());
+        assert_eq!(kept.get("g0", "bob"), Some(MemberRole::Member));
+        assert_eq!(kept.get("g1", "ada"), None);
+        // Not again before another KEEP_FOR: bob outlives his time until then.
+        kept.keep(
+            generation,
+            "g100",
+            "dee",
+            MemberRole::Member,
+            later + KEEP_FOR / 2,
+        );
+        assert_eq!(kept.count, 3);
+        kept.keep(
+            generation,
+            "g100",
+            "eve",
+            MemberRole::Member,
+            later + KEEP_FOR,
+        );
+        assert_eq!(kept.count, 2, "bob and cy expired; dee and eve kept");
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chat_domain::key::Key;
 use chat_domain::Error;
 use chat_ports::store::{Presence, RateLimiter, Revocations};
 
 /// Fixed-window counters, as `chat_redis::RedisRateLimiter`.
 #[derive(Default)]
 pub struct MemoryRateLimiter {
-    windows: Mutex<HashMap<String, (u64, Instant)>>,
+    windows: Mutex<HashMap<Key, (u64, Instant)>>,
 }
 
 #[async_trait::async_trait]
@@ -25,7 +26,7 @@ impl RateLimiter for MemoryRateLimiter {
             windows.retain(|_, (_, ends)| *ends > now);
         }
         let entry = windows
-            .entry(key.to_string())
+            .entry(Key::from(key))
             .or_insert((0, now + window.max(Duration::from_secs(1))));
         if entry.1 <= now {
             *entry = (0, now + window.max(Duration::from_secs(1)));

@@ -1,6 +1,7 @@
 //! Messages on MongoDB: gap-free per-group sequences, idempotent sends, cursors.
 
 use super::*;
+use chat_domain::key::Key;
 
 /// [`MessageStore`] on the `messages` collection. The unique `(groupId, seq)` index makes the
 /// sequence gap-free and unambiguous even if two processes ever append to one group at once (the
@@ -23,7 +24,7 @@ pub struct MongoMessageStore {
 /// `(groupId, seq)` index and the number is read again), never ahead, since it only records
 /// inserts the server acknowledged. Bounded: emptied when it holds [`LastSeq::MAX_GROUPS`].
 #[derive(Default)]
-struct LastSeq(std::sync::Mutex<HashMap<String, i64>>);
+struct LastSeq(std::sync::Mutex<HashMap<Key, i64>>);
 
 impl LastSeq {
     const MAX_GROUPS: usize = 10_000;
@@ -37,7 +38,7 @@ impl LastSeq {
         if groups.len() >= Self::MAX_GROUPS && !groups.contains_key(group_id) {
             groups.clear();
         }
-        let last = groups.entry(group_id.to_string()).or_insert(seq);
+        let last = groups.entry(Key::from(group_id)).or_insert(seq);
         *last = (*last).max(seq);
     }
 
@@ -45,7 +46,7 @@ impl LastSeq {
         self.lock().remove(group_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, i64>> {
         // A panic while held leaves a map of plain numbers: still usable.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
