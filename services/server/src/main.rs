@@ -27,7 +27,7 @@ options:
   -V, --version  the version";
 
 fn main() -> ExitCode {
-    memory::return_large_blocks_to_the_system();
+    memory::keep_the_allocator_lean();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let role = match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => {
