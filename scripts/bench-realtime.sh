@@ -28,7 +28,8 @@
 #   BENCH_IDLE_SOCKETS   "1000 10000"  idle-socket memory runs (quick: "1000"; "" skips)
 #   BENCH_GIVE_UP        2           consecutive failing rates after which a target's sweep stops
 #   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
-#   BENCH_RSS_IDLE       10          seconds idle after the sweep before memory is read again
+#   BENCH_RSS_IDLE       15          seconds idle after the sweep before memory is read again
+#                                    (chat-server gives memory back 3 and 12 s into the quiet)
 #   BENCH_DRIVER         node        the load driver: node (fanout.mjs) or rust (chat-tests'
 #                        fanout binary, built here: the same flags and JSON line, on one thread
 #                        like Node's, at a fraction of its cost); every target gets the same one.
@@ -65,7 +66,7 @@ TARGETS=${BENCH_TARGETS:-node-memory node-sqlite chat-server}
 if [ -z "${BENCH_RATES:-}" ] && [[ " $TARGETS " == *" chat-stack "* ]]; then RATES="25 50 100 200 $RATES"; fi
 IDLE_SOCKETS=${BENCH_IDLE_SOCKETS-$([ -n "$quick" ] && echo "1000" || echo "1000 10000")}
 GIVE_UP=${BENCH_GIVE_UP:-2}
-RSS_IDLE=${BENCH_RSS_IDLE:-10}
+RSS_IDLE=${BENCH_RSS_IDLE:-15}
 STACK_GIVE_UP=${BENCH_STACK_GIVE_UP:-1}
 YARDSTICK=${BENCH_YARDSTICK:-$repo/../shared/bench}
 NODE_DIR=$SCALABLE_CHAT_CACHE/bench-node
