@@ -48,12 +48,13 @@ struct LocalTopic {
 }
 
 impl LocalLog {
-    /// Records kept per topic even when every reader is past them: a few, for a consumer group
-    /// that starts reading a moment after the first records. Tails record their positions, so
-    /// this need not cover a lagging one (it was 10,000 for that, 9 MiB after a load that
-    /// stayed resident; then 256, whose ~550 records, each an allocation of its own, were the
-    /// only live data on 150 heap pages after a load run).
-    pub const RETAIN: usize = 16;
+    /// Records kept per topic even when every reader is past them, for a consumer group that
+    /// starts reading after the first records were published (the event conformance suite
+    /// publishes 30 before its consumer starts; Kafka keeps records for days). Tails record
+    /// their positions, so this need not cover a lagging one (it was 10,000 for that, 9 MiB
+    /// after a load that stayed resident; then 256, whose ~550 records, each an allocation of
+    /// its own, were the only live data on ~150 heap pages after a load run).
+    pub const RETAIN: usize = 64;
     /// Records kept at most for a reader that has not handled them: 8 s at 6,000 messages/s.
     /// A tail further behind skips ahead and logs how many records it missed; a consumer group
     /// is never skipped: publishes are refused (`overloaded`, retry after 1 s) until it has
