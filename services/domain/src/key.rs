@@ -1,6 +1,6 @@
 //! [`Key`]: a map key for ids and other short strings that keeps them inline.
 //!
-//! Caches keyed by ids (memberships, presence counts, last sequence numbers) hold thousands of
+//! Caches keyed by ids (memberships, announced and last sequence numbers) hold thousands of
 //! entries for the life of the process. With `String` keys each entry's id is a separate 32-byte
 //! allocation, made while requests are being served and scattered among their short-lived
 //! allocations: after a load those few live bytes keep whole heap pages resident that would
