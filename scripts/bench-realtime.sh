@@ -5,6 +5,9 @@
 # (node-sqlite), all driven by the same load driver (../shared/bench/fanout.mjs), in one run; on
 # request also the multi-process stack (chat-stack: gateway, auth, group, message and two chat
 # replicas as processes on the local infrastructure, scripts/infra.sh, behind an nginx ingress).
+# Measure the stack on freshly started stand-ins (scripts/infra.sh down first): after test runs
+# have filled them with databases and topics, the same stack failed 25 sends/s that it passed at
+# 50 on fresh ones.
 #
 #   scripts/bench-realtime.sh            the full sweep (about 15 minutes)
 #   scripts/bench-realtime.sh --quick    two rates, 5 s each, 1k idle sockets (about 3 minutes)

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// - glibc gives every thread that contends for a heap a heap of its own, up to 8 per core: the
 ///   runtime's blocking threads (the embedded store's reads, password hashes) made 15 heaps in
 ///   a load run, each keeping the pages at its top resident (1 MiB in all), where no trim
-///   reaches. One heap per core instead: RSS after the load run 23.5 -> 22.2 MiB, CPU per send
+///   reaches. One heap per core instead: RSS after the load run 23.4 -> 22.3 MiB, CPU per send
 ///   unchanged within the runs' spread.
 ///
 /// `MALLOC_MMAP_THRESHOLD_` and `MALLOC_ARENA_MAX` in the environment still win.
