@@ -157,6 +157,32 @@ async fn a_send_is_timed_at_every_hop_on_metrics() {
     );
 }
 
+/// `chat-server` starts itself again without glibc's per-thread caches of freed blocks (after a
+/// load run they kept a third of the memory it held), unless `GLIBC_TUNABLES` already sizes them.
+#[tokio::test]
+async fn the_server_runs_without_glibcs_thread_caches_unless_told_otherwise() {
+    let tunables = |process: &chat_tests::RoleProcess| {
+        let pid = process.pid().expect("a spawned process");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        environ
+            .split(|byte| *byte == 0)
+            .find_map(|variable| variable.strip_prefix(b"GLIBC_TUNABLES="))
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    };
+    let default = Deployment::embedded(&[]);
+    let all = default.spawn("all").await;
+    assert_eq!(
+        tunables(&all).as_deref(),
+        Some("glibc.malloc.tcache_count=0")
+    );
+    let sized = Deployment::embedded(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=3")]);
+    let all = sized.spawn("all").await;
+    assert_eq!(
+        tunables(&all).as_deref(),
+        Some("glibc.malloc.tcache_count=3")
+    );
+}
+
 #[test]
 fn a_partial_infrastructure_setting_is_refused_by_name() {
     let mut command = without_infrastructure();

@@ -27,6 +27,8 @@ options:
   -V, --version  the version";
 
 fn main() -> ExitCode {
+    // Returns only when it did not start the program again.
+    let kept_thread_caches = memory::restart_without_thread_caches();
     memory::keep_the_allocator_lean();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let role = match args.first().map(String::as_str) {
@@ -58,6 +60,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_filter);
+    if let Some(e) = kept_thread_caches {
+        tracing::warn!(error = %e, "cannot start again without glibc's thread caches; memory freed under load stays resident longer");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
