@@ -82,7 +82,6 @@ async fn rest_requests_are_limited_per_client_address() {
     );
 }
 
-/// Reads what the server answers until it closes the connection.
 /// A login whose body stops half-way: it holds a place among the requests served at once.
 async fn hold_a_place(address: &str) -> tokio::net::TcpStream {
     let mut holder = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -102,6 +101,7 @@ fn was_answered(stream: &tokio::net::TcpStream) -> bool {
     !matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
+/// Reads what the server answers until it closes the connection.
 async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
     let mut answer = Vec::new();
     within(

@@ -158,7 +158,8 @@ async fn a_send_is_timed_at_every_hop_on_metrics() {
 }
 
 /// `chat-server` starts itself again without glibc's per-thread caches of freed blocks (after a
-/// load run they kept a third of the memory it held), unless `GLIBC_TUNABLES` already sizes them.
+/// load run they kept a third of what it had grown by), unless `GLIBC_TUNABLES` already sizes
+/// them.
 #[tokio::test]
 async fn the_server_runs_without_glibcs_thread_caches_unless_told_otherwise() {
     let tunables = |process: &chat_tests::RoleProcess| {
