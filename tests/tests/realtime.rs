@@ -50,13 +50,53 @@ async fn send_within_rate_limit(client: &ChatClient, group: &str, id: &str) -> O
     }
 }
 
+/// The settings that relay facts over Redis pub/sub, or `None` (the test skipped) against
+/// `chat-server all`, whose facts stay in-process.
+fn redis_relay() -> Option<&'static [(&'static str, &'static str)]> {
+    let skip = chat_tests::skip_in_embedded_mode("chat-server all has no relay");
+    (!skip).then_some(&[("FACTS_RELAY", "redis")])
+}
+
+/// How many connections Redis has subscribed to `channel` (`PUBSUB NUMSUB`, by `redis-cli`).
+fn facts_subscribers(channel: &str) -> u64 {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--no-raw", "PUBSUB", "NUMSUB", channel])
+        .output()
+        .expect("redis-cli (scripts/infra.sh installs redis-server, which brings it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `1) "<channel>"` then `2) (integer) N`.
+    text.lines()
+        .find_map(|l| l.split("(integer)").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("PUBSUB NUMSUB answered {text:?}"))
+}
+
 fn assert_ok(ack: &Value) {
     assert_eq!(ack["ok"], true, "ack: {ack}");
 }
 
 #[tokio::test]
 async fn a_message_sent_through_replica_a_reaches_a_member_on_replica_b() {
-    let stack = RealtimeStack::start(&[]).await;
+    across_replicas(&[]).await
+}
+
+/// The same over the Redis relay of facts (`FACTS_RELAY=redis`).
+#[tokio::test]
+async fn a_message_sent_through_replica_a_reaches_a_member_on_replica_b_over_the_redis_relay() {
+    if let Some(relay) = redis_relay() {
+        across_replicas(relay).await
+    }
+}
+
+async fn across_replicas(relay: &[(&str, &str)]) {
+    let stack = RealtimeStack::start(relay).await;
+    if !relay.is_empty() {
+        // Both chat replicas and the message role (its membership cache) follow the facts on
+        // Redis, not on Kafka.
+        let channel = format!("{}.chat.facts", stack.stack.deployment.namespace);
+        assert_eq!(facts_subscribers(&channel), 3, "subscribers of {channel}");
+    }
     let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
     let group = group_of(&stack, &ada, &[&bob]).await;
     let a = client(stack.chat_a.port, &ada).await;
@@ -84,7 +124,19 @@ async fn a_message_sent_through_replica_a_reaches_a_member_on_replica_b() {
 
 #[tokio::test]
 async fn per_group_order_holds_with_concurrent_senders() {
-    let stack = RealtimeStack::start(&[]).await;
+    order_with_concurrent_senders(&[]).await
+}
+
+/// The same over the Redis relay of facts (`FACTS_RELAY=redis`).
+#[tokio::test]
+async fn per_group_order_holds_with_concurrent_senders_over_the_redis_relay() {
+    if let Some(relay) = redis_relay() {
+        order_with_concurrent_senders(relay).await
+    }
+}
+
+async fn order_with_concurrent_senders(relay: &[(&str, &str)]) {
+    let stack = RealtimeStack::start(relay).await;
     let api = stack.api();
     let users = [
         api.user("ann").await,
@@ -1251,10 +1303,26 @@ impl Seen {
 /// with Python's jsonschema).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_and_acknowledgement_matches_the_asyncapi_document() {
+    every_event_scenario(&[]).await
+}
+
+/// The same with the facts relayed over Redis pub/sub (`FACTS_RELAY=redis`): every fact the
+/// scenario makes (messages, receipts, edits, typing, presence, membership changes) crosses the
+/// relay to the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_and_acknowledgement_matches_the_asyncapi_document_over_the_redis_relay() {
+    if let Some(relay) = redis_relay() {
+        every_event_scenario(relay).await
+    }
+}
+
+async fn every_event_scenario(relay: &[(&str, &str)]) {
     let venv = std::env::var("CHAT_TOOLS_VENV")
         .expect("CHAT_TOOLS_VENV: run `eval \"$(scripts/infra.sh tools)\"` (scripts/test.sh does)");
     // A replay limit of 1: a client two messages behind is told to resync.
-    let mut stack = RealtimeStack::start(&[("CHAT_REPLAY_LIMIT", "1")]).await;
+    let mut settings = vec![("CHAT_REPLAY_LIMIT", "1")];
+    settings.extend_from_slice(relay);
+    let mut stack = RealtimeStack::start(&settings).await;
     let api = stack.api();
     let document = api
         .http

@@ -75,6 +75,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// How facts travel from the roles that publish them to every chat replica (and to the message
+/// role's membership cache) in the multi-process stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactsRelay {
+    /// On the Kafka facts topic, which every follower tails from its end (default).
+    Kafka,
+    /// Over Redis pub/sub: one `PUBLISH` per fact, one subscription per follower.
+    Redis,
+}
+
 /// Everything a scalable-chat process reads from its environment. Each role uses the parts it
 /// needs; all values are validated whichever role runs, so a typo never waits for the day a
 /// code path first reads it.
@@ -112,6 +122,9 @@ pub struct Config {
     /// new record. Kafka answers as soon as a record arrives, so this only bounds idle polling;
     /// the Tansu stand-in holds every fetch this long, adding it to each log hop. Default 10.
     pub kafka_fetch_wait: Duration,
+    /// `FACTS_RELAY`: `kafka` or `redis`, how facts reach the chat replicas (see
+    /// [`FactsRelay`]). Every process of a deployment must say the same. Default `kafka`.
+    pub facts_relay: FactsRelay,
     /// `RPC_TIMEOUT_MS`: how long a caller waits for an RPC reply. Default 5000.
     pub rpc_timeout: Duration,
     /// `RPC_PREFETCH`: RPC requests one process handles concurrently (AMQP prefetch). Default 32.
@@ -428,6 +441,11 @@ impl Config {
                 },
             )?,
             kafka_fetch_wait: env.millis("KAFKA_FETCH_WAIT_MS", 10, 0..=10_000)?,
+            facts_relay: env.choice(
+                "FACTS_RELAY",
+                FactsRelay::Kafka,
+                &[("kafka", FactsRelay::Kafka), ("redis", FactsRelay::Redis)],
+            )?,
             rpc_timeout: env.millis("RPC_TIMEOUT_MS", 5000, 10..=600_000)?,
             rpc_prefetch: env.ranged("RPC_PREFETCH", 32u16, 1..=1000)?,
             startup_timeout: env.seconds("STARTUP_TIMEOUT_SECONDS", 60, 1..=3600)?,
@@ -713,6 +731,7 @@ mod tests {
         assert_eq!(c.namespace, "chat");
         assert_eq!(c.rpc_timeout, Duration::from_secs(5));
         assert_eq!(c.kafka_fetch_wait, Duration::from_millis(10));
+        assert_eq!(c.facts_relay, FactsRelay::Kafka);
         assert_eq!(c.mongodb_database(), "scalable_chat");
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.cors_allowed_origins.is_empty());
@@ -732,6 +751,10 @@ mod tests {
         assert_eq!(err.variable, "KAFKA_FETCH_WAIT_MS");
         let err = Config::from_lookup(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("LOG_FORMAT") && err.to_string().contains("json"));
+        let err = Config::from_lookup(&vars(&[("FACTS_RELAY", "rabbitmq")])).unwrap_err();
+        assert!(err.to_string().contains("FACTS_RELAY") && err.to_string().contains("redis"));
+        let redis = Config::from_lookup(&vars(&[("FACTS_RELAY", "redis")])).unwrap();
+        assert_eq!(redis.facts_relay, FactsRelay::Redis);
     }
 
     #[test]

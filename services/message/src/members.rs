@@ -53,6 +53,8 @@ struct Kept {
     count: usize,
     /// When expired memberships were last dropped.
     swept: Option<Instant>,
+    /// The tail's [`Gate::openings`] when this was last checked.
+    openings: u64,
 }
 
 impl Members {
@@ -64,10 +66,15 @@ impl Members {
         }
     }
 
+    /// What is kept, forgotten first if the tail opened its gate again since: it lost the facts
+    /// for a while (a Redis relay that subscribed again) and may have missed a change.
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.kept
+        let mut kept = self
+            .kept
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.following_since(self.following.openings());
+        kept
     }
 
     /// `user_id`'s role in `group_id`; `None` when not a member (or no such group).
@@ -178,6 +185,14 @@ impl Kept {
         }
     }
 
+    /// Forgets everything if the tail's gate was opened again since the last look (`openings`).
+    fn following_since(&mut self, openings: u64) {
+        if self.openings != openings {
+            self.forget();
+            self.openings = openings;
+        }
+    }
+
     /// Forgets everything (also when the tail stops following: changes may be missed).
     fn forget(&mut self) {
         self.generation += 1;
@@ -241,6 +256,22 @@ mod tests {
         // Ada's removal is announced while the question about her is on its way.
         kept.changed("g1");
         kept.keep(asked_at, "g1", "ada", MemberRole::Member, Instant::now());
+        assert_eq!(kept.get("g1", "ada"), None);
+    }
+
+    #[test]
+    fn what_was_kept_is_forgotten_when_the_tail_follows_again() {
+        let gate = Gate::new("group facts");
+        let mut kept = Kept::default();
+        gate.open();
+        kept.following_since(gate.openings());
+        let generation = kept.generation;
+        kept.keep(generation, "g1", "ada", MemberRole::Admin, Instant::now());
+        kept.following_since(gate.openings());
+        assert_eq!(kept.get("g1", "ada"), Some(MemberRole::Admin));
+        // A Redis relay that lost its subscription and subscribed again: facts may be missed.
+        gate.open();
+        kept.following_since(gate.openings());
         assert_eq!(kept.get("g1", "ada"), None);
     }
 

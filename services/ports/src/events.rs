@@ -165,6 +165,68 @@ pub trait EventTransport: Send + Sync {
     ) -> Result<(), Error>;
 }
 
+/// One topic on a transport of its own, the others on the log's ([`EventLog::route`]).
+struct Routed {
+    /// The namespaced topic that goes to `to`.
+    topic: String,
+    to: Arc<dyn EventTransport>,
+    rest: Arc<dyn EventTransport>,
+}
+
+impl Routed {
+    fn transport(&self, topic: &str) -> &dyn EventTransport {
+        if topic == self.topic {
+            self.to.as_ref()
+        } else {
+            self.rest.as_ref()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventTransport for Routed {
+    async fn ensure_topics(&self, topics: &[String]) -> Result<(), Error> {
+        let (routed, rest): (Vec<String>, Vec<String>) =
+            topics.iter().cloned().partition(|t| *t == self.topic);
+        if !routed.is_empty() {
+            self.to.ensure_topics(&routed).await?;
+        }
+        if !rest.is_empty() {
+            self.rest.ensure_topics(&rest).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, key: &str, payload: Vec<u8>) -> Result<(), Error> {
+        self.transport(topic).publish(topic, key, payload).await
+    }
+
+    async fn consume(
+        &self,
+        topic: &str,
+        group: &str,
+        start: StartAt,
+        shutdown: CancellationToken,
+        handler: RawHandler,
+    ) -> Result<(), Error> {
+        self.transport(topic)
+            .consume(topic, group, start, shutdown, handler)
+            .await
+    }
+
+    async fn tail(
+        &self,
+        topic: &str,
+        shutdown: CancellationToken,
+        attached: Gate,
+        handler: RawHandler,
+    ) -> Result<(), Error> {
+        self.transport(topic)
+            .tail(topic, shutdown, attached, handler)
+            .await
+    }
+}
+
 /// One record handed to a consumer's handler.
 #[derive(Debug, Clone)]
 pub struct Record<T> {
@@ -190,6 +252,18 @@ impl EventLog {
             transport,
             namespace: namespace.to_string(),
         }
+    }
+
+    /// This log with `topic` (un-namespaced) on `transport` instead of the log's own: the facts
+    /// relayed over Redis pub/sub (`FACTS_RELAY=redis`) while the commands stay on Kafka.
+    pub fn route(mut self, topic: &str, transport: Arc<dyn EventTransport>) -> Self {
+        let topic = self.topic(topic);
+        self.transport = Arc::new(Routed {
+            topic,
+            to: transport,
+            rest: self.transport,
+        });
+        self
     }
 
     /// The namespaced name of a topic.

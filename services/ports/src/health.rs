@@ -16,7 +16,15 @@ pub trait Probe: Send + Sync {
 #[derive(Clone)]
 pub struct Gate {
     name: &'static str,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: std::sync::atomic::AtomicBool,
+    /// Times [`Gate::open`] was called: a transport that opens its gate again after it lost and
+    /// regained its source (Redis pub/sub) tells its users that they may have missed something.
+    openings: std::sync::atomic::AtomicU64,
 }
 
 impl Gate {
@@ -24,7 +32,7 @@ impl Gate {
     pub fn new(name: &'static str) -> Self {
         Gate {
             name,
-            open: Default::default(),
+            state: Default::default(),
         }
     }
 
@@ -32,15 +40,31 @@ impl Gate {
         self.name
     }
 
+    /// Opens the gate, or says again that it is open: each call counts as an opening.
     pub fn open(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .openings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn close(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .open
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many times the gate was opened: what was learned while it was open before may be
+    /// out of date once this number moves.
+    pub fn openings(&self) -> u64 {
+        self.state
+            .openings
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn is_open(&self) -> bool {
-        self.open.load(std::sync::atomic::Ordering::SeqCst)
+        self.state.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -5,7 +5,7 @@
 use chat_ports::startup::StartupError;
 use std::sync::Arc;
 
-use chat_domain::config::Config;
+use chat_domain::config::{Config, FactsRelay};
 use chat_domain::events::{COMMANDS, FACTS};
 use chat_kafka::KafkaLog;
 use chat_mongodb::Database;
@@ -14,7 +14,8 @@ use chat_ports::health::Probe;
 use chat_ports::rpc::{RpcClient, RpcListener};
 use chat_ports::store::Stores;
 use chat_rabbitmq::{AmqpClient, AmqpListener};
-use chat_redis::{RedisPresence, RedisProbe, RedisRateLimiter};
+use chat_redis::ConnectionManager;
+use chat_redis::{RedisPresence, RedisProbe, RedisRateLimiter, RedisRelay};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::StartError;
@@ -30,6 +31,7 @@ pub struct Production {
     shutdown: CancellationToken,
     stores: Option<Stores>,
     cache: Option<Cache>,
+    redis: Option<ConnectionManager>,
     events: Option<EventLog>,
     rpc: Option<RpcClient>,
     probes: Vec<Arc<dyn Probe>>,
@@ -43,6 +45,7 @@ impl Production {
             shutdown: shutdown.clone(),
             stores: None,
             cache: None,
+            redis: None,
             events: None,
             rpc: None,
             probes: Vec::new(),
@@ -65,6 +68,18 @@ impl Production {
         tracing::info!(indexes = n, database = %config.mongodb_database(), "indexes are in place");
         Ok(db)
     }
+
+    /// The process's one Redis connection (rate limits, presence, ended sessions and the facts
+    /// relay share it), connected when first needed.
+    async fn redis(&mut self) -> Result<ConnectionManager, StartError> {
+        if let Some(conn) = &self.redis {
+            return Ok(conn.clone());
+        }
+        let config = &self.config;
+        let conn = chat_redis::connect(&config.redis_url, config.startup_timeout).await?;
+        self.probes.push(Arc::new(RedisProbe(conn.clone())));
+        Ok(self.redis.insert(conn).clone())
+    }
 }
 
 #[async_trait::async_trait]
@@ -84,9 +99,8 @@ impl Family for Production {
         if let Some(cache) = &self.cache {
             return Ok(cache.clone());
         }
+        let conn = self.redis().await?;
         let config = &self.config;
-        let conn = chat_redis::connect(&config.redis_url, config.startup_timeout).await?;
-        self.probes.push(Arc::new(RedisProbe(conn.clone())));
         let cache = Cache {
             limiter: Arc::new(RedisRateLimiter::new(conn.clone(), &config.namespace)),
             revocations: Arc::new(chat_redis::RedisRevocations::new(
@@ -110,7 +124,13 @@ impl Family for Production {
         )
         .map_err(StartupError::step("the Kafka client"))?;
         self.probes.push(Arc::new(kafka.probe()));
-        let log = EventLog::new(Arc::new(kafka), &config.namespace);
+        let mut log = EventLog::new(Arc::new(kafka), &config.namespace);
+        if config.facts_relay == FactsRelay::Redis {
+            let url = config.redis_url.clone();
+            let relay = RedisRelay::new(&url, self.redis().await?)?;
+            log = log.route(FACTS, Arc::new(relay));
+        }
+        let config = &self.config;
         chat_ports::startup::wait_for(
             "kafka",
             &config.kafka_brokers,

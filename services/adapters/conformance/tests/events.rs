@@ -1,22 +1,42 @@
 //! The Kafka event log against the real Kafka-protocol broker started by `scripts/infra.sh`
 //! (Tansu): per-key order, and commit-after-processing semantics. The same contract runs on the
-//! in-process log of `chat-server all`.
+//! in-process log of `chat-server all`. The facts relayed over Redis pub/sub (`FACTS_RELAY=redis`,
+//! the real Redis of `scripts/infra.sh`) are tailed only: their own tests follow.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat_domain::config::Secret;
 use chat_domain::events::Envelope;
 use chat_embedded::LocalLog;
 use chat_kafka::KafkaLog;
 use chat_ports::events::{key_hash, EventLog, StartAt, LANES};
 use chat_ports::health::Gate;
+use chat_redis::RedisRelay;
 use tokio_util::sync::CancellationToken;
 
-/// Which log a test runs on: Kafka, or the in-process log of `chat-server all`.
+/// Which log a test runs on: Kafka, or the in-process log of `chat-server all`; or Kafka with
+/// the topic `facts` relayed over Redis pub/sub.
 #[derive(Clone, Copy)]
 enum Kind {
     Kafka,
     InProcess,
+    RedisRelay,
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Kafka with `facts` relayed over Redis pub/sub: published directly, followed through
+/// `follow_url` (Redis itself, or a proxy in front of it).
+async fn relayed_log(follow_url: &str) -> EventLog {
+    let url = Secret::new(redis_url());
+    let publisher = chat_redis::connect(&url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let relay = RedisRelay::new(&Secret::new(follow_url.to_string()), publisher).unwrap();
+    log(Kind::Kafka, 3).route("facts", Arc::new(relay))
 }
 
 /// A log whose new topics get `partitions` partitions (on Kafka; the in-process log has one).
@@ -29,6 +49,7 @@ fn log(kind: Kind, partitions: i32) -> EventLog {
             &namespace,
         ),
         Kind::InProcess => EventLog::new(Arc::new(LocalLog::default()), &namespace),
+        Kind::RedisRelay => unreachable!("relayed_log"),
     }
 }
 
@@ -211,37 +232,19 @@ async fn a_consumer_that_starts_first_receives_later_events(kind: Kind) {
 }
 
 async fn a_tail_receives_what_is_published_after_it_starts(kind: Kind) {
-    let log = log(kind, 3);
+    let log = match kind {
+        Kind::RedisRelay => relayed_log(&redis_url()).await,
+        kind => log(kind, 3),
+    };
     log.ensure_topics(&["facts"]).await.unwrap();
     log.publish("facts", &Envelope::new("test", "g", 0u32))
         .await
         .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
     let shutdown = CancellationToken::new();
-    let attached = Gate::new("facts");
-    let (s, token, l, gate) = (
-        seen.clone(),
-        shutdown.clone(),
-        log.clone(),
-        attached.clone(),
-    );
-    let task = tokio::spawn(async move {
-        l.tail::<u32, _, _>("facts", token, gate, move |e| {
-            let s = s.clone();
-            async move { s.lock().unwrap().push(e.event) }
-        })
-        .await
-    });
+    let (seen, attached, task) = tail_facts(&log, &shutdown);
     // The tail starts at the end, and says when it follows it: what is published from then
     // on is never skipped (the chat role's readiness waits for this).
-    let waiting = async {
-        while !attached.is_open() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the tail attaches");
+    opened(&attached, 1).await;
     for i in 1..=5u32 {
         log.publish("facts", &Envelope::new("test", "g", i))
             .await
@@ -299,4 +302,226 @@ async fn a_slow_group_holds_up_neither_others_nor_its_own_redelivery(kind: Kind)
         vec![0, 1, 2, 3, 4],
         "one key's records stay in order"
     );
+}
+
+mod on_redis_relay {
+    #[tokio::test]
+    async fn a_tail_receives_what_is_published_after_it_starts() {
+        super::a_tail_receives_what_is_published_after_it_starts(super::Kind::RedisRelay).await
+    }
+}
+
+/// Follows `facts` on `log` until `shutdown`, recording each fact; returns what was seen, the
+/// tail's gate and its task.
+fn tail_facts(
+    log: &EventLog,
+    shutdown: &CancellationToken,
+) -> (
+    Seen,
+    Gate,
+    tokio::task::JoinHandle<Result<(), chat_domain::Error>>,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let attached = Gate::new("facts");
+    let (s, token, l, gate) = (
+        seen.clone(),
+        shutdown.clone(),
+        log.clone(),
+        attached.clone(),
+    );
+    let task = tokio::spawn(async move {
+        l.tail::<u32, _, _>("facts", token, gate, move |e| {
+            let s = s.clone();
+            async move { s.lock().unwrap().push(e.event) }
+        })
+        .await
+    });
+    (seen, attached, task)
+}
+
+/// Waits until `gate` has been opened `n` times.
+async fn opened(gate: &Gate, n: u64) {
+    for _ in 0..300 {
+        if gate.openings() >= n && gate.is_open() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gate was opened {} times, not {n}", gate.openings());
+}
+
+/// Every chat replica follows the facts: two tails each receive every fact, each key's in the
+/// order published, facts of several groups published at once.
+#[tokio::test]
+async fn two_relay_tails_each_receive_every_fact_in_order() {
+    let log = relayed_log(&redis_url()).await;
+    let shutdown = CancellationToken::new();
+    let (a, gate_a, task_a) = tail_facts(&log, &shutdown);
+    let (b, gate_b, task_b) = tail_facts(&log, &shutdown);
+    opened(&gate_a, 1).await;
+    opened(&gate_b, 1).await;
+    // Three groups publishing at once, each its facts one after another (as a lane does).
+    let groups = (0..3u32).map(|g| {
+        let log = log.clone();
+        async move {
+            for i in 0..100u32 {
+                let key = format!("g{g}");
+                log.publish("facts", &Envelope::new("test", &key, g * 1000 + i))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(groups).await;
+    wait_for(&a, 300).await;
+    wait_for(&b, 300).await;
+    shutdown.cancel();
+    task_a.await.unwrap().unwrap();
+    task_b.await.unwrap().unwrap();
+    for seen in [a, b] {
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 300, "each fact once");
+        for g in 0..3u32 {
+            let of_group: Vec<u32> = seen.iter().copied().filter(|e| e / 1000 == g).collect();
+            assert_eq!(of_group, (0..100).map(|i| g * 1000 + i).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// Pub/sub keeps nothing, so nothing can be consumed with a consumer group: refused with a
+/// reason, not a consumer that waits for ever.
+#[tokio::test]
+async fn a_consumer_group_on_relayed_facts_is_refused() {
+    let log = relayed_log(&redis_url()).await;
+    let err = log
+        .consume::<u32, _, _>(
+            "facts",
+            "g",
+            StartAt::Earliest,
+            CancellationToken::new(),
+            |_| async { Ok(()) },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("Redis pub/sub"),
+        "the refusal says why: {err:?}"
+    );
+}
+
+/// A TCP proxy to Redis whose connections the test can cut (closed at once) or freeze (kept
+/// open, nothing forwarded: a partition, or a paused server).
+struct Proxy {
+    url: String,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    frozen: Arc<Mutex<Vec<(tokio::net::TcpStream, tokio::net::TcpStream)>>>,
+    freeze: Arc<tokio::sync::Notify>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let upstream = redis_url()
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Default::default();
+        let frozen: Arc<Mutex<Vec<_>>> = Default::default();
+        let freeze = Arc::new(tokio::sync::Notify::new());
+        let (conns, held, signal) = (connections.clone(), frozen.clone(), freeze.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (held, signal) = (held.clone(), signal.clone());
+                conns.lock().unwrap().push(tokio::spawn(async move {
+                    let frozen = {
+                        let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                        tokio::select! {
+                            _ = copy => false,
+                            _ = signal.notified() => true,
+                        }
+                    };
+                    if frozen {
+                        held.lock().unwrap().push((client, server));
+                    }
+                }));
+            }
+        });
+        Proxy {
+            url,
+            connections,
+            frozen,
+            freeze,
+        }
+    }
+
+    /// Closes every connection made so far.
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+        self.frozen.lock().unwrap().clear();
+    }
+
+    /// Stops forwarding on every connection made so far, keeping them open.
+    fn freeze(&self) {
+        self.freeze.notify_waiters();
+    }
+}
+
+/// Publishes `facts` one after another, each once the tail may have it.
+async fn publish_all(log: &EventLog, facts: std::ops::Range<u32>) {
+    for i in facts {
+        log.publish("facts", &Envelope::new("test", "g", i))
+            .await
+            .unwrap();
+    }
+}
+
+/// A subscription that is closed under the tail is replaced: the tail subscribes again, opens
+/// its gate again (so a membership cache forgets what it may have missed), and what is published
+/// afterwards arrives; the gate never closed meanwhile (an outage of Redis does not make a
+/// replica unready, as one of Kafka does not).
+#[tokio::test]
+async fn a_relay_tail_subscribes_again_when_its_connection_is_closed() {
+    let proxy = Proxy::start().await;
+    let log = relayed_log(&proxy.url).await;
+    let shutdown = CancellationToken::new();
+    let (seen, gate, task) = tail_facts(&log, &shutdown);
+    opened(&gate, 1).await;
+    publish_all(&log, 0..3).await;
+    wait_for(&seen, 3).await;
+    proxy.cut();
+    opened(&gate, 2).await;
+    publish_all(&log, 3..6).await;
+    wait_for(&seen, 6).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+/// A subscription that goes silent without closing (a partition, a paused server) is noticed
+/// by its ping (every 5 s, answered within 2) and replaced.
+#[tokio::test]
+async fn a_relay_tail_replaces_a_subscription_that_went_silent() {
+    let proxy = Proxy::start().await;
+    let log = relayed_log(&proxy.url).await;
+    let shutdown = CancellationToken::new();
+    let (seen, gate, task) = tail_facts(&log, &shutdown);
+    opened(&gate, 1).await;
+    proxy.freeze();
+    // Published while the tail's connection forwards nothing: never relayed to it.
+    publish_all(&log, 0..3).await;
+    opened(&gate, 2).await;
+    publish_all(&log, 3..6).await;
+    wait_for(&seen, 3).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![3, 4, 5],
+        "after the new subscription"
+    );
+    proxy.cut();
 }

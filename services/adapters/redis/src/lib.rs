@@ -1,10 +1,13 @@
-//! The Redis adapters: connection with start-up retry, the readiness probe, rate limits and
-//! presence.
+//! The Redis adapters: connection with start-up retry, the readiness probe, rate limits,
+//! presence, ended sessions, and the facts relay over pub/sub ([`RedisRelay`]).
 
 use chat_ports::startup::StartupError;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+mod relay;
+pub use relay::RedisRelay;
+
+pub use redis::aio::ConnectionManager;
 
 use chat_domain::config::Secret;
 use chat_domain::Error;
