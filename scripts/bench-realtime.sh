@@ -29,6 +29,8 @@
 #                        (it needs scripts/infra.sh and nginx; with it and no BENCH_RATES, the
 #                        rates start at "25 50 100 200": the MongoDB stand-in stores ~50/s)
 #   BENCH_IDLE_SOCKETS   "1000 10000"  idle-socket memory runs (quick: "1000"; "" skips)
+#   FACTS_RELAY          kafka       how chat-stack's facts reach its chat replicas: the Kafka
+#                        facts topic, or redis (pub/sub; the hop table says which)
 #   BENCH_GIVE_UP        2           consecutive failing rates after which a target's sweep stops
 #   BENCH_STACK_GIVE_UP  1           the same for chat-stack, whose backlog drains slowly
 #   BENCH_RSS_IDLE       15          seconds idle after the sweep before memory is read again
@@ -220,7 +222,7 @@ hops_line() {
   local urls=() p
   for p in "${stack_ports[@]}"; do urls+=("http://127.0.0.1:$p/metrics"); done
   (cd "$NODE_DIR" && node hops.mjs "${urls[@]}") |
-    jq -c --arg at "$1" '{kind: "hops", target: "chat-stack", at: $at, hops: .}' >>"$results"
+    jq -c --arg at "$1" --arg relay "${FACTS_RELAY:-kafka}" '{kind: "hops", target: "chat-stack", at: $at, relay: $relay, hops: .}' >>"$results"
 }
 
 # driver_cmd TARGET: sets the array cmd (the caller's, when it has a local one) to the load

@@ -88,8 +88,10 @@ if (runs.some((r) => r.result?.window_cpu)) {
 // The multi-process stack's time per hop: the differences between the snapshots of its
 // chat_message_hop_seconds histograms (summed over its processes) taken after each rate.
 const HOPS = ["command_queued", "command_log", "store_queued", "store", "fact_log", "emit"];
-const LOG_HOPS = ["command_log", "fact_log"];
 const snaps = lines.filter((l) => l.kind === "hops");
+// FACTS_RELAY of the run: with `redis` the facts hop is Redis pub/sub, not the Kafka stand-in.
+const relay = snaps[0]?.relay ?? "kafka";
+const LOG_HOPS = relay === "redis" ? ["command_log"] : ["command_log", "fact_log"];
 if (snaps.length > 1) {
   const delta = (a, b) => Object.fromEntries(HOPS.map((hop) => {
     const [x, y] = [a.hops[hop], b.hops[hop]];
@@ -123,7 +125,7 @@ if (snaps.length > 1) {
   const hopRows = HOPS.map((hop) => [hop, ...columns.map(({ d }) => (d[hop].count
     ? `${ms(mean(d[hop]))} (${share(d, [hop])} %), ${q(d[hop], 0.5)} / ${q(d[hop], 0.99)}` : "-"))]);
   hopRows.push(["sum of the means", ...columns.map(({ d }) => ms(total(d)))]);
-  hopRows.push(["Kafka stand-in: command_log + fact_log", ...columns.map(({ d }) => `${share(d, LOG_HOPS)} %`)]);
+  hopRows.push([`Kafka stand-in: ${LOG_HOPS.join(" + ")}`, ...columns.map(({ d }) => `${share(d, LOG_HOPS)} %`)]);
   hopRows.push(["messages stored (store count)", ...columns.map(({ d }) => String(d.store.count))]);
   const run = (rate) => runs.find((r) => r.kind === "run" && r.target === "chat-stack" && r.rate === rate);
   hopRows.push(["cores: roles / MongoDB / Kafka stand-ins / nginx", ...columns.map(({ rate }) => {
@@ -132,12 +134,16 @@ if (snaps.length > 1) {
     const o = r.other_cores ?? {};
     return [r.server_cores, o.mongodb, o.kafka, o.ingress].map((c) => (c === undefined ? "-" : c.toFixed(2))).join(" / ");
   })]);
-  console.log("\nchat-stack, time per hop (the roles' chat_message_hop_seconds, warm-up included):" +
+  console.log(`\nchat-stack (facts over ${relay === "redis" ? "Redis pub/sub" : "Kafka"}), time per hop` +
+    " (the roles' chat_message_hop_seconds, warm-up included):" +
     " mean in ms (its share of the sum of the means), p50 / p99 in ms");
   print(["hop", ...columns.map((c) => c.label)], hopRows);
-  console.log("command_log and fact_log: the Kafka stand-in's produce, broker and fetch (wall clocks of two" +
-    " processes); fact_log and emit are counted once per chat replica. p50/p99 are interpolated within" +
-    " the histogram's buckets (x2 apart); means are exact.");
+  console.log((relay === "redis"
+    ? "command_log: the Kafka stand-in's produce, broker and fetch; fact_log: Redis's PUBLISH and relay to the" +
+      " subscribers (FACTS_RELAY=redis)"
+    : "command_log and fact_log: the Kafka stand-in's produce, broker and fetch") +
+    " (wall clocks of two processes); fact_log and emit are counted once per chat replica. p50/p99 are" +
+    " interpolated within the histogram's buckets (x2 apart); means are exact.");
   const procs = (phase) => lines.find((l) => l.kind === "rss" && l.target === "chat-stack" && l.phase === phase)?.procs;
   const [start, after, idle] = [procs("start"), procs("after"), procs("idle")];
   if (start) {

@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
-    ChatDeployment, ComponentSpec, DeletionPolicy, Dependency, ExternalDependency, ImagePullPolicy,
-    ManagedDependency, ManagedKafka, PodOverrides, SecretKeyReference, StorageSpec,
-    FORCE_UPGRADE_ANNOTATION, ROTATE_JWT_KEY_ANNOTATION,
+    ChatDeployment, ComponentSpec, DeletionPolicy, Dependency, ExternalDependency, FactsRelay,
+    ImagePullPolicy, ManagedDependency, ManagedKafka, PodOverrides, SecretKeyReference,
+    StorageSpec, FORCE_UPGRADE_ANNOTATION, ROTATE_JWT_KEY_ANNOTATION,
 };
 
 /// Image repository used when `spec.image` is unset; the tag is `spec.version`.
@@ -31,6 +31,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_IMAGE_PULL_POLICY: ImagePullPolicy = ImagePullPolicy::IfNotPresent;
 /// Default of what deleting a ChatDeployment does to its data.
 pub const DEFAULT_DELETION_POLICY: DeletionPolicy = DeletionPolicy::Retain;
+/// Default of how facts reach the chat replicas (the services' own default).
+pub const DEFAULT_FACTS_RELAY: FactsRelay = FactsRelay::Kafka;
 /// Default fewest pods of an autoscaled component.
 pub const DEFAULT_MIN_REPLICAS: i32 = 1;
 /// Default CPU utilisation (percent of the request) an autoscaler aims for.
@@ -98,16 +100,23 @@ impl Component {
         }
     }
 
-    /// The dependencies this component talks to; env wiring and NetworkPolicies follow it.
-    pub fn uses(self) -> &'static [DependencyKind] {
+    /// The dependencies this component talks to when facts go over `relay`; env wiring,
+    /// NetworkPolicies and the restart on a changed credential follow it. Group and message
+    /// publish facts (and message follows the membership changes), so with the Redis relay
+    /// they use Redis too.
+    pub fn uses(self, relay: FactsRelay) -> Vec<DependencyKind> {
         use DependencyKind::*;
-        match self {
-            Self::Gateway => &[MongoDb, RabbitMq, Redis],
-            Self::Auth => &[MongoDb, RabbitMq, Redis],
-            Self::Group => &[MongoDb, RabbitMq, Kafka],
-            Self::Message => &[MongoDb, RabbitMq, Kafka],
-            Self::Chat => &[RabbitMq, Kafka, Redis],
+        let mut uses = match self {
+            Self::Gateway => vec![MongoDb, RabbitMq, Redis],
+            Self::Auth => vec![MongoDb, RabbitMq, Redis],
+            Self::Group => vec![MongoDb, RabbitMq, Kafka],
+            Self::Message => vec![MongoDb, RabbitMq, Kafka],
+            Self::Chat => vec![RabbitMq, Kafka, Redis],
+        };
+        if relay == FactsRelay::Redis && !uses.contains(&Redis) {
+            uses.push(Redis);
         }
+        uses
     }
 
     /// Whether the component holds the JWT private key (only auth signs tokens).
@@ -343,6 +352,7 @@ pub struct ValidatedConfig {
     /// Additions to the migration Job's pod.
     pub migration_overrides: PodOverrides,
     pub deletion_policy: DeletionPolicy,
+    pub facts_relay: FactsRelay,
     /// The force-upgrade annotation is `"true"`: minor versions may be skipped.
     pub force_upgrade: bool,
     /// Value of the rotate-jwt-key annotation: a value not yet applied rotates the key.
@@ -486,6 +496,7 @@ pub fn validate(cd: &ChatDeployment) -> Result<ValidatedConfig, InvalidSpec> {
             .and_then(|m| m.pod_overrides.clone())
             .unwrap_or_default(),
         deletion_policy: spec.deletion_policy.unwrap_or(DEFAULT_DELETION_POLICY),
+        facts_relay: spec.facts_relay.unwrap_or(DEFAULT_FACTS_RELAY),
         force_upgrade: annotations
             .get(FORCE_UPGRADE_ANNOTATION)
             .is_some_and(|v| v == "true"),

@@ -27,8 +27,8 @@ use serde_json::json;
 
 use crate::config::{
     default_component_resources, DependencyKind, DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
-    DEFAULT_DELETION_POLICY, DEFAULT_IMAGE_PULL_POLICY, DEFAULT_LOG_LEVEL, DEFAULT_MIN_REPLICAS,
-    DEFAULT_REFRESH_TOKEN_TTL_SECONDS, DEFAULT_STEP_TIMEOUT_SECONDS,
+    DEFAULT_DELETION_POLICY, DEFAULT_FACTS_RELAY, DEFAULT_IMAGE_PULL_POLICY, DEFAULT_LOG_LEVEL,
+    DEFAULT_MIN_REPLICAS, DEFAULT_REFRESH_TOKEN_TTL_SECONDS, DEFAULT_STEP_TIMEOUT_SECONDS,
     DEFAULT_TARGET_CPU_UTILIZATION_PERCENTAGE, MAX_NAME_LENGTH,
 };
 
@@ -138,6 +138,19 @@ pub struct ChatDeploymentSpec {
         extend("default" = DEFAULT_DELETION_POLICY)
     )]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// How facts (stored messages, edits, receipts, typing, presence, membership changes)
+    /// reach every chat replica: `Kafka`, the facts topic each replica tails (the default), or
+    /// `Redis`, relayed over Redis pub/sub (about 10 ms less per message on the test
+    /// stand-ins; facts published while a replica resubscribes are not relayed to it, and
+    /// clients catch up by sequence number). Changing it rolls every component; facts published
+    /// during that roll may reach only the replicas on the same setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        schema_with = "nullable::<FactsRelay>",
+        extend("default" = DEFAULT_FACTS_RELAY)
+    )]
+    pub facts_relay: Option<FactsRelay>,
 
     /// Log filter of every component, in `RUST_LOG` syntax. Defaults to `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +411,26 @@ pub enum DeletionPolicy {
     Retain,
     /// Delete them too (through a finalizer on the ChatDeployment).
     Delete,
+}
+
+/// How facts reach the chat replicas (`FACTS_RELAY` of every component).
+// No `Default`: the default is `config::DEFAULT_FACTS_RELAY`, which the schema states too.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FactsRelay {
+    /// The Kafka facts topic, tailed by every replica.
+    Kafka,
+    /// Redis pub/sub: group and message use Redis too.
+    Redis,
+}
+
+impl FactsRelay {
+    /// The value of the services' `FACTS_RELAY`.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::Redis => "redis",
+        }
+    }
 }
 
 /// Authentication settings.

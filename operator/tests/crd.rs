@@ -150,7 +150,8 @@ fn schema_defaults_are_the_operators_defaults() {
         unreached.is_empty(),
         "no spec reaches these defaults, so nothing compares them with the operator's: {unreached:#?}"
     );
-    // Every default a schema can hold is there: `deletionPolicy`, `imagePullPolicy`, `logLevel`;
+    // Every default a schema can hold is there: `deletionPolicy`, `factsRelay`,
+    // `imagePullPolicy`, `logLevel`;
     // `upgrade` and its step timeout; `auth` and its two token lifetimes; `components`, and per
     // component itself, its resources and its autoscaler's minimum and CPU target; `dependencies`,
     // and per dependency itself (`{managed: {}}`), its image, resources, storage and size. Not:
@@ -158,7 +159,7 @@ fn schema_defaults_are_the_operators_defaults() {
     // `replicas` (a stored value would contradict an `autoscaling` set later).
     assert_eq!(
         sites.len(),
-        3 + 2 + 3 + (1 + 5 * 4) + (1 + 4 * 5),
+        4 + 2 + 3 + (1 + 5 * 4) + (1 + 4 * 5),
         "{sites:#?}"
     );
 }

@@ -233,8 +233,9 @@ async fn the_redis_application_user_runs_the_services_commands_on_its_prefix_alo
         [true, false]
     );
     assert_eq!(presence.disconnected("ada").await.unwrap(), 0);
+    relay_facts_as_the_application_user(&url, conn.clone()).await;
 
-    // Nothing else: no administration, no key outside the prefix, no channels.
+    // Nothing else: no administration, no key outside the prefix, no channel but the facts.
     let app = Some(APP_USERNAME);
     for command in [
         &["FLUSHALL"][..],
@@ -247,6 +248,9 @@ async fn the_redis_application_user_runs_the_services_commands_on_its_prefix_alo
         &["SHUTDOWN"],
         &["EVAL", "return 1", "0"],
         &["PUBLISH", "lp:x", "1"],
+        &["PUBLISH", "other.chat.facts", "1"],
+        &["SUBSCRIBE", "other.chat.facts"],
+        &["PSUBSCRIBE", "*"],
         &["GET", "lp:presence:ada"],
         &["SET", "other:x", "1"],
         &["INCR", "other:ratelimit:x"],
@@ -282,6 +286,55 @@ async fn the_redis_application_user_runs_the_services_commands_on_its_prefix_alo
     // A wrong password is refused.
     let answer = server.cli(None, &["AUTH", APP_USERNAME, "wrong"]);
     assert!(answer.starts_with("WRONGPASS"), "{answer}");
+}
+
+/// The facts relay (`spec.factsRelay: Redis`) as the application user: a tail subscribes to the
+/// namespace's facts channel and receives what is published on it.
+async fn relay_facts_as_the_application_user(url: &Secret, conn: chat_redis::ConnectionManager) {
+    use chat_domain::events::{Envelope, FACTS};
+    use chat_ports::events::EventTransport;
+    use std::sync::{Arc, Mutex};
+    let relay = Arc::new(chat_redis::RedisRelay::new(url, conn).unwrap());
+    // The services' topic names: `<CHAT_NAMESPACE>.<topic>`.
+    let channel = format!("{NAMESPACE}.{FACTS}");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (shutdown, attached) = (
+        tokio_util::sync::CancellationToken::new(),
+        chat_ports::health::Gate::new("facts"),
+    );
+    let record = seen.clone();
+    let handler: chat_ports::events::RawHandler = Arc::new(move |raw| {
+        record.lock().unwrap().push(raw.payload.to_vec());
+        Box::pin(async { true })
+    });
+    let tail = tokio::spawn({
+        let (relay, channel, shutdown, attached) = (
+            relay.clone(),
+            channel.clone(),
+            shutdown.clone(),
+            attached.clone(),
+        );
+        async move { relay.tail(&channel, shutdown, attached, handler).await }
+    });
+    until("the relay subscribes", || attached.is_open()).await;
+    let fact = serde_json::to_vec(&Envelope::new("test", "g", 1)).unwrap();
+    relay.publish(&channel, "g", fact.clone()).await.unwrap();
+    until("the fact arrives", || !seen.lock().unwrap().is_empty()).await;
+    assert_eq!(*seen.lock().unwrap(), [fact]);
+    assert_eq!(attached.openings(), 1, "subscribed once, never refused");
+    shutdown.cancel();
+    tail.await.unwrap().unwrap();
+}
+
+/// Waits for `done`, checking every 50 ms; panics after 30 s (a hang guard, not a measure).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not done within 30 s");
 }
 
 /// A vhost and user of this test's own on the shared broker, deleted when dropped.

@@ -53,6 +53,7 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
         ("LOG_FORMAT".to_string(), "json".to_string()),
         ("RUST_LOG".into(), cfg.rust_log.clone()),
         ("CHAT_NAMESPACE".into(), cfg.name.clone()),
+        ("FACTS_RELAY".into(), cfg.facts_relay.as_env().into()),
         (
             "CORS_ALLOWED_ORIGINS".into(),
             cfg.cors_allowed_origins.join(","),
@@ -381,7 +382,7 @@ pub(super) fn app_container(
 /// private key path for auth. The user's overrides are merged in with the other pod overrides.
 fn env(cfg: &ValidatedConfig, component: &ComponentConfig) -> Vec<EnvVar> {
     let mut env = Vec::new();
-    for &kind in component.component.uses() {
+    for kind in component.component.uses(cfg.facts_relay) {
         env.extend(dependency_env(cfg, kind));
     }
     if component.component.signs_tokens() {
@@ -472,7 +473,7 @@ fn config_hash(
     if component.signs_tokens() {
         read.push((cfg.jwt_secret.clone(), "private.pem".into()));
     }
-    for &kind in component.uses() {
+    for kind in component.uses(cfg.facts_relay) {
         match &cfg.dependency(kind).mode {
             DependencyMode::Managed(m) => {
                 if let Some(app) = &m.app_credential {

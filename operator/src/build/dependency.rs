@@ -48,19 +48,33 @@ pub(super) fn objects(
 
 /// The Redis ACL rules of [`APP_USERNAME`] (after its password): the keys of the stack's
 /// namespace (`CHAT_NAMESPACE` is the ChatDeployment's name; the services' keys are
-/// `<namespace>:ratelimit:…`, `<namespace>:revoked:…` and `<namespace>:presence:…`), no
-/// channels, and exactly the commands the services' Redis adapter sends — no `KEYS`, `SCAN`,
-/// `FLUSHALL`, `CONFIG`, `DEBUG`, `ACL` or any other administration. `AUTH` needs no rule;
-/// the client's `CLIENT SETINFO`, whose answer it ignores, is refused.
+/// `<namespace>:ratelimit:…`, `<namespace>:revoked:…` and `<namespace>:presence:…`), one
+/// channel, the facts relay's `<namespace>.chat.facts` (granted whatever `spec.factsRelay`
+/// says, so switching it never restarts Redis), and exactly the commands the services' Redis
+/// adapter sends — no `KEYS`, `SCAN`, `FLUSHALL`, `CONFIG`, `DEBUG`, `ACL` or any other
+/// administration. `AUTH` needs no rule; the client's `CLIENT SETINFO`, whose answer it
+/// ignores, is refused.
 pub fn redis_app_rules(namespace: &str) -> Vec<String> {
     let mut rules = vec![
         format!("~{namespace}:*"),
         "resetchannels".into(),
+        format!("&{namespace}.chat.facts"),
         "-@all".into(),
     ];
     rules.extend(
         [
-            "ping", "incr", "decr", "expire", "ttl", "set", "exists", "del", "mget",
+            "ping",
+            "incr",
+            "decr",
+            "expire",
+            "ttl",
+            "set",
+            "exists",
+            "del",
+            "mget",
+            "publish",
+            "subscribe",
+            "unsubscribe",
         ]
         .map(|command| format!("+{command}")),
     );

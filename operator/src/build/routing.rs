@@ -168,7 +168,7 @@ pub fn url(ingress: Option<&IngressConfig>) -> Option<String> {
 pub(super) fn network_policy(cfg: &ValidatedConfig, kind: DependencyKind) -> NetworkPolicy {
     let mut users: Vec<String> = Component::ALL
         .into_iter()
-        .filter(|c| c.uses().contains(&kind))
+        .filter(|c| c.uses(cfg.facts_relay).contains(&kind))
         .map(|c| c.role().to_string())
         .collect();
     if kind == DependencyKind::MongoDb {

@@ -717,21 +717,61 @@ fn the_readmes_network_policy_row_is_what_is_built() {
                 .map(str::to_string)
                 .collect()
         };
-        let Some(Resource::NetworkPolicy(policy)) = find(&built, "NetworkPolicy", &name) else {
-            panic!("no NetworkPolicy {name}");
-        };
-        let mut admitted: Vec<String> = policy
-            .spec
-            .iter()
-            .flat_map(|s| s.ingress.iter().flatten())
-            .flat_map(|r| r.from.iter().flatten())
-            .flat_map(|p| p.pod_selector.iter())
-            .flat_map(|s| s.match_expressions.iter().flatten())
-            .flat_map(|e| e.values.iter().flatten().cloned())
-            .collect();
+        let mut admitted = admitted_by(&built, &name);
         documented.sort();
         admitted.sort();
         assert_eq!(documented, admitted, "{name}");
+    }
+}
+
+/// The components (and the migration Job) the NetworkPolicy `name` admits.
+fn admitted_by(built: &[Resource], name: &str) -> Vec<String> {
+    let Some(Resource::NetworkPolicy(policy)) = find(built, "NetworkPolicy", name) else {
+        panic!("no NetworkPolicy {name}");
+    };
+    policy
+        .spec
+        .iter()
+        .flat_map(|s| s.ingress.iter().flatten())
+        .flat_map(|r| r.from.iter().flatten())
+        .flat_map(|p| p.pod_selector.iter())
+        .flat_map(|s| s.match_expressions.iter().flatten())
+        .flat_map(|e| e.values.iter().flatten().cloned())
+        .collect()
+}
+
+/// `factsRelay: Redis` tells every component (`FACTS_RELAY` in the shared ConfigMap) and gives
+/// group and message, which publish facts, a Redis URL and a way through Redis's
+/// NetworkPolicy; by default (Kafka) they have neither.
+#[test]
+fn the_redis_facts_relay_gives_group_and_message_redis() {
+    use crate::crd::FactsRelay;
+    for (relay, said, with_redis) in [
+        (None, "kafka", false),
+        (Some(FactsRelay::Kafka), "kafka", false),
+        (Some(FactsRelay::Redis), "redis", true),
+    ] {
+        let built = objects(ChatDeploymentSpec {
+            version: "0.1.0".into(),
+            facts_relay: relay,
+            ..Default::default()
+        });
+        let Some(Resource::ConfigMap(config)) = find(&built, "ConfigMap", "chat-config") else {
+            panic!("the ConfigMap is built");
+        };
+        assert_eq!(config.data.as_ref().unwrap()["FACTS_RELAY"], said);
+        let admitted = admitted_by(&built, "chat-redis");
+        for role in ["gateway", "auth", "chat", "group", "message"] {
+            let env = &app_container(deployment(&built, role)).env;
+            let has_redis = env.iter().flatten().any(|e| e.name == "REDIS_URL");
+            let needs = with_redis || !["group", "message"].contains(&role);
+            assert_eq!(has_redis, needs, "{role} with {relay:?}");
+            assert_eq!(
+                admitted.contains(&role.to_string()),
+                needs,
+                "{role} with {relay:?}"
+            );
+        }
     }
 }
 
@@ -855,7 +895,7 @@ fn each_dependency_keeps_its_administrator_and_creates_the_application_user() {
     assert!(rabbitmq.contains("set_user_tags 'chat-app' &&"), "no tags");
     assert!(post_start("redis").is_none() && post_start("kafka").is_none());
     let redis = container("redis").args.unwrap().join(" ");
-    assert!(redis.contains(r#"--user chat-app reset on ">$REDIS_APP_PASSWORD" '~chat:*' 'resetchannels' '-@all' '+ping'"#));
+    assert!(redis.contains(r#"--user chat-app reset on ">$REDIS_APP_PASSWORD" '~chat:*' 'resetchannels' '&chat.chat.facts' '-@all' '+ping'"#));
 }
 
 #[test]

@@ -475,6 +475,7 @@ fn cases() -> Vec<Case> {
             json!(86401),
         ),
         Case::at("spec.deletionPolicy#enum", "`Keep`", json!("Keep")),
+        Case::at("spec.factsRelay#enum", "`RabbitMq`", json!("RabbitMq")),
         Case::at("spec.logLevel#minLength", "an empty filter", json!("")),
         Case::at(
             "spec.auth#x-kubernetes-validations[0]",
