@@ -119,6 +119,7 @@ conformance!(
     an_ended_session_stays_ended_until_its_time_is_up,
     memberships_roles_and_seen_state,
     sequences_are_gap_free_and_sends_idempotent,
+    many_groups_sending_at_once_each_keep_their_order,
     history_cursors_tombstones_unread_and_search,
     an_edit_replaces_the_text_of_a_message_not_deleted,
     uploads_resume_refuse_other_bytes_and_assemble,
@@ -624,6 +625,47 @@ async fn sequences_are_gap_free_and_sends_idempotent(p: Ports) {
     let read = p.messages.get(&with_file.id).await.unwrap().unwrap();
     assert_eq!(read.attachment.unwrap().size, 9);
     assert_eq!(read.content, None);
+}
+
+/// The message role's lanes: many groups send at once, each group's sends one after another
+/// (the stores take what waits together in one write). Each group is numbered 1, 2, 3… in the
+/// order it sent, and a send retried while its first attempt is still under way (in the same
+/// write, perhaps) is stored once and answered with that message both times.
+async fn many_groups_sending_at_once_each_keep_their_order(p: Ports) {
+    let lanes = (0..30).map(|g| {
+        let messages = p.messages.clone();
+        async move {
+            let group = unique("g");
+            let mut stored = Vec::new();
+            for i in 0..5 {
+                let send = || messages.append(message(&group, "s", &format!("{g}-{i}"), "hi"));
+                if i == 2 {
+                    let (first, retry) = futures_util::join!(send(), send());
+                    let (first, retry) = (first.unwrap(), retry.unwrap());
+                    assert_eq!(first.0.id, retry.0.id, "one message for both attempts");
+                    assert_eq!(
+                        [first.1, retry.1]
+                            .iter()
+                            .filter(|created| **created)
+                            .count(),
+                        1,
+                        "created once"
+                    );
+                    stored.push(first.0);
+                } else {
+                    stored.push(send().await.unwrap().0);
+                }
+            }
+            let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, [1, 2, 3, 4, 5], "group {g} in the order it sent");
+            let ids: Vec<&str> = stored
+                .iter()
+                .map(|m| m.client_message_id.as_str())
+                .collect();
+            assert_eq!(ids, (0..5).map(|i| format!("{g}-{i}")).collect::<Vec<_>>());
+        }
+    });
+    futures_util::future::join_all(lanes).await;
 }
 
 async fn history_cursors_tombstones_unread_and_search(p: Ports) {

@@ -11,13 +11,29 @@ use chat_domain::key::Key;
 ///
 /// A send is one insert in the common case: the last sequence number of each group this process
 /// appended to is kept ([`LastSeq`]), and a retried send is found by the insert's duplicate-key
-/// refusal rather than looked up before every insert.
+/// refusal rather than looked up before every insert. Sends that arrive while [`IN_FLIGHT`]
+/// inserts are under way wait and go together in the next one (`insert_many`, unordered: group
+/// commit, as the embedded store does), at most one per group and [`MAX_BATCH`] in all.
 pub struct MongoMessageStore {
     messages: Collection<Document>,
     positions: Collection<Document>,
     delivered: Collection<Document>,
-    last_seq: LastSeq,
+    last_seq: Arc<LastSeq>,
+    /// The writer task's queue, started by the first send (a runtime is there by then).
+    appends: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<PendingAppend>>,
 }
+
+/// A send waiting for the writer, and where its outcome goes.
+struct PendingAppend {
+    message: NewMessage,
+    answer: tokio::sync::oneshot::Sender<Result<(MessageView, bool), Error>>,
+}
+
+/// The most sends one `insert_many` carries (a backlog goes in several).
+const MAX_BATCH: usize = 256;
+/// Writes under way at once: sends at a low rate are not queued behind each other's round
+/// trips, and a backlog still goes in few, large writes.
+const IN_FLIGHT: usize = 4;
 
 /// The last sequence number this process gave each group, so that an append need not read it
 /// back first. It may be behind (another process appended since: the insert is refused by the
@@ -58,8 +74,23 @@ impl MongoMessageStore {
             messages: db.collection(MESSAGES),
             positions: db.collection(READ_POSITIONS),
             delivered: db.collection(DELIVERED_POSITIONS),
-            last_seq: LastSeq::default(),
+            last_seq: Arc::default(),
+            appends: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The writer's queue, its task spawned on first use. The task ends when the store is
+    /// dropped (its queue closes).
+    fn appends(&self) -> &tokio::sync::mpsc::UnboundedSender<PendingAppend> {
+        self.appends.get_or_init(|| {
+            let (queue, sends) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(store_sends(
+                self.messages.clone(),
+                self.last_seq.clone(),
+                sends,
+            ));
+            queue
+        })
     }
 
     async fn many(
@@ -165,6 +196,193 @@ fn message_from_doc(d: &Document) -> Result<MessageView, Error> {
     })
 }
 
+/// The message `sender_id` sent as `client_message_id`, if stored.
+async fn sent_in(
+    messages: &Collection<Document>,
+    sender_id: &str,
+    client_message_id: &str,
+) -> Result<Option<MessageView>, Error> {
+    messages
+        .find_one(doc! {"senderId": sender_id, "clientMessageId": client_message_id})
+        .await
+        .db()?
+        .as_ref()
+        .map(message_from_doc)
+        .transpose()
+}
+
+/// The document of `message` as `seq` of its group.
+fn message_doc(message: &NewMessage, seq: i64) -> Document {
+    let mut document = doc! {
+        "_id": ObjectId::new(),
+        "groupId": &message.group_id,
+        "seq": seq,
+        "senderId": &message.sender_id,
+        "clientMessageId": &message.client_message_id,
+        "deleted": false,
+        "createdAt": BsonDateTime::now(),
+    };
+    if let Some(content) = &message.content {
+        document.insert("content", content);
+    }
+    if let Some(a) = &message.attachment {
+        document.insert(
+            "attachment",
+            doc! {"filename": &a.filename, "url": &a.url, "type": &a.content_type, "size": a.size as i64},
+        );
+    }
+    document
+}
+
+/// The writer: takes the sends in the order they came, up to [`IN_FLIGHT`] writes at once, each
+/// with everything waiting when it starts, until the store is dropped. At a low rate each send
+/// is its own write, as many under way as arrive; once every write is busy, the sends that
+/// wait go together in the next.
+async fn store_sends(
+    messages: Collection<Document>,
+    last_seq: Arc<LastSeq>,
+    mut sends: tokio::sync::mpsc::UnboundedReceiver<PendingAppend>,
+) {
+    let writes = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    while let Some(first) = sends.recv().await {
+        let Ok(write) = writes.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match sends.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let (messages, last_seq) = (messages.clone(), last_seq.clone());
+        tokio::spawn(async move {
+            append_batch(&messages, &last_seq, batch).await;
+            drop(write);
+        });
+    }
+}
+
+/// Stores `batch`: the first send of each group whose last number this process knows goes into
+/// one unordered `insert_many`; the others (a group's second send in the batch, a group not
+/// known yet, a send the insert refused as a duplicate: a retry, or a number another writer
+/// took) take the one-by-one path, which reads what it needs. Each send is answered once its
+/// own outcome is known.
+async fn append_batch(
+    messages: &Collection<Document>,
+    last_seq: &LastSeq,
+    batch: Vec<PendingAppend>,
+) {
+    let mut together: Vec<(PendingAppend, Document)> = Vec::new();
+    let mut later: Vec<PendingAppend> = Vec::new();
+    let mut groups = std::collections::HashSet::new();
+    for pending in batch {
+        let group = pending.message.group_id.clone();
+        match last_seq.get(&group) {
+            Some(last) if groups.insert(group) => {
+                let document = message_doc(&pending.message, last + 1);
+                together.push((pending, document));
+            }
+            _ => later.push(pending),
+        }
+    }
+    // Refused as duplicates: each goes alone, before the later sends of its group.
+    let mut alone = Vec::new();
+    if !together.is_empty() {
+        let documents: Vec<&Document> = together.iter().map(|(_, d)| d).collect();
+        let refused: HashMap<usize, bool> =
+            match messages.insert_many(documents).ordered(false).await {
+                Ok(_) => HashMap::new(),
+                // Only the listed ones failed (a duplicate key is worked out alone).
+                Err(e) => match &*e.kind {
+                    ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                        failure
+                            .write_errors
+                            .iter()
+                            .flatten()
+                            .map(|w| (w.index, w.code == 11000))
+                            .collect()
+                    }
+                    // Anything else: none is known to be stored. Answered as failed, the sends
+                    // are retried, and a retry of a stored one is found as a duplicate.
+                    _ => {
+                        let e = Error::dependency("database", e);
+                        for (pending, _) in together.drain(..) {
+                            let _ = pending.answer.send(Err(e.clone()));
+                        }
+                        HashMap::new()
+                    }
+                },
+            };
+        for (i, (pending, document)) in together.into_iter().enumerate() {
+            match refused.get(&i) {
+                None => {
+                    let seq = document.get_i64("seq").unwrap_or_default();
+                    last_seq.set(&pending.message.group_id, seq);
+                    let stored = message_from_doc(&document).map(|view| (view, true));
+                    let _ = pending.answer.send(stored);
+                }
+                Some(true) => alone.push(pending),
+                Some(false) => {
+                    let e = Error::dependency("database", "a message insert was refused");
+                    let _ = pending.answer.send(Err(e));
+                }
+            }
+        }
+    }
+    // One by one, in the order they came.
+    for pending in alone.into_iter().chain(later) {
+        let outcome = append_one(messages, last_seq, pending.message).await;
+        let _ = pending.answer.send(outcome);
+    }
+}
+
+/// Stores one send: the group's next number after the last one known (read when not known),
+/// or the message stored before under its client id (a retry). A number another writer took
+/// since is read again.
+async fn append_one(
+    messages: &Collection<Document>,
+    last_seq: &LastSeq,
+    message: NewMessage,
+) -> Result<(MessageView, bool), Error> {
+    for _ in 0..10 {
+        let seq = match last_seq.get(&message.group_id) {
+            Some(last) => last + 1,
+            None => {
+                messages
+                    .find_one(doc! {"groupId": &message.group_id})
+                    .sort(doc! {"seq": -1})
+                    .await
+                    .db()?
+                    .and_then(|d| d.get_i64("seq").ok())
+                    .unwrap_or(0)
+                    + 1
+            }
+        };
+        let document = message_doc(&message, seq);
+        match messages.insert_one(&document).await {
+            Ok(_) => {
+                last_seq.set(&message.group_id, seq);
+                return Ok((message_from_doc(&document)?, true));
+            }
+            Err(e) if is_duplicate_key(&e) => {
+                // Either this send was stored before (a retry), or another writer took this
+                // sequence number: read it again.
+                if let Some(existing) =
+                    sent_in(messages, &message.sender_id, &message.client_message_id).await?
+                {
+                    return Ok((existing, false));
+                }
+                last_seq.forget(&message.group_id);
+            }
+            Err(e) => return Err(e).db(),
+        }
+    }
+    Err(Error::unavailable(
+        "could not assign a sequence number; try again",
+    ))
+}
+
 #[async_trait::async_trait]
 impl MessageStore for MongoMessageStore {
     async fn sent(
@@ -172,70 +390,17 @@ impl MessageStore for MongoMessageStore {
         sender_id: &str,
         client_message_id: &str,
     ) -> Result<Option<MessageView>, Error> {
-        self.messages
-            .find_one(doc! {"senderId": sender_id, "clientMessageId": client_message_id})
-            .await
-            .db()?
-            .as_ref()
-            .map(message_from_doc)
-            .transpose()
+        sent_in(&self.messages, sender_id, client_message_id).await
     }
 
     async fn append(&self, message: NewMessage) -> Result<(MessageView, bool), Error> {
-        for _ in 0..10 {
-            let seq = match self.last_seq.get(&message.group_id) {
-                Some(last) => last + 1,
-                None => {
-                    self.messages
-                        .find_one(doc! {"groupId": &message.group_id})
-                        .sort(doc! {"seq": -1})
-                        .await
-                        .db()?
-                        .and_then(|d| d.get_i64("seq").ok())
-                        .unwrap_or(0)
-                        + 1
-                }
-            };
-            let mut document = doc! {
-                "_id": ObjectId::new(),
-                "groupId": &message.group_id,
-                "seq": seq,
-                "senderId": &message.sender_id,
-                "clientMessageId": &message.client_message_id,
-                "deleted": false,
-                "createdAt": BsonDateTime::now(),
-            };
-            if let Some(content) = &message.content {
-                document.insert("content", content);
-            }
-            if let Some(a) = &message.attachment {
-                document.insert(
-                    "attachment",
-                    doc! {"filename": &a.filename, "url": &a.url, "type": &a.content_type, "size": a.size as i64},
-                );
-            }
-            match self.messages.insert_one(&document).await {
-                Ok(_) => {
-                    self.last_seq.set(&message.group_id, seq);
-                    return Ok((message_from_doc(&document)?, true));
-                }
-                Err(e) if is_duplicate_key(&e) => {
-                    // Either this send was stored before (a retry), or another writer took this
-                    // sequence number: read it again.
-                    if let Some(existing) = self
-                        .sent(&message.sender_id, &message.client_message_id)
-                        .await?
-                    {
-                        return Ok((existing, false));
-                    }
-                    self.last_seq.forget(&message.group_id);
-                }
-                Err(e) => return Err(e).db(),
-            }
-        }
-        Err(Error::unavailable(
-            "could not assign a sequence number; try again",
-        ))
+        let (answer, stored) = tokio::sync::oneshot::channel();
+        self.appends()
+            .send(PendingAppend { message, answer })
+            .map_err(|_| Error::internal("the message store's writer stopped"))?;
+        stored
+            .await
+            .map_err(|_| Error::internal("a send was dropped unanswered"))?
     }
 
     async fn get(&self, message_id: &str) -> Result<Option<MessageView>, Error> {
