@@ -36,12 +36,14 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 /// The stack's name, hence `CHAT_NAMESPACE`: the prefix of its keys and queues.
 const NAMESPACE: &str = "lp";
 
-/// The main container of the managed dependency `dependency`, as the operator builds it.
+/// The main container of the managed dependency `dependency`, as the operator builds it for a
+/// stack whose facts go over Redis (its application user's widest rights).
 fn dependency_container(dependency: &str) -> Container {
     let mut cd = ChatDeployment::new(
         NAMESPACE,
         ChatDeploymentSpec {
             version: "0.1.0".into(),
+            facts_relay: Some(chat_operator::crd::FactsRelay::Redis),
             ..Default::default()
         },
     );

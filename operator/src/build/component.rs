@@ -27,7 +27,7 @@ use super::{
 };
 use crate::config::{
     Component, ComponentConfig, DependencyKind, DependencyMode, Scaling, ValidatedConfig,
-    APP_USERNAME, MONGODB_DATABASE,
+    APP_USERNAME, DEFAULT_FACTS_RELAY, MONGODB_DATABASE,
 };
 use crate::secrets::SecretDigests;
 use crate::upgrade::Release;
@@ -49,11 +49,10 @@ pub(super) const ASSET_MAX_CHUNK_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The settings every component shares.
 pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
-    let data = BTreeMap::from([
+    let mut data = BTreeMap::from([
         ("LOG_FORMAT".to_string(), "json".to_string()),
         ("RUST_LOG".into(), cfg.rust_log.clone()),
         ("CHAT_NAMESPACE".into(), cfg.name.clone()),
-        ("FACTS_RELAY".into(), cfg.facts_relay.as_env().into()),
         (
             "CORS_ALLOWED_ORIGINS".into(),
             cfg.cors_allowed_origins.join(","),
@@ -85,6 +84,11 @@ pub(super) fn config_map(cfg: &ValidatedConfig) -> ConfigMap {
             ASSET_MAX_CHUNK_BYTES.to_string(),
         ),
     ]);
+    // Only when it is not the services' default: a stack on Kafka keeps the ConfigMap (and so
+    // the pods' config hash) it had before the relay existed.
+    if cfg.facts_relay != DEFAULT_FACTS_RELAY {
+        data.insert("FACTS_RELAY".into(), cfg.facts_relay.as_env().into());
+    }
     ConfigMap {
         metadata: meta(cfg, config_map_name(cfg), "config"),
         data: Some(data),

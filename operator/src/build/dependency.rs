@@ -19,6 +19,7 @@ use super::{hash, meta, selector_labels, Resource, CONFIG_HASH_ANNOTATION};
 use crate::config::{
     DependencyKind, ManagedConfig, ValidatedConfig, APP_USERNAME, MONGODB_DATABASE,
 };
+use crate::crd::FactsRelay;
 use crate::secrets::SecretDigests;
 
 /// Name of the dependency's client Service (and of its StatefulSet and NetworkPolicy).
@@ -48,36 +49,26 @@ pub(super) fn objects(
 
 /// The Redis ACL rules of [`APP_USERNAME`] (after its password): the keys of the stack's
 /// namespace (`CHAT_NAMESPACE` is the ChatDeployment's name; the services' keys are
-/// `<namespace>:ratelimit:…`, `<namespace>:revoked:…` and `<namespace>:presence:…`), one
-/// channel, the facts relay's `<namespace>.chat.facts` (granted whatever `spec.factsRelay`
-/// says, so switching it never restarts Redis), and exactly the commands the services' Redis
-/// adapter sends — no `KEYS`, `SCAN`, `FLUSHALL`, `CONFIG`, `DEBUG`, `ACL` or any other
-/// administration. `AUTH` needs no rule; the client's `CLIENT SETINFO`, whose answer it
-/// ignores, is refused.
-pub fn redis_app_rules(namespace: &str) -> Vec<String> {
-    let mut rules = vec![
-        format!("~{namespace}:*"),
-        "resetchannels".into(),
-        format!("&{namespace}.chat.facts"),
-        "-@all".into(),
+/// `<namespace>:ratelimit:…`, `<namespace>:revoked:…` and `<namespace>:presence:…`), no
+/// channels unless facts go over `relay` Redis (then the one facts channel,
+/// `<namespace>.chat.facts`), and exactly the commands the services' Redis adapter sends — no
+/// `KEYS`, `SCAN`, `FLUSHALL`, `CONFIG`, `DEBUG`, `ACL` or any other administration. `AUTH`
+/// needs no rule; the client's `CLIENT SETINFO`, whose answer it ignores, is refused. The
+/// Kafka relay's rules are what they were before the Redis relay existed, so an operator
+/// upgrade restarts no one's Redis.
+pub fn redis_app_rules(namespace: &str, relay: FactsRelay) -> Vec<String> {
+    let mut rules = vec![format!("~{namespace}:*"), "resetchannels".into()];
+    if relay == FactsRelay::Redis {
+        rules.push(format!("&{namespace}.chat.facts"));
+    }
+    rules.push("-@all".into());
+    let mut commands = vec![
+        "ping", "incr", "decr", "expire", "ttl", "set", "exists", "del", "mget",
     ];
-    rules.extend(
-        [
-            "ping",
-            "incr",
-            "decr",
-            "expire",
-            "ttl",
-            "set",
-            "exists",
-            "del",
-            "mget",
-            "publish",
-            "subscribe",
-            "unsubscribe",
-        ]
-        .map(|command| format!("+{command}")),
-    );
+    if relay == FactsRelay::Redis {
+        commands.extend(["publish", "subscribe", "unsubscribe"]);
+    }
+    rules.extend(commands.into_iter().map(|command| format!("+{command}")));
     rules
 }
 
@@ -331,7 +322,7 @@ fn image(cfg: &ValidatedConfig, kind: DependencyKind, managed: &ManagedConfig) -
                 "exec redis-server --requirepass \"$REDIS_PASSWORD\" \
                  --user {APP_USERNAME} reset on \">$REDIS_APP_PASSWORD\" {} \
                  --appendonly yes --dir /data{}",
-                redis_app_rules(&cfg.name)
+                redis_app_rules(&cfg.name, cfg.facts_relay)
                     .iter()
                     .map(|rule| format!("'{rule}'"))
                     .collect::<Vec<_>>()

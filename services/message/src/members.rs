@@ -2,7 +2,8 @@
 //! memberships; this role asks it over RPC (`group.memberships`) and keeps what it learned for a
 //! while, so a busy group's sends cost no round trip each. A kept membership is dropped as soon
 //! as a group fact says the group's members changed (the facts tail), and after [`KEEP_FOR`] in
-//! any case. Nothing is kept while the tail is not following, and a non-member is never kept:
+//! any case. Nothing is kept while the tail is not following, everything kept is forgotten when
+//! it follows again (a Redis relay that subscribed again), and a non-member is never kept:
 //! a user added a moment ago is asked about again rather than refused on an old answer.
 
 use std::collections::HashMap;
