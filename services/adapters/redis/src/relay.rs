@@ -62,8 +62,9 @@ impl RedisRelay {
         Ok(pubsub)
     }
 
-    /// Hands what arrives on `channel` to `handler` until the connection fails (`Ok(false)`),
-    /// `shutdown` or the handler says stop (`Ok(true)`).
+    /// Hands what arrives on `channel` to `handler` until the connection fails or stops
+    /// answering its ping (`false`: subscribe again), or `shutdown` or the handler says stop
+    /// (`true`).
     async fn follow(
         &self,
         channel: &str,
