@@ -57,19 +57,30 @@ fn redis_relay() -> Option<&'static [(&'static str, &'static str)]> {
     (!skip).then_some(&[("FACTS_RELAY", "redis")])
 }
 
-/// How many connections Redis has subscribed to `channel` (`PUBSUB NUMSUB`, by `redis-cli`).
-fn facts_subscribers(channel: &str) -> u64 {
+/// What `redis-cli` prints for `args` against the suite's Redis (`--no-raw`: integers say so).
+fn redis_cli(args: &[&str]) -> String {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let out = std::process::Command::new("redis-cli")
-        .args(["-u", &url, "--no-raw", "PUBSUB", "NUMSUB", channel])
+        .args(["-u", &url, "--no-raw"])
+        .args(args)
         .output()
         .expect("redis-cli (scripts/infra.sh installs redis-server, which brings it)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // `1) "<channel>"` then `2) (integer) N`.
-    text.lines()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first integer in `redis-cli`'s answer.
+fn integer(answer: &str) -> u64 {
+    answer
+        .lines()
         .find_map(|l| l.split("(integer)").nth(1))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("PUBSUB NUMSUB answered {text:?}"))
+        .unwrap_or_else(|| panic!("no integer in {answer:?}"))
+}
+
+/// How many connections Redis has subscribed to `channel` (`PUBSUB NUMSUB`: `1) "<channel>"`
+/// then `2) (integer) N`).
+fn facts_subscribers(channel: &str) -> u64 {
+    integer(&redis_cli(&["PUBSUB", "NUMSUB", channel]))
 }
 
 fn assert_ok(ack: &Value) {
@@ -120,6 +131,49 @@ async fn across_replicas(relay: &[(&str, &str)]) {
         .await;
     assert_eq!(groups.body[0]["lastMessage"]["content"], "hello from A");
     assert_eq!(groups.body[0]["unreadCount"], 1);
+}
+
+/// Redis drops every subscription at once (`CLIENT KILL TYPE pubsub`: a restart or failover
+/// as subscribers see it; among the shared-server tests, which run alone): both chat replicas
+/// and the message role subscribe again by themselves, and messages cross replicas as before.
+#[tokio::test]
+async fn broker_restart_drops_the_redis_relays_subscriptions_and_they_come_back() {
+    let Some(relay) = redis_relay() else {
+        return;
+    };
+    let stack = RealtimeStack::start(relay).await;
+    let channel = format!("{}.chat.facts", stack.stack.deployment.namespace);
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    let a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_b.port, &bob).await;
+    assert_ok(&a.send(&group, "before", "r-1").await);
+    assert_eq!(
+        b.next("chat.message.incoming", WAIT).await["content"],
+        "before"
+    );
+
+    let killed = integer(&redis_cli(&["CLIENT", "KILL", "TYPE", "pubsub"]));
+    assert!(
+        killed >= 3,
+        "the stack's three subscriptions were dropped ({killed})"
+    );
+    within(
+        Duration::from_secs(30),
+        "three subscriptions again",
+        async {
+            while facts_subscribers(&channel) < 3 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    assert_ok(&a.send(&group, "after", "r-2").await);
+    let after = b.next("chat.message.incoming", WAIT).await;
+    assert_eq!(
+        (after["content"].as_str(), after["seq"].as_i64()),
+        (Some("after"), Some(2))
+    );
 }
 
 #[tokio::test]
