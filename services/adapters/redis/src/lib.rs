@@ -25,12 +25,17 @@ impl<T> Db<T> for redis::RedisResult<T> {
     }
 }
 
-/// Connects, retrying until `timeout`; the returned manager reconnects by itself afterwards.
-pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, StartupError> {
-    let client = redis::Client::open(url.expose()).map_err(|_| StartupError::InvalidSetting {
+/// A client of `url` (`REDIS_URL`), refused without echoing it when it is not a Redis URL.
+fn client(url: &Secret) -> Result<redis::Client, StartupError> {
+    redis::Client::open(url.expose()).map_err(|_| StartupError::InvalidSetting {
         variable: "REDIS_URL",
         why: "not a Redis URL".into(),
-    })?;
+    })
+}
+
+/// Connects, retrying until `timeout`; the returned manager reconnects by itself afterwards.
+pub async fn connect(url: &Secret, timeout: Duration) -> Result<ConnectionManager, StartupError> {
+    let client = client(url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(Duration::from_secs(2));

@@ -40,12 +40,10 @@ impl RedisRelay {
     /// The relay on `url`, publishing on `conn` (a connection to the same server, shared with
     /// the process's other Redis work).
     pub fn new(url: &Secret, conn: ConnectionManager) -> Result<Self, StartupError> {
-        let client =
-            redis::Client::open(url.expose()).map_err(|_| StartupError::InvalidSetting {
-                variable: "REDIS_URL",
-                why: "not a Redis URL".into(),
-            })?;
-        Ok(RedisRelay { client, conn })
+        Ok(RedisRelay {
+            client: crate::client(url)?,
+            conn,
+        })
     }
 
     /// A connection subscribed to `channel`.
