@@ -83,6 +83,40 @@ fn facts_subscribers(channel: &str) -> u64 {
     integer(&redis_cli(&["PUBSUB", "NUMSUB", channel]))
 }
 
+/// A stack on the Redis relay, its facts channel, ada and bob, and a group of the two.
+async fn relay_stack(relay: &[(&str, &str)]) -> (RealtimeStack, String, User, User, String) {
+    let stack = RealtimeStack::start(relay).await;
+    let channel = format!("{}.chat.facts", stack.stack.deployment.namespace);
+    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
+    let group = group_of(&stack, &ada, &[&bob]).await;
+    (stack, channel, ada, bob, group)
+}
+
+/// Redis drops every pub/sub connection (`CLIENT KILL TYPE pubsub`), the stack's three among
+/// them: for the shared-server tests only, which run alone.
+fn drop_every_subscription() {
+    let killed = integer(&redis_cli(&["CLIENT", "KILL", "TYPE", "pubsub"]));
+    assert!(
+        killed >= 3,
+        "the stack's three subscriptions were dropped ({killed})"
+    );
+}
+
+/// Waits (a hang guard of 30 s) until the stack's three followers of the facts, both chat
+/// replicas and the message role, are subscribed to `channel` again.
+async fn three_subscribers_again(channel: &str) {
+    within(
+        Duration::from_secs(30),
+        "three subscriptions again",
+        async {
+            while facts_subscribers(channel) < 3 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+}
+
 fn assert_ok(ack: &Value) {
     assert_eq!(ack["ok"], true, "ack: {ack}");
 }
@@ -141,10 +175,7 @@ async fn broker_restart_drops_the_redis_relays_subscriptions_and_they_come_back(
     let Some(relay) = redis_relay() else {
         return;
     };
-    let stack = RealtimeStack::start(relay).await;
-    let channel = format!("{}.chat.facts", stack.stack.deployment.namespace);
-    let (ada, bob) = (stack.api().user("ada").await, stack.api().user("bob").await);
-    let group = group_of(&stack, &ada, &[&bob]).await;
+    let (stack, channel, ada, bob, group) = relay_stack(relay).await;
     let a = client(stack.chat_a.port, &ada).await;
     let mut b = client(stack.chat_b.port, &bob).await;
     assert_ok(&a.send(&group, "before", "r-1").await);
@@ -153,26 +184,69 @@ async fn broker_restart_drops_the_redis_relays_subscriptions_and_they_come_back(
         "before"
     );
 
-    let killed = integer(&redis_cli(&["CLIENT", "KILL", "TYPE", "pubsub"]));
-    assert!(
-        killed >= 3,
-        "the stack's three subscriptions were dropped ({killed})"
-    );
-    within(
-        Duration::from_secs(30),
-        "three subscriptions again",
-        async {
-            while facts_subscribers(&channel) < 3 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        },
-    )
-    .await;
+    drop_every_subscription();
+    three_subscribers_again(&channel).await;
     assert_ok(&a.send(&group, "after", "r-2").await);
     let after = b.next("chat.message.incoming", WAIT).await;
     assert_eq!(
         (after["content"].as_str(), after["seq"].as_i64()),
         (Some("after"), Some(2))
+    );
+}
+
+/// A replica that misses facts while it has no subscription (Redis drops them all while the
+/// replica is stopped, so it cannot subscribe again before a member is removed): once it has
+/// subscribed again, its sockets are put back in the rooms of the groups their users belong to
+/// now. The removed member's socket hears that it left and no longer receives the group's
+/// messages; every socket is asked to refetch each of its groups (`chat.resync`, from the last
+/// `seq` the replica delivered). Among the shared-server tests, which run alone.
+#[tokio::test]
+async fn broker_restart_while_a_replica_is_stopped_resynchronises_its_sockets() {
+    let Some(relay) = redis_relay() else {
+        return;
+    };
+    let (stack, channel, ada, bob, group) = relay_stack(relay).await;
+    let other = group_of(&stack, &ada, &[&bob]).await;
+    let mut a = client(stack.chat_a.port, &ada).await;
+    let mut b = client(stack.chat_a.port, &bob).await;
+    assert_ok(&a.send(&group, "before", "s-1").await);
+    assert_eq!(
+        b.next("chat.message.incoming", WAIT).await["content"],
+        "before"
+    );
+
+    stack.chat_a.signal("STOP");
+    drop_every_subscription();
+    let api = stack.api();
+    let remove = api.authed(
+        Method::DELETE,
+        &format!("/groups/{group}/members/{}", bob.id),
+        &ada,
+    );
+    assert_eq!(api.send(remove).await.status, StatusCode::NO_CONTENT);
+    stack.chat_a.signal("CONT");
+    three_subscribers_again(&channel).await;
+
+    let removed = b.next("group.member.removed", WAIT).await;
+    assert_eq!(
+        (removed["groupId"].as_str(), removed["userId"].as_str()),
+        (Some(group.as_str()), Some(bob.id.as_str()))
+    );
+    let mut resyncs = [
+        a.next("chat.resync", WAIT).await,
+        a.next("chat.resync", WAIT).await,
+    ];
+    resyncs.sort_by_key(|r| r["groupId"] != group.as_str());
+    assert_eq!(resyncs[0], json!({"groupId": group, "fromSeq": 1}));
+    assert_eq!(resyncs[1], json!({"groupId": other, "fromSeq": 0}));
+
+    // The group's next message does not reach the removed member; the other group's does.
+    assert_ok(&a.send(&group, "after removal", "s-2").await);
+    assert_ok(&a.send(&other, "still a member", "s-3").await);
+    let next = b.next("chat.message.incoming", WAIT).await;
+    assert_eq!(
+        (next["groupId"].as_str(), next["content"].as_str()),
+        (Some(other.as_str()), Some("still a member"))
     );
 }
 

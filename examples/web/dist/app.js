@@ -4388,10 +4388,16 @@ var Chat = class {
       }, 500);
     }
   }
-  /** Too much was missed for a replay: drop what is held and fetch again. */
+  /**
+   * Too much was missed for a replay, or the replica may have missed facts: drop what is held
+   * and fetch again. A group not known here is one this user was added to meanwhile.
+   */
   onResync(event) {
     const state = this.groups.get(event.groupId);
-    if (!state) return;
+    if (!state) {
+      this.scheduleGroupsRefresh();
+      return;
+    }
     state.messages = void 0;
     if (this.openGroupId === event.groupId) {
       this.loadLatest(state).catch(() => void 0);

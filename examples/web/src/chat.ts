@@ -877,10 +877,16 @@ export class Chat {
     }
   }
 
-  /** Too much was missed for a replay: drop what is held and fetch again. */
+  /**
+   * Too much was missed for a replay, or the replica may have missed facts: drop what is held
+   * and fetch again. A group not known here is one this user was added to meanwhile.
+   */
   private onResync(event: ResyncEvent): void {
     const state = this.groups.get(event.groupId);
-    if (!state) return;
+    if (!state) {
+      this.scheduleGroupsRefresh();
+      return;
+    }
     state.messages = undefined;
     if (this.openGroupId === event.groupId) {
       this.loadLatest(state).catch(() => undefined);

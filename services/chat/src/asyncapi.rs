@@ -194,7 +194,7 @@ fn events() -> Vec<Event> {
         },
         Event {
             event: "chat.resync",
-            summary: "Too much was missed to replay: refetch history after fromSeq",
+            summary: "Too much was missed (a long replay, or facts a replica may have missed): refetch history after fromSeq, and receipts",
             payload: object(&["groupId", "fromSeq"], json!({"groupId": text(), "fromSeq": seq()})),
         },
         Event {

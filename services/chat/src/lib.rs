@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat_domain::contracts::auth::{LastSeen, UserLastSeen, UsersLastSeen, UsersRef};
-use chat_domain::contracts::groups::{CallerRef, GroupList};
+use chat_domain::contracts::groups::{CallerRef, GroupList, GroupView};
 use chat_domain::contracts::messages::*;
 use chat_domain::error::RequestError;
 use chat_domain::events::{Envelope, COMMANDS, FACTS};
@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 pub use chat_domain::config::ChatLimits;
 pub mod asyncapi;
 mod detach;
+mod resync;
 pub use detach::detach_socket_request;
 
 /// Each websocket's read buffer, in bytes.
@@ -136,6 +137,8 @@ pub struct Chat {
     announced: Arc<Mutex<Announced>>,
     /// Set on SIGTERM: no new sockets, no new commands (see [`Chat::drain`]).
     draining: Arc<AtomicBool>,
+    /// Membership changes facts applied while a resync runs (see [`resync`]).
+    touched: resync::Touched,
 }
 
 /// The authenticated user of a socket (a socket extension).
@@ -608,6 +611,7 @@ impl Chat {
             pending: Arc::default(),
             announced: Arc::default(),
             draining: Arc::default(),
+            touched: Default::default(),
         }
     }
 
@@ -748,9 +752,11 @@ impl Chat {
         for step in routing.steps {
             match step {
                 Step::Join { user, room } => {
+                    self.touched.note(&user, &room);
                     let _ = io.to(user_room(&user)).join(room).await;
                 }
                 Step::Leave { user, room } => {
+                    self.touched.note(&user, &room);
                     let _ = io.to(user_room(&user)).leave(room).await;
                 }
                 Step::Emit {
@@ -1477,7 +1483,8 @@ async fn presence_of(chat: &Chat, user: &str) -> Result<Vec<Value>, Error> {
 /// The chat role's background work: delivers every fact on the log to this replica's sockets
 /// until `shutdown` (it outlives SIGTERM until the drain is over: it answers in-flight sends).
 /// `attached` is open while the tail follows the log: a replica that cannot deliver what its
-/// sockets' groups say is not ready.
+/// sockets' groups say is not ready. Each time the tail subscribes again after its first time
+/// (the Redis relay, after a lost connection), the sockets are resynchronised ([`resync`]).
 pub async fn follow_facts(
     chat: Chat,
     io: SocketIo,
@@ -1485,12 +1492,17 @@ pub async fn follow_facts(
     shutdown: CancellationToken,
     attached: Gate,
 ) {
+    let resyncs = resync::on_each_new_subscription(chat.clone(), io.clone(), attached.clone());
     let on_fact = move |envelope| {
         let (chat, io) = (chat.clone(), io.clone());
         async move { chat.on_fact(&io, envelope).await }
     };
-    if let Err(e) = log.tail(FACTS, shutdown, attached.clone(), on_fact).await {
-        tracing::error!(error = %e, "the facts tail stopped");
+    let tail = log.tail(FACTS, shutdown, attached.clone(), on_fact);
+    tokio::select! {
+        stopped = tail => if let Err(e) = stopped {
+            tracing::error!(error = %e, "the facts tail stopped");
+        },
+        () = resyncs => {}
     }
     attached.close();
 }

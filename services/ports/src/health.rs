@@ -25,6 +25,8 @@ struct GateState {
     /// Times [`Gate::open`] was called: a transport that opens its gate again after it lost and
     /// regained its source (Redis pub/sub) tells its users that they may have missed something.
     openings: std::sync::atomic::AtomicU64,
+    /// Woken on each opening, for [`Gate::opened_after`].
+    opened: tokio::sync::Notify,
 }
 
 impl Gate {
@@ -48,6 +50,7 @@ impl Gate {
         self.state
             .open
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.opened.notify_waiters();
     }
 
     pub fn close(&self) {
@@ -64,7 +67,44 @@ impl Gate {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Waits until the gate has been opened more than `seen` times; the number it has been.
+    pub async fn opened_after(&self, seen: u64) -> u64 {
+        loop {
+            let opened = self.state.opened.notified();
+            tokio::pin!(opened);
+            // Registered before the count is read: an opening between the two still wakes us.
+            opened.as_mut().enable();
+            let now = self.openings();
+            if now > seen {
+                return now;
+            }
+            opened.await;
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.state.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+
+    #[tokio::test]
+    async fn opened_after_waits_for_an_opening_past_the_one_seen() {
+        let gate = Gate::new("facts");
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.opened_after(1).await }
+        });
+        gate.open();
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the first opening was already seen");
+        gate.close();
+        gate.open();
+        assert_eq!(waiting.await.unwrap(), 2);
+        // An opening already made is not waited for.
+        assert_eq!(gate.opened_after(0).await, 2);
     }
 }
