@@ -11,7 +11,8 @@
 # CHAOS_GROUPS; CHAOS_RATE sends/s in all, default 50) with receivers on both replicas, and the
 # faults strike during the stream: SIGKILL of a role, of a chat replica, of Redis, RabbitMQ or
 # the MongoDB stand-in (then started again), or SIGSTOP of MongoDB or Kafka for longer than the
-# clients' timeout. The run asserts that every acknowledged message is stored once with gap-free
+# clients' timeout; and Redis killed or hung with the facts relayed over it (FACTS_RELAY=redis,
+# `scripts/chaos.sh on_the_relay`). The run asserts that every acknowledged message is stored once with gap-free
 # seq, every receiver ends with every message of its groups, every send is answered, and the
 # system recovers by itself (tests/tests/chaos.rs). CI runs the per-fault tests with 400
 # messages each.

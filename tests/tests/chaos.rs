@@ -160,14 +160,17 @@ struct ChaosStack {
 }
 
 impl ChaosStack {
-    async fn start() -> Self {
+    /// The stack, with `settings` added to every process's environment.
+    async fn start(settings: &[(&str, &str)]) -> Self {
         let timeout = ACK_TIMEOUT_SECONDS.to_string();
-        let deployment = Deployment::new(&[
+        let mut env = vec![
             ("CHAT_ACK_TIMEOUT_SECONDS", timeout.as_str()),
             ("CHAT_EVENTS_PER_SECOND", "1000"),
             ("API_MAX_REQUESTS_PER_USER", "0"),
             ("API_MAX_REQUESTS_PER_ADDRESS", "0"),
-        ]);
+        ];
+        env.extend_from_slice(settings);
+        let deployment = Deployment::new(&env);
         let mut roles = HashMap::new();
         for role in ["auth", "group", "message", "gateway"] {
             roles.insert(role, deployment.spawn(role).await);
@@ -496,17 +499,30 @@ async fn recovery(stack: &ChaosStack, probe: &User, probe_group: &str, fault: us
 }
 
 async fn run(faults: &[Fault]) {
+    run_with(&[], faults).await
+}
+
+/// The facts relayed over Redis pub/sub instead of the Kafka topic.
+const RELAY: &[(&str, &str)] = &[("FACTS_RELAY", "redis")];
+
+/// [`run`] on a stack with `settings` in its environment.
+async fn run_with(settings: &[(&str, &str)], faults: &[Fault]) {
     if skip_in_embedded_mode("the fault suite runs the roles as processes on the real servers") {
         return;
     }
+    let on = if settings == RELAY {
+        " (facts over the Redis relay)"
+    } else {
+        ""
+    };
     let label = match faults {
-        [fault] => fault.name(),
-        _ => "every fault in turn".to_string(),
+        [fault] => format!("{}{on}", fault.name()),
+        _ => format!("every fault in turn{on}"),
     };
     let messages = setting("CHAOS_MESSAGES", 400);
     let senders = setting("CHAOS_SENDERS", 20);
     let group_count = setting("CHAOS_GROUPS", 50);
-    let mut stack = ChaosStack::start().await;
+    let mut stack = ChaosStack::start(settings).await;
     let api = stack.api();
 
     // Users in groups of four: group g has users g, g+1, g+2, g+3 (mod the number of users), so
@@ -728,8 +744,8 @@ async fn run(faults: &[Fault]) {
     }
     for (fault, outage, refused_during, recovered) in struck_faults {
         let name = match faults {
-            [_] => fault.name(),
-            _ => format!("in turn: {}", fault.name()),
+            [_] => format!("{}{on}", fault.name()),
+            _ => format!("in turn: {}{on}", fault.name()),
         };
         println!(
             "chaos: {name} | {} messages | outage {:.1} s | {refused} refused ({refused_during} during the fault) | {unanswered} unanswered | longest answer {} ms | recovered {} ms after healing | {replayed} replayed",
@@ -764,6 +780,20 @@ faults! {
     chaos_kill_mongodb => Fault::KillServer(Server::MongoDb),
     chaos_hang_mongodb => Fault::HangServer(Server::MongoDb),
     chaos_hang_kafka => Fault::HangServer(Server::Kafka),
+}
+
+/// Redis killed, then hung, with the facts relayed over it (`FACTS_RELAY=redis`): Redis is then
+/// on the send path (a fact not published fails its command, which is retried), and every
+/// follower's subscription drops or goes silent with it, so the chat replicas subscribe again
+/// and resynchronise their sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kill_redis_on_the_relay() {
+    run_with(RELAY, &[Fault::KillServer(Server::Redis)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_hang_redis_on_the_relay() {
+    run_with(RELAY, &[Fault::HangServer(Server::Redis)]).await;
 }
 
 /// The full form (`scripts/chaos.sh`): one stream of messages (10,000 there) through which every
