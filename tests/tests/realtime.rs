@@ -240,6 +240,16 @@ async fn broker_restart_while_a_replica_is_stopped_resynchronises_its_sockets() 
     assert_eq!(resyncs[0], json!({"groupId": group, "fromSeq": 1}));
     assert_eq!(resyncs[1], json!({"groupId": other, "fromSeq": 0}));
 
+    // Counted where an operator would look.
+    let metrics = chat_tests::Api::new(stack.chat_a.port)
+        .get("/metrics", None)
+        .await
+        .text;
+    assert!(
+        metrics.contains("chat_facts_resubscribed_total 1"),
+        "replica A counts its new subscription: {metrics}"
+    );
+
     // The group's next message does not reach the removed member; the other group's does.
     assert_ok(&a.send(&group, "after removal", "s-2").await);
     assert_ok(&a.send(&other, "still a member", "s-3").await);

@@ -106,6 +106,7 @@ pub struct Metrics {
     pub rpc_handled: Family<RpcLabels, Counter>,
     pub shed: Family<StageLabels, Counter>,
     pub message_hops: HistogramFamily<HopLabels>,
+    pub resubscribed: Counter,
     /// `message_hops` of each [`Hop`], in [`Hop::ALL`]'s order: observed without a label lookup.
     hops: Vec<Histogram>,
 }
@@ -172,6 +173,14 @@ pub fn metrics() -> &'static Metrics {
             shed.clone(),
         );
         registry.register("message_hop_seconds", HOP_HELP, message_hops.clone());
+        let resubscribed = Counter::default();
+        registry.register(
+            "facts_resubscribed",
+            "Times the facts tail subscribed again after losing its subscription (the Redis \
+             relay): facts published meanwhile were not relayed to this process, and a chat \
+             replica resynchronises its sockets",
+            resubscribed.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -181,6 +190,7 @@ pub fn metrics() -> &'static Metrics {
             rpc_handled,
             shed,
             message_hops,
+            resubscribed,
             hops,
         }
     })

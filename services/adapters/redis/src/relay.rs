@@ -162,6 +162,9 @@ impl EventTransport for RedisRelay {
                 Ok(pubsub) => {
                     tracing::info!(channel = %topic, "following over Redis pub/sub");
                     backoff = Duration::from_millis(100);
+                    if attached.openings() > 0 {
+                        chat_ports::metrics::metrics().resubscribed.inc();
+                    }
                     attached.open();
                     if self
                         .follow(topic, pubsub, &shutdown, &handler, &mut offset)
