@@ -87,6 +87,10 @@ impl Chat {
             .collect();
         let in_now: HashSet<&str> = now.iter().map(|(_, room)| room.as_str()).collect();
         for socket in io.to(user_room(user)).sockets() {
+            // One socket's events wait for room in its buffer at most this long in all, so a
+            // socket that stopped reading holds up no other (it is dropped by its next ping).
+            let deadline = Instant::now() + self.limits.ping_timeout;
+            let patience = || deadline.saturating_duration_since(Instant::now());
             let had: HashSet<String> = socket
                 .rooms()
                 .into_iter()
@@ -100,13 +104,7 @@ impl Chat {
                 socket.leave(room.clone());
                 let group_id = &room["g:".len()..];
                 let body = json!({"groupId": group_id, "userId": user});
-                emit_paced(
-                    &socket,
-                    "group.member.removed",
-                    &body,
-                    self.limits.ping_timeout,
-                )
-                .await;
+                emit_paced(&socket, "group.member.removed", &body, patience()).await;
             }
             for (group_id, room) in &now {
                 if !had.contains(room) && !self.touched.contains(user, room) {
@@ -114,7 +112,7 @@ impl Chat {
                 }
                 let from_seq = self.announced_seq(group_id);
                 let body = json!({"groupId": group_id, "fromSeq": from_seq});
-                emit_paced(&socket, "chat.resync", &body, self.limits.ping_timeout).await;
+                emit_paced(&socket, "chat.resync", &body, patience()).await;
             }
         }
     }
