@@ -215,6 +215,7 @@ async fn broker_restart_while_a_replica_is_stopped_resynchronises_its_sockets() 
         "before"
     );
 
+    a.drain();
     stack.chat_a.signal("STOP");
     drop_every_subscription();
     let api = stack.api();
@@ -239,6 +240,10 @@ async fn broker_restart_while_a_replica_is_stopped_resynchronises_its_sockets() 
     resyncs.sort_by_key(|r| r["groupId"] != group.as_str());
     assert_eq!(resyncs[0], json!({"groupId": group, "fromSeq": 1}));
     assert_eq!(resyncs[1], json!({"groupId": other, "fromSeq": 0}));
+    // And who is online now, as on connect: bob, whose socket is on this replica.
+    let presence = a.next("user.presence", WAIT).await;
+    assert_eq!(presence["users"][0]["userId"], bob.id.as_str());
+    assert_eq!(presence["users"][0]["isOnline"], true);
 
     // Counted where an operator would look.
     let metrics = chat_tests::Api::new(stack.chat_a.port)

@@ -4401,6 +4401,7 @@ var Chat = class {
     state.messages = void 0;
     if (this.openGroupId === event.groupId) {
       this.loadLatest(state).catch(() => void 0);
+      this.loadReceipts(state).catch(() => void 0);
     }
     this.scheduleGroupsRefresh();
     this.notify({ kind: "messages", groupId: event.groupId });

@@ -890,6 +890,7 @@ export class Chat {
     state.messages = undefined;
     if (this.openGroupId === event.groupId) {
       this.loadLatest(state).catch(() => undefined);
+      this.loadReceipts(state).catch(() => undefined);
     }
     this.scheduleGroupsRefresh();
     this.notify({ kind: "messages", groupId: event.groupId });

@@ -1452,6 +1452,15 @@ async fn presence_of(chat: &Chat, user: &str) -> Result<Vec<Value>, Error> {
         .rpc
         .call::<GroupList>(&caller, &CallContext::internal())
         .await?;
+    presence_among(chat, user, &groups).await
+}
+
+/// [`presence_of`] with `user`'s groups already known.
+async fn presence_among(
+    chat: &Chat,
+    user: &str,
+    groups: &[GroupView],
+) -> Result<Vec<Value>, Error> {
     let mut ids: Vec<String> = groups
         .iter()
         .flat_map(|g| g.members.iter().map(|m| m.user_id.clone()))

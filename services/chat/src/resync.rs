@@ -6,7 +6,8 @@
 //! edit, deletion or receipt would never reach the sockets here. So, once the tail has
 //! subscribed again, every socket of this replica is put back in the rooms of the groups its
 //! user belongs to now (asked of the group role), told of each group it is no longer in
-//! (`group.member.removed`), and asked to refetch each group it is in (`chat.resync`). The
+//! (`group.member.removed`), asked to refetch each group it is in (`chat.resync`), and sent
+//! who of its co-members is online (`user.presence`, as on connect). The
 //! Kafka tail never needs this: it resumes from its offset.
 
 use std::collections::HashSet;
@@ -86,6 +87,14 @@ impl Chat {
             .map(|g| (g.id.clone(), group_room(&g.id)))
             .collect();
         let in_now: HashSet<&str> = now.iter().map(|(_, room)| room.as_str()).collect();
+        // Who of the co-members is online now: `user.online` / `user.offline` may have been missed.
+        let presence = match presence_among(self, user, &groups).await {
+            Ok(users) => Some(json!({ "users": users })),
+            Err(e) => {
+                tracing::warn!(error = %e, "no presence snapshot after a gap in the facts");
+                None
+            }
+        };
         for socket in io.to(user_room(user)).sockets() {
             // One socket's events wait for room in its buffer at most this long in all, so a
             // socket that stopped reading holds up no other (it is dropped by its next ping).
@@ -113,6 +122,9 @@ impl Chat {
                 let from_seq = self.announced_seq(group_id);
                 let body = json!({"groupId": group_id, "fromSeq": from_seq});
                 emit_paced(&socket, "chat.resync", &body, patience()).await;
+            }
+            if let Some(presence) = &presence {
+                emit_paced(&socket, "user.presence", presence, patience()).await;
             }
         }
     }
