@@ -225,7 +225,7 @@ fn events() -> Vec<Event> {
         },
         Event {
             event: "user.presence",
-            summary: "Once on connect: the co-members and whether each is online",
+            summary: "On connect, and again after a replica's resync: the co-members and whether each is online",
             payload: presence(),
         },
         Event {
