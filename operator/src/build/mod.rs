@@ -27,7 +27,7 @@ use crate::upgrade::Versions;
 
 pub use dependency::{rabbitmq_app_permissions, rabbitmq_app_user_script, redis_app_rules};
 pub use migration::migration_job;
-pub use routing::url;
+pub use routing::{admitted_components, url};
 
 /// Field manager of every server-side apply the operator sends.
 pub const FIELD_MANAGER: &str = "chat-operator";

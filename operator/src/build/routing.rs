@@ -208,6 +208,20 @@ pub(super) fn network_policy(cfg: &ValidatedConfig, kind: DependencyKind) -> Net
     }
 }
 
+/// The components (and the migration Job) a dependency's NetworkPolicy from
+/// [`network_policy`] admits, as read back from the policy.
+pub fn admitted_components(policy: &NetworkPolicy) -> Vec<String> {
+    policy
+        .spec
+        .iter()
+        .flat_map(|s| s.ingress.iter().flatten())
+        .flat_map(|r| r.from.iter().flatten())
+        .flat_map(|p| p.pod_selector.iter())
+        .flat_map(|s| s.match_expressions.iter().flatten())
+        .flat_map(|e| e.values.iter().flatten().cloned())
+        .collect()
+}
+
 /// Admit traffic to a component's pods only where it serves: the API port of the gateway and
 /// chat (from the client peers) and every component's management port (from the monitoring
 /// peers). Auth, group and message talk through the broker and the log, so nothing may open

@@ -744,15 +744,7 @@ fn admitted_by(built: &[Resource], name: &str) -> Vec<String> {
     let Some(Resource::NetworkPolicy(policy)) = find(built, "NetworkPolicy", name) else {
         panic!("no NetworkPolicy {name}");
     };
-    policy
-        .spec
-        .iter()
-        .flat_map(|s| s.ingress.iter().flatten())
-        .flat_map(|r| r.from.iter().flatten())
-        .flat_map(|p| p.pod_selector.iter())
-        .flat_map(|s| s.match_expressions.iter().flatten())
-        .flat_map(|e| e.values.iter().flatten().cloned())
-        .collect()
+    super::admitted_components(policy)
 }
 
 /// `factsRelay: Redis` tells every component (`FACTS_RELAY` in the shared ConfigMap) and gives

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chat_operator::build::{build, Resource, VERSION_LABEL};
+use chat_operator::build::{admitted_components, build, Resource, VERSION_LABEL};
 use chat_operator::config::validate;
 use chat_operator::config::Component;
 use chat_operator::crd::ChatDeployment;
@@ -12,7 +12,8 @@ use chat_operator::upgrade::Versions;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::GroupVersionKind;
@@ -1488,4 +1489,139 @@ async fn a_list_of_watched_namespaces_is_reconciled_with_a_role_in_each() {
     let _ = namespaces
         .delete(&unwatched, &DeleteParams::default())
         .await;
+}
+
+/// Waits until every Deployment and StatefulSet has rolled out its current template: the
+/// controllers saw it, and every replica runs it and is ready (the test's nodes play the kubelet).
+async fn all_rolled(stack: &Stack) {
+    let deployments: Api<Deployment> = stack.api();
+    let sets: Api<StatefulSet> = stack.api();
+    eventually(
+        || format!("every workload rolled\n{}", stack.operator_logs()),
+        READY_WITHIN,
+        || async {
+            for d in deployments.list(&Default::default()).await.unwrap() {
+                let (spec, status) = (
+                    d.spec.clone().unwrap(),
+                    d.status.clone().unwrap_or_default(),
+                );
+                let want = spec.replicas.unwrap_or(1);
+                if status.observed_generation != d.metadata.generation
+                    || status.updated_replicas.unwrap_or(0) != want
+                    || status.ready_replicas.unwrap_or(0) != want
+                    || status.replicas.unwrap_or(0) != want
+                {
+                    return Err(format!("Deployment {} rolling: {status:?}", d.name_any()));
+                }
+            }
+            for s in sets.list(&Default::default()).await.unwrap() {
+                let status = s.status.clone().unwrap_or_default();
+                let want = s.spec.as_ref().unwrap().replicas.unwrap_or(1);
+                if status.observed_generation != s.metadata.generation
+                    || status.current_revision != status.update_revision
+                    || status.ready_replicas.unwrap_or(0) != want
+                {
+                    return Err(format!("StatefulSet {} rolling: {status:?}", s.name_any()));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// What the live objects say of the facts relay: the shared ConfigMap's `FACTS_RELAY`, whether
+/// group and message have `REDIS_URL` and get through Redis's NetworkPolicy, and whether Redis's
+/// application user may use the facts channel; each must be there with the relay only.
+async fn assert_live_relay(stack: &Stack, redis: bool) {
+    let configs: Api<ConfigMap> = stack.api();
+    let data = configs.get("chat-config").await.unwrap().data.unwrap();
+    assert_eq!(
+        data.get("FACTS_RELAY").map(String::as_str),
+        redis.then_some("redis"),
+        "the ConfigMap's FACTS_RELAY"
+    );
+    let deployments: Api<Deployment> = stack.api();
+    let policy: Api<NetworkPolicy> = stack.api();
+    let admitted = admitted_components(&policy.get("chat-redis").await.unwrap());
+    for role in ["group", "message"] {
+        let template = deployments
+            .get(&format!("chat-{role}"))
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .template;
+        let app = template
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .find(|c| c.name == chat_operator::build::APP_CONTAINER)
+            .expect("the app container");
+        let has_url = app.env.iter().flatten().any(|e| e.name == "REDIS_URL");
+        assert_eq!(has_url, redis, "{role}'s REDIS_URL");
+        assert_eq!(
+            admitted.contains(&role.to_string()),
+            redis,
+            "{role} through Redis's NetworkPolicy: {admitted:?}"
+        );
+    }
+    let sets: Api<StatefulSet> = stack.api();
+    let args = sets
+        .get("chat-redis")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+        .join(" ");
+    assert_eq!(
+        args.contains("&chat.chat.facts"),
+        redis,
+        "Redis's ACL and the facts channel: {args}"
+    );
+}
+
+/// `spec.factsRelay` switched on a running stack, Kafka to Redis and back, through the real API
+/// server's server-side apply and the real workload controllers: each way, the live objects say
+/// what the operator builds for the spec and nothing of the other setting is left behind (a key,
+/// an environment variable, a policy rule, an ACL grant), every workload rolls and the stack
+/// is Ready again; back on Kafka, every pod template is what it was before the switch.
+#[tokio::test]
+async fn facts_relay_switched_and_back_leaves_nothing_of_the_other_setting() {
+    let stack = reaches_ready("relay", "examples/minimal.yaml", &[]).await;
+    let before = template_hashes(&stack).await;
+    assert_live_relay(&stack, false).await;
+    for (relay, redis) in [("Redis", true), ("Kafka", false)] {
+        let generation = stack
+            .patch_spec("chat", json!({"factsRelay": relay}))
+            .await
+            .metadata
+            .generation;
+        stack
+            .wait_status("chat", &format!("{relay} observed"), READY_WITHIN, |cd| {
+                cd.status.as_ref().unwrap().observed_generation == generation
+            })
+            .await;
+        all_rolled(&stack).await;
+        stack
+            .wait_status("chat", &format!("Ready on {relay}"), READY_WITHIN, |cd| {
+                has_condition(cd, "Ready", "True", "Available")
+                    && has_condition(cd, "Progressing", "False", "RolloutComplete")
+            })
+            .await;
+        assert_live_relay(&stack, redis).await;
+    }
+    assert_eq!(
+        template_hashes(&stack).await,
+        before,
+        "back on Kafka, every pod template is what it was"
+    );
 }
