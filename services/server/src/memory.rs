@@ -164,10 +164,16 @@ pub async fn give_back_after_busy_spells() {
         last = now;
         if spells.sample(used) {
             let before = resident_kib();
-            give_back();
+            let started = std::time::Instant::now();
+            // On a blocking thread: a trim walks every heap under its lock and returns pages
+            // one range at a time, which is no work for a runtime worker to stall on.
+            if tokio::task::spawn_blocking(give_back).await.is_err() {
+                return;
+            }
             tracing::debug!(
                 resident_kib_before = before,
                 resident_kib_after = resident_kib(),
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "gave the allocator's free pages back after a busy spell"
             );
         }
