@@ -166,6 +166,11 @@ fn group_room(group_id: &str) -> String {
     format!("g:{group_id}")
 }
 
+/// The group whose room `room` is ([`group_room`]); `None` for any other room.
+fn room_group(room: &str) -> Option<&str> {
+    room.strip_prefix("g:")
+}
+
 /// The sockets of a group's room still being replayed what they missed.
 fn replaying_room(room: &str) -> String {
     format!("replaying:{room}")
@@ -1350,7 +1355,7 @@ async fn came_online(chat: &Chat, socket: &SocketRef, user: &str) {
     let group_ids: Vec<String> = socket
         .rooms()
         .iter()
-        .filter_map(|r| r.strip_prefix("g:").map(String::from))
+        .filter_map(|r| room_group(r).map(String::from))
         .collect();
     announce(chat, user, true, chrono::Utc::now(), group_ids).await;
 }

@@ -82,11 +82,7 @@ impl Chat {
         let Some(groups) = self.groups_now(user).await else {
             return;
         };
-        let now: Vec<(String, String)> = groups
-            .iter()
-            .map(|g| (g.id.clone(), group_room(&g.id)))
-            .collect();
-        let in_now: HashSet<&str> = now.iter().map(|(_, room)| room.as_str()).collect();
+        let now: HashSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
         // Who of the co-members is online now: `user.online` / `user.offline` may have been missed.
         let presence = match presence_among(self, user, &groups).await {
             Ok(users) => Some(json!({ "users": users })),
@@ -102,22 +98,22 @@ impl Chat {
             let patience = || deadline.saturating_duration_since(Instant::now());
             let had: HashSet<String> = socket
                 .rooms()
-                .into_iter()
-                .map(|r| r.to_string())
-                .filter(|r| r.starts_with("g:"))
+                .iter()
+                .filter_map(|r| room_group(r).map(String::from))
                 .collect();
-            for room in had.iter().filter(|r| !in_now.contains(r.as_str())) {
-                if self.touched.contains(user, room) {
+            for group_id in had.iter().filter(|g| !now.contains(g.as_str())) {
+                let room = group_room(group_id);
+                if self.touched.contains(user, &room) {
                     continue;
                 }
-                socket.leave(room.clone());
-                let group_id = &room["g:".len()..];
+                socket.leave(room);
                 let body = json!({"groupId": group_id, "userId": user});
                 emit_paced(&socket, "group.member.removed", &body, patience()).await;
             }
-            for (group_id, room) in &now {
-                if !had.contains(room) && !self.touched.contains(user, room) {
-                    socket.join(room.clone());
+            for group_id in &now {
+                let room = group_room(group_id);
+                if !had.contains(*group_id) && !self.touched.contains(user, &room) {
+                    socket.join(room);
                 }
                 let from_seq = self.announced_seq(group_id);
                 let body = json!({"groupId": group_id, "fromSeq": from_seq});
